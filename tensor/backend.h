@@ -1,0 +1,138 @@
+// The device boundary: the small set of primitive kernels a backend implements.
+//
+// Everything above this interface (tensor/ops.h, autograd/, nn/, attacks/) is written against
+// Tensor only. A backend receives tensors whose shapes and dtypes the caller (tensor/ops.cpp)
+// has already checked and whose outputs it has already allocated, and it fills the outputs.
+// tensor/cpu/ implements it with loops and OpenBLAS; tensor/cuda/ will implement it with own
+// kernels, cuBLAS and cuDNN. All tensors are contiguous and row-major.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace afd {
+
+enum class UnaryOp : uint8_t {
+  neg, exp, log, sqrt, abs, sign, relu, sigmoid, tanh, atanh,
+  softplus,     // log(1 + exp(a x)) / a, linear where a x > b (PyTorch's beta = a, threshold = b)
+  leaky_relu,   // x > 0 ? x : a x
+  clamp,        // min(max(x, a), b)
+  pow,          // x^a
+  affine,       // a x + b
+  gt_scalar,    // x > a ? 1 : 0
+  in_range,     // a <= x <= b ? 1 : 0 (clamp's derivative mask, inclusive as in PyTorch)
+  leaky_slope,  // x > 0 ? 1 : a     (leaky_relu's derivative)
+  reciprocal,   // 1 / x
+};
+
+enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq };
+
+struct Conv2dParams {
+  int64_t stride = 1, padding = 0;
+};
+
+struct Pool2dParams {
+  int64_t kernel = 2, stride = 2, padding = 0;
+};
+
+// Every kernel launch the op layer makes, counted per kind. Tests use these counts to prove that
+// work nobody asked for is skipped (for example no weight gradient during an attack).
+enum class Kernel : uint8_t {
+  elementwise, reduce, gemm, conv2d_forward, conv2d_backward_data, conv2d_backward_filter,
+  batch_norm_forward, batch_norm_backward, pool_forward, pool_backward, softmax, cross_entropy,
+  index, copy, rng, count_
+};
+const char* kernel_name(Kernel k);
+int64_t kernel_calls(Kernel k);
+void count_kernel(Kernel k);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr, size_t bytes) = 0;
+  // dst = src (same numel) with dtype conversion. src may live on another device for copies
+  // between host and device; the backend of the non-CPU side does the transfer.
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  virtual void fill(Tensor& out, double value) = 0;
+  virtual void arange(Tensor& out, double start, double step) = 0;
+
+  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double a, double b) = 0;
+  // out = a (op) b with NumPy broadcasting: a and b have out's rank (size-1 dims broadcast).
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // out = cond != 0 ? a : b, broadcasting as binary().
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) = 0;
+
+  // out = x summed over every dim where out has size 1 and x does not (same rank).
+  virtual void sum_to(const Tensor& x, Tensor& out) = 0;
+  // values, indices = max of x over dim (shapes of x with that dim removed; first max wins).
+  virtual void max_dim(const Tensor& x, int dim, Tensor& values, Tensor& indices) = 0;
+
+  // C = alpha op(A) op(B) + beta C with op(X) = X or X^T; A, B, C 2-D.
+  virtual void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
+                    double beta, Tensor& c) = 0;
+
+  // x [N, C, H, W], w [K, C, R, S], bias [K] or undefined, y [N, K, P, Q].
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
+                              const Conv2dParams& p, Tensor& y) = 0;
+  virtual void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dParams& p,
+                                    Tensor& dx) = 0;
+  // dw = sum over the batch; dbias (if defined) = dy summed over N, P, Q.
+  virtual void conv2d_backward_filter(const Tensor& dy, const Tensor& x, const Conv2dParams& p,
+                                      Tensor& dw, Tensor& dbias) = 0;
+
+  // Batch norm over every dim but 1 of x [N, C, ...]. Train mode: batch statistics; writes
+  // mean [C], the biased variance var [C] and invstd [C] = 1 / sqrt(var + eps).
+  virtual void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                double eps, Tensor& y, Tensor& mean, Tensor& var,
+                                Tensor& invstd) = 0;
+  // Eval mode: y = (x - mean) * invstd * gamma + beta with the given statistics.
+  virtual void batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                const Tensor& mean, const Tensor& invstd, Tensor& y) = 0;
+  // Train-mode backward; any of dx, dgamma, dbeta may be undefined (not computed).
+  virtual void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                                   const Tensor& mean, const Tensor& invstd, Tensor& dx,
+                                   Tensor& dgamma, Tensor& dbeta) = 0;
+
+  // Max pooling writes the flat index (within the H*W plane) of each maximum.
+  virtual void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y,
+                                  Tensor& indices) = 0;
+  virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx) = 0;
+  // Average pooling, padding counted in the divisor (PyTorch's count_include_pad=True).
+  virtual void avg_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y) = 0;
+  virtual void avg_pool2d_backward(const Tensor& dy, const Pool2dParams& p, Tensor& dx) = 0;
+
+  // Softmax or log-softmax of x over dim, numerically stable (max subtracted).
+  virtual void softmax(const Tensor& x, int dim, bool log, Tensor& out) = 0;
+  // loss[n] = logsumexp(logits[n, :]) - logits[n, labels[n]]; logits [N, C], labels i64 [N].
+  virtual void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss) = 0;
+
+  // out[.., i, ..] = x[.., index[.., i, ..], ..] along dim (index i64, out shaped like index).
+  virtual void gather(const Tensor& x, int dim, const Tensor& index, Tensor& out) = 0;
+  // out[.., index[.., i, ..], ..] += src[.., i, ..] along dim.
+  virtual void scatter_add(Tensor& out, int dim, const Tensor& index, const Tensor& src) = 0;
+  // out[i, ...] = table[index[i], ...]; index i64 1-D.
+  virtual void index_select(const Tensor& table, const Tensor& index, Tensor& out) = 0;
+  // out[index[i], ...] += src[i, ...].
+  virtual void index_add(Tensor& out, const Tensor& index, const Tensor& src) = 0;
+  // dst[.., dst_start + j, ..] = src[.., src_start + j, ..] along dim for j < len.
+  virtual void copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, int64_t dst_start,
+                         int dim, int64_t len) = 0;
+
+  // Philox 4x32-10 streams (tensor/rng.h documents the counter layout).
+  virtual void uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) = 0;
+  virtual void normal(Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) = 0;
+};
+
+// The backend that owns tensors on `device`. Throws for a CUDA device when the project was
+// built without CUDA or no such device is visible.
+Backend& backend(Device device);
+
+// Threads the CPU backend uses (OpenMP); defaults to the number of cores.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace afd

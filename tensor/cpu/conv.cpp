@@ -1,0 +1,240 @@
+// CPU gemm (OpenBLAS) and 2-D convolution as im2col + gemm.
+//
+// For one image x_n [C, H, W] and weights w [K, C, R, S] (output y_n [K, P, Q]):
+//   col [C*R*S, P*Q]:  col[(c, r, s), (p, q)] = x_n[c, p*stride - pad + r, q*stride - pad + s] (0 outside)
+//   forward:           y_n [K, P*Q]       = w [K, C*R*S] . col
+//   backward data:     dcol [C*R*S, P*Q]  = w^T . dy_n;   dx_n = col2im(dcol) (sum of overlaps)
+//   backward filter:   dw [K, C*R*S]     += dy_n . col^T; dbias[k] += sum_(p,q) dy_n[k, p, q]
+// Images are processed in parallel (one OpenMP thread per image, single-threaded gemm), which
+// suits the small matrices of CIFAR and MNIST layers.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tensor/cpu/cpu_backend.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace afd::cpu {
+
+CpuBackend::CpuBackend() {
+  // The backend parallelises around gemm calls itself; OpenBLAS threads inside would oversubscribe.
+  openblas_set_num_threads(1);
+}
+
+Backend& cpu_backend() {
+  static CpuBackend instance;
+  return instance;
+}
+
+namespace {
+
+// Row-major gemm on raw pointers: C[m, n] = alpha op(A) op(B) + beta C, with leading dimensions
+// given (a sub-block of a larger matrix keeps its parent's leading dimension).
+inline void gemm_ld(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
+              alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline void gemm_ld(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                    int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
+              alpha, a, lda, b, ldb, beta, c, ldc);
+}
+// Whole, dense matrices.
+template <class T>
+void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b,
+              T beta, T* c) {
+  gemm_ld(ta, tb, m, n, k, alpha, a, ta ? m : k, b, tb ? k : n, beta, c, n);
+}
+
+struct ConvGeometry {
+  int64_t N, C, H, W, K, R, S, P, Q, stride, pad;
+  int64_t crs() const { return C * R * S; }
+  int64_t pq() const { return P * Q; }
+  // A 1x1 stride-1 unpadded convolution needs no im2col: col is the image itself.
+  bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
+};
+
+ConvGeometry geometry(const Shape& x, const Shape& w, const Shape& y, const Conv2dParams& p) {
+  return {x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], p.stride, p.padding};
+}
+
+template <class T>
+void im2col(const T* x, const ConvGeometry& g, T* col) {
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        T* dst = col + ((c * g.R + r) * g.S + s) * g.pq();
+        for (int64_t p = 0; p < g.P; ++p) {
+          int64_t h = p * g.stride - g.pad + r;
+          T* row = dst + p * g.Q;
+          if (h < 0 || h >= g.H) {
+            std::memset(row, 0, g.Q * sizeof(T));
+            continue;
+          }
+          const T* src = x + (c * g.H + h) * g.W;
+          if (g.stride == 1) {
+            // Valid q range: 0 <= q - pad + s < W.
+            int64_t q0 = std::max<int64_t>(0, g.pad - s), q1 = std::min<int64_t>(g.Q, g.W + g.pad - s);
+            for (int64_t q = 0; q < q0; ++q) row[q] = 0;
+            if (q1 > q0) std::memcpy(row + q0, src + q0 - g.pad + s, (q1 - q0) * sizeof(T));
+            for (int64_t q = std::max(q0, q1); q < g.Q; ++q) row[q] = 0;
+          } else {
+            for (int64_t q = 0; q < g.Q; ++q) {
+              int64_t w = q * g.stride - g.pad + s;
+              row[q] = (w >= 0 && w < g.W) ? src[w] : T(0);
+            }
+          }
+        }
+      }
+}
+
+// dx += col2im(col): the adjoint of im2col.
+template <class T>
+void col2im(const T* col, const ConvGeometry& g, T* dx) {
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const T* src = col + ((c * g.R + r) * g.S + s) * g.pq();
+        for (int64_t p = 0; p < g.P; ++p) {
+          int64_t h = p * g.stride - g.pad + r;
+          if (h < 0 || h >= g.H) continue;
+          T* row = dx + (c * g.H + h) * g.W;
+          const T* in = src + p * g.Q;
+          for (int64_t q = 0; q < g.Q; ++q) {
+            int64_t w = q * g.stride - g.pad + s;
+            if (w >= 0 && w < g.W) row[w] += in[q];
+          }
+        }
+      }
+}
+
+}  // namespace
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
+                      double beta, Tensor& c) {
+  int64_t m = c.size(0), n = c.size(1), k = trans_a ? a.size(0) : a.size(1);
+  dispatch_float(a.dtype(), "gemm", [&]<class T>() {
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* pc = c.data<T>();
+    // Split the rows of C across threads when the product is big enough to pay for it.
+    int threads = (m * n * k > (1 << 18) && m >= 2 * omp_get_max_threads()) ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(threads)
+    {
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+      // Rows r0..r1 of op(A): rows of A [m, k], or columns of A [k, m] when transposed.
+      const T* a_rows = trans_a ? pa + r0 : pa + r0 * k;
+      if (r1 > r0)
+        gemm_ld(trans_a, trans_b, r1 - r0, n, k, T(alpha), a_rows, trans_a ? m : k, pb, trans_b ? k : n,
+                T(beta), pc + r0 * n, n);
+    }
+  });
+}
+
+void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                const Conv2dParams& p, Tensor& y) {
+  ConvGeometry g = geometry(x.shape(), w.shape(), y.shape(), p);
+  dispatch_float(x.dtype(), "conv2d", [&]<class T>() {
+    const T* px = x.data<T>();
+    const T* pw = w.data<T>();
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    T* py = y.data<T>();
+#pragma omp parallel
+    {
+      std::vector<T> col(g.is_pointwise() ? 0 : g.crs() * g.pq());
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* xn = px + n * g.C * g.H * g.W;
+        T* yn = py + n * g.K * g.pq();
+        const T* cn = xn;
+        if (!g.is_pointwise()) {
+          im2col(xn, g, col.data());
+          cn = col.data();
+        }
+        if (pb)
+          for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * g.pq(), yn + (k + 1) * g.pq(), pb[k]);
+        gemm_raw(false, false, g.K, g.pq(), g.crs(), T(1), pw, cn, pb ? T(1) : T(0), yn);
+      }
+    }
+  });
+}
+
+void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dParams& p,
+                                      Tensor& dx) {
+  ConvGeometry g = geometry(dx.shape(), w.shape(), dy.shape(), p);
+  dispatch_float(dy.dtype(), "conv2d_backward_data", [&]<class T>() {
+    const T* pdy = dy.data<T>();
+    const T* pw = w.data<T>();
+    T* pdx = dx.data<T>();
+#pragma omp parallel
+    {
+      std::vector<T> col(g.is_pointwise() ? 0 : g.crs() * g.pq());
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) {
+        T* dxn = pdx + n * g.C * g.H * g.W;
+        const T* dyn = pdy + n * g.K * g.pq();
+        if (g.is_pointwise()) {
+          gemm_raw(true, false, g.C, g.pq(), g.K, T(1), pw, dyn, T(0), dxn);
+          continue;
+        }
+        gemm_raw(true, false, g.crs(), g.pq(), g.K, T(1), pw, dyn, T(0), col.data());
+        std::fill(dxn, dxn + g.C * g.H * g.W, T(0));
+        col2im(col.data(), g, dxn);
+      }
+    }
+  });
+}
+
+void CpuBackend::conv2d_backward_filter(const Tensor& dy, const Tensor& x, const Conv2dParams& p,
+                                        Tensor& dw, Tensor& dbias) {
+  ConvGeometry g = geometry(x.shape(), dw.shape(), dy.shape(), p);
+  dispatch_float(dy.dtype(), "conv2d_backward_filter", [&]<class T>() {
+    const T* pdy = dy.data<T>();
+    const T* px = x.data<T>();
+    int nt = omp_get_max_threads();
+    // Per-thread partial sums, combined in thread order afterwards (deterministic).
+    std::vector<std::vector<T>> partial_w(nt, std::vector<T>(g.K * g.crs(), T(0)));
+    std::vector<std::vector<double>> partial_b(nt, std::vector<double>(dbias.defined() ? g.K : 0, 0.0));
+#pragma omp parallel
+    {
+      int t = omp_get_thread_num();
+      std::vector<T> col(g.is_pointwise() ? 0 : g.crs() * g.pq());
+      // Static contiguous chunks: thread t always gets the same images.
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* xn = px + n * g.C * g.H * g.W;
+        const T* dyn = pdy + n * g.K * g.pq();
+        const T* cn = xn;
+        if (!g.is_pointwise()) {
+          im2col(xn, g, col.data());
+          cn = col.data();
+        }
+        gemm_raw(false, true, g.K, g.crs(), g.pq(), T(1), dyn, cn, T(1), partial_w[t].data());
+        for (size_t k = 0; k < partial_b[t].size(); ++k) {
+          double s = 0;
+          for (int64_t i = 0; i < g.pq(); ++i) s += dyn[k * g.pq() + i];
+          partial_b[t][k] += s;
+        }
+      }
+    }
+    T* pdw = dw.data<T>();
+    std::copy(partial_w[0].begin(), partial_w[0].end(), pdw);
+    for (int t = 1; t < nt; ++t)
+      for (int64_t i = 0; i < g.K * g.crs(); ++i) pdw[i] += partial_w[t][i];
+    if (dbias.defined()) {
+      T* pdb = dbias.data<T>();
+      for (int64_t k = 0; k < g.K; ++k) {
+        double s = 0;
+        for (int t = 0; t < nt; ++t) s += partial_b[t][k];
+        pdb[k] = static_cast<T>(s);
+      }
+    }
+  });
+}
+
+}  // namespace afd::cpu

@@ -1,0 +1,545 @@
+// CPU kernels: copies, elementwise ops with broadcasting, reductions, softmax and cross-entropy,
+// indexing and random numbers.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/rng.h"
+
+namespace afd::cpu {
+
+Around around(const Shape& s, int dim) {
+  Around a{1, s[dim], 1};
+  for (int i = 0; i < dim; ++i) a.outer *= s[i];
+  for (size_t i = dim + 1; i < s.size(); ++i) a.inner *= s[i];
+  return a;
+}
+
+void* CpuBackend::allocate(size_t bytes) {
+  // 64-byte alignment for vector loads; aligned_alloc wants a multiple of the alignment.
+  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  AFD_CHECK(p != nullptr, "cpu: out of memory allocating {} bytes", bytes);
+  return p;
+}
+
+void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  AFD_CHECK(src.device().is_cpu() && dst.device().is_cpu(), "cpu copy: {} -> {} needs the CUDA backend",
+            src.device().str(), dst.device().str());
+  if (src.dtype() == dst.dtype()) {
+    std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
+    return;
+  }
+  dispatch_all(src.dtype(), [&]<class S>() {
+    dispatch_all(dst.dtype(), [&]<class D>() {
+      const S* s = src.data<S>();
+      D* d = dst.data<D>();
+      int64_t n = src.numel();
+#pragma omp parallel for if (n > kParallelGrain)
+      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
+    });
+  });
+}
+
+void CpuBackend::fill(Tensor& out, double value) {
+  dispatch_all(out.dtype(), [&]<class T>() {
+    T* o = out.data<T>();
+    std::fill(o, o + out.numel(), static_cast<T>(value));
+  });
+}
+
+void CpuBackend::arange(Tensor& out, double start, double step) {
+  dispatch_all(out.dtype(), [&]<class T>() {
+    T* o = out.data<T>();
+    for (int64_t i = 0; i < out.numel(); ++i) o[i] = static_cast<T>(start + step * static_cast<double>(i));
+  });
+}
+
+// ---- elementwise -----------------------------------------------------------------------------
+namespace {
+
+template <class T, class F>
+void map_unary(const Tensor& x, Tensor& out, F f) {
+  const T* in = x.data<T>();
+  T* o = out.data<T>();
+  int64_t n = x.numel();
+#pragma omp parallel for simd if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = f(in[i]);
+}
+
+template <class T>
+void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, T a, T b) {
+  switch (op) {
+    case UnaryOp::neg: return map_unary<T>(x, out, [](T v) { return -v; });
+    case UnaryOp::exp: return map_unary<T>(x, out, [](T v) { return std::exp(v); });
+    case UnaryOp::log: return map_unary<T>(x, out, [](T v) { return std::log(v); });
+    case UnaryOp::sqrt: return map_unary<T>(x, out, [](T v) { return std::sqrt(v); });
+    case UnaryOp::abs: return map_unary<T>(x, out, [](T v) { return std::abs(v); });
+    case UnaryOp::sign: return map_unary<T>(x, out, [](T v) { return T((v > 0) - (v < 0)); });
+    case UnaryOp::relu: return map_unary<T>(x, out, [](T v) { return v > 0 ? v : T(0); });
+    case UnaryOp::sigmoid: return map_unary<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case UnaryOp::tanh: return map_unary<T>(x, out, [](T v) { return std::tanh(v); });
+    case UnaryOp::atanh: return map_unary<T>(x, out, [](T v) { return std::atanh(v); });
+    case UnaryOp::softplus:
+      // log1p(exp(a v)) / a, computed without overflow; linear above the threshold as in PyTorch.
+      return map_unary<T>(x, out, [a, b](T v) {
+        T z = a * v;
+        return z > b ? v : (std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)))) / a;
+      });
+    case UnaryOp::leaky_relu: return map_unary<T>(x, out, [a](T v) { return v > 0 ? v : a * v; });
+    case UnaryOp::clamp: return map_unary<T>(x, out, [a, b](T v) { return std::min(std::max(v, a), b); });
+    case UnaryOp::pow: return map_unary<T>(x, out, [a](T v) { return std::pow(v, a); });
+    case UnaryOp::affine: return map_unary<T>(x, out, [a, b](T v) { return a * v + b; });
+    case UnaryOp::gt_scalar: return map_unary<T>(x, out, [a](T v) { return T(v > a); });
+    case UnaryOp::in_range: return map_unary<T>(x, out, [a, b](T v) { return T(v >= a && v <= b); });
+    case UnaryOp::leaky_slope: return map_unary<T>(x, out, [a](T v) { return v > 0 ? T(1) : a; });
+    case UnaryOp::reciprocal: return map_unary<T>(x, out, [](T v) { return T(1) / v; });
+  }
+  AFD_FAIL("unary: unknown op {}", static_cast<int>(op));
+}
+
+// Broadcast iteration over up to three operands that have the output's rank. Dimensions are
+// coalesced where every operand is contiguous across them, so [N, C, H, W] + [1, C, 1, 1]
+// becomes rows of H*W elements with the second operand constant along each row.
+struct Strided {
+  std::vector<int64_t> sizes;                 // coalesced output sizes, innermost last
+  std::vector<std::array<int64_t, 3>> strides;  // per dim, per operand (0 = broadcast)
+};
+
+Strided coalesce(const Shape& out, std::initializer_list<const Tensor*> ops) {
+  Strided s;
+  int rank = static_cast<int>(out.size());
+  std::array<int64_t, 3> running{1, 1, 1};
+  std::vector<std::array<int64_t, 3>> strides(rank);
+  for (int d = rank - 1; d >= 0; --d) {
+    int k = 0;
+    for (const Tensor* t : ops) {
+      bool broadcast = t->shape()[d] == 1 && out[d] != 1;
+      strides[d][k] = broadcast ? 0 : running[k];
+      running[k] *= t->shape()[d];
+      ++k;
+    }
+  }
+  for (int d = 0; d < rank; ++d) {
+    if (out[d] == 1) continue;
+    if (!s.sizes.empty()) {
+      auto& prev = s.strides.back();
+      bool merge = true;
+      for (size_t k = 0; k < ops.size(); ++k) merge &= prev[k] == strides[d][k] * out[d];
+      if (merge) {
+        s.sizes.back() *= out[d];
+        prev = strides[d];
+        continue;
+      }
+    }
+    s.sizes.push_back(out[d]);
+    s.strides.push_back(strides[d]);
+  }
+  if (s.sizes.empty()) {
+    s.sizes.push_back(1);
+    s.strides.push_back({1, 1, 1});
+  }
+  return s;
+}
+
+// Calls row(offsets, n, strides of the innermost dim) for every innermost row of the output.
+template <class Row>
+void for_each_row(const Strided& s, size_t nops, Row row) {
+  int rank = static_cast<int>(s.sizes.size());
+  int64_t inner = s.sizes.back();
+  int64_t rows = 1;
+  for (int d = 0; d < rank - 1; ++d) rows *= s.sizes[d];
+  const auto& in_strides = s.strides.back();
+#pragma omp parallel for if (rows * inner > kParallelGrain && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    std::array<int64_t, 3> off{0, 0, 0};
+    int64_t rem = r;
+    for (int d = rank - 2; d >= 0; --d) {
+      int64_t i = rem % s.sizes[d];
+      rem /= s.sizes[d];
+      for (size_t k = 0; k < nops; ++k) off[k] += i * s.strides[d][k];
+    }
+    row(off, r * inner, inner, in_strides);
+  }
+}
+
+template <class T, class F>
+void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  if (a.shape() == out.shape() && b.shape() == out.shape()) {
+    int64_t n = out.numel();
+#pragma omp parallel for simd if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    return;
+  }
+  Strided s = coalesce(out.shape(), {&a, &b});
+  for_each_row(s, 2, [&](const std::array<int64_t, 3>& off, int64_t o, int64_t n,
+                         const std::array<int64_t, 3>& st) {
+    const T* x = pa + off[0];
+    const T* y = pb + off[1];
+    T* z = po + o;
+    // Specialised loops so the compiler vectorises the common stride patterns.
+    if (st[0] == 1 && st[1] == 1) {
+      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+    } else if (st[0] == 1 && st[1] == 0) {
+      T yv = *y;
+      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], yv);
+    } else if (st[0] == 0 && st[1] == 1) {
+      T xv = *x;
+      for (int64_t i = 0; i < n; ++i) z[i] = f(xv, y[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i * st[0]], y[i * st[1]]);
+    }
+  });
+}
+
+template <class T>
+void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  switch (op) {
+    case BinaryOp::add: return map_binary<T>(a, b, out, [](T x, T y) { return x + y; });
+    case BinaryOp::sub: return map_binary<T>(a, b, out, [](T x, T y) { return x - y; });
+    case BinaryOp::mul: return map_binary<T>(a, b, out, [](T x, T y) { return x * y; });
+    case BinaryOp::div: return map_binary<T>(a, b, out, [](T x, T y) { return x / y; });
+    case BinaryOp::maximum: return map_binary<T>(a, b, out, [](T x, T y) { return x >= y ? x : y; });
+    case BinaryOp::minimum: return map_binary<T>(a, b, out, [](T x, T y) { return x <= y ? x : y; });
+    case BinaryOp::pow: return map_binary<T>(a, b, out, [](T x, T y) { return std::pow(x, y); });
+    case BinaryOp::gt: return map_binary<T>(a, b, out, [](T x, T y) { return T(x > y); });
+    case BinaryOp::ge: return map_binary<T>(a, b, out, [](T x, T y) { return T(x >= y); });
+    case BinaryOp::lt: return map_binary<T>(a, b, out, [](T x, T y) { return T(x < y); });
+    case BinaryOp::le: return map_binary<T>(a, b, out, [](T x, T y) { return T(x <= y); });
+    case BinaryOp::eq: return map_binary<T>(a, b, out, [](T x, T y) { return T(x == y); });
+  }
+  AFD_FAIL("binary: unknown op {}", static_cast<int>(op));
+}
+
+}  // namespace
+
+void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double a, double b) {
+  dispatch_float(x.dtype(), "unary", [&]<class T>() { unary_typed<T>(op, x, out, T(a), T(b)); });
+}
+
+void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_float(a.dtype(), "binary", [&]<class T>() { binary_typed<T>(op, a, b, out); });
+}
+
+void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_all(cond.dtype(), [&]<class C>() {
+    dispatch_float(a.dtype(), "where", [&]<class T>() {
+      const C* pc = cond.data<C>();
+      const T* pa = a.data<T>();
+      const T* pb = b.data<T>();
+      T* po = out.data<T>();
+      Strided s = coalesce(out.shape(), {&cond, &a, &b});
+      for_each_row(s, 3, [&](const std::array<int64_t, 3>& off, int64_t o, int64_t n,
+                             const std::array<int64_t, 3>& st) {
+        for (int64_t i = 0; i < n; ++i)
+          po[o + i] = pc[off[0] + i * st[0]] != C(0) ? pa[off[1] + i * st[1]] : pb[off[2] + i * st[2]];
+      });
+    });
+  });
+}
+
+// ---- reductions ------------------------------------------------------------------------------
+namespace {
+
+// out[p, q] = sum_r x[p, r, q], accumulated in double.
+template <class T>
+void reduce_middle(const T* x, T* out, int64_t P, int64_t R, int64_t Q) {
+  if (Q == 1) {
+    if (P == 1) {
+      // A full sum: per-thread partials, combined in a fixed order (deterministic).
+      int nt = omp_get_max_threads();
+      std::vector<double> partial(nt, 0.0);
+#pragma omp parallel if (R > kParallelGrain)
+      {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int64_t begin = R * t / n, end = R * (t + 1) / n;
+        double acc = 0;
+        for (int64_t r = begin; r < end; ++r) acc += x[r];
+        partial[t] = acc;
+      }
+      double total = 0;
+      for (double v : partial) total += v;
+      out[0] = static_cast<T>(total);
+      return;
+    }
+#pragma omp parallel for if (P * R > kParallelGrain)
+    for (int64_t p = 0; p < P; ++p) {
+      double acc = 0;
+      const T* row = x + p * R;
+      for (int64_t r = 0; r < R; ++r) acc += row[r];
+      out[p] = static_cast<T>(acc);
+    }
+    return;
+  }
+#pragma omp parallel if (P * R * Q > kParallelGrain)
+  {
+    std::vector<double> acc(Q);
+    // Parallel over p when there are enough rows, else over column blocks of q.
+    int t = omp_get_thread_num(), n = omp_get_num_threads();
+    bool over_p = P >= n;
+    int64_t p0 = over_p ? P * t / n : 0, p1 = over_p ? P * (t + 1) / n : P;
+    int64_t q0 = over_p ? 0 : Q * t / n, q1 = over_p ? Q : Q * (t + 1) / n;
+    for (int64_t p = p0; p < p1; ++p) {
+      std::fill(acc.begin() + q0, acc.begin() + q1, 0.0);
+      for (int64_t r = 0; r < R; ++r) {
+        const T* row = x + (p * R + r) * Q;
+        for (int64_t q = q0; q < q1; ++q) acc[q] += row[q];
+      }
+      for (int64_t q = q0; q < q1; ++q) out[p * Q + q] = static_cast<T>(acc[q]);
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
+  // Reduce one run of consecutive reduced dims at a time, innermost run first.
+  dispatch_float(x.dtype(), "sum", [&]<class T>() {
+    Tensor cur = x;
+    Shape shape = x.shape();
+    const Shape& target = out.shape();
+    int rank = static_cast<int>(shape.size());
+    int d = rank - 1;
+    while (true) {
+      while (d >= 0 && !(target[d] == 1 && shape[d] != 1)) --d;
+      if (d < 0) break;
+      int end = d;  // inclusive run [start, end] of dims to reduce
+      while (d >= 0 && (shape[d] == 1 || target[d] == 1)) --d;
+      int start = d + 1;
+      int64_t P = 1, R = 1, Q = 1;
+      for (int i = 0; i < start; ++i) P *= shape[i];
+      for (int i = start; i <= end; ++i) R *= shape[i];
+      for (int i = end + 1; i < rank; ++i) Q *= shape[i];
+      Shape next = shape;
+      for (int i = start; i <= end; ++i) next[i] = 1;
+      bool last = true;
+      for (int i = 0; i < start; ++i) last &= !(target[i] == 1 && next[i] != 1);
+      Tensor dst = last ? out : Tensor(next, x.dtype(), x.device());
+      reduce_middle<T>(cur.data<T>(), dst.data<T>(), P, R, Q);
+      cur = dst;
+      shape = next;
+      if (last) return;
+    }
+    // Nothing to reduce (only size-1 dims differ in rank padding): plain copy.
+    std::memcpy(out.raw_data(), x.raw_data(), x.nbytes());
+  });
+}
+
+void CpuBackend::max_dim(const Tensor& x, int dim, Tensor& values, Tensor& indices) {
+  Around a = around(x.shape(), dim);
+  dispatch_float(x.dtype(), "max", [&]<class T>() {
+    const T* px = x.data<T>();
+    T* pv = values.data<T>();
+    int64_t* pi = indices.data<int64_t>();
+#pragma omp parallel for if (x.numel() > kParallelGrain)
+    for (int64_t o = 0; o < a.outer; ++o)
+      for (int64_t q = 0; q < a.inner; ++q) {
+        const T* base = px + o * a.n * a.inner + q;
+        T best = base[0];
+        int64_t arg = 0;
+        for (int64_t r = 1; r < a.n; ++r) {
+          T v = base[r * a.inner];
+          // NaN propagates as the maximum, as in PyTorch.
+          if (v > best || (std::isnan(v) && !std::isnan(best))) {
+            best = v;
+            arg = r;
+          }
+        }
+        pv[o * a.inner + q] = best;
+        pi[o * a.inner + q] = arg;
+      }
+  });
+}
+
+// ---- softmax and cross-entropy ---------------------------------------------------------------
+void CpuBackend::softmax(const Tensor& x, int dim, bool log, Tensor& out) {
+  Around a = around(x.shape(), dim);
+  dispatch_float(x.dtype(), "softmax", [&]<class T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for if (x.numel() > kParallelGrain)
+    for (int64_t o = 0; o < a.outer; ++o)
+      for (int64_t q = 0; q < a.inner; ++q) {
+        const T* in = px + o * a.n * a.inner + q;
+        T* dst = po + o * a.n * a.inner + q;
+        T m = -std::numeric_limits<T>::infinity();
+        for (int64_t r = 0; r < a.n; ++r) m = std::max(m, in[r * a.inner]);
+        double s = 0;
+        for (int64_t r = 0; r < a.n; ++r) s += std::exp(double(in[r * a.inner] - m));
+        if (log) {
+          T lse = m + static_cast<T>(std::log(s));
+          for (int64_t r = 0; r < a.n; ++r) dst[r * a.inner] = in[r * a.inner] - lse;
+        } else {
+          T inv = static_cast<T>(1.0 / s);
+          for (int64_t r = 0; r < a.n; ++r) dst[r * a.inner] = std::exp(in[r * a.inner] - m) * inv;
+        }
+      }
+  });
+}
+
+namespace {
+void check_index_range(const Tensor& index, int64_t limit, const char* op) {
+  const int64_t* p = index.data<int64_t>();
+  for (int64_t i = 0; i < index.numel(); ++i)
+    AFD_CHECK(p[i] >= 0 && p[i] < limit, "{}: index {} at position {} is out of range [0, {})", op, p[i],
+              i, limit);
+}
+}  // namespace
+
+void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss) {
+  int64_t N = logits.size(0), C = logits.size(1);
+  check_index_range(labels, C, "cross_entropy (label)");
+  dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
+    const T* px = logits.data<T>();
+    const int64_t* py = labels.data<int64_t>();
+    T* pl = loss.data<T>();
+#pragma omp parallel for if (logits.numel() > kParallelGrain)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = px + n * C;
+      T m = *std::max_element(row, row + C);
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += std::exp(double(row[c] - m));
+      pl[n] = m + static_cast<T>(std::log(s)) - row[py[n]];
+    }
+  });
+}
+
+// ---- indexing --------------------------------------------------------------------------------
+void CpuBackend::gather(const Tensor& x, int dim, const Tensor& index, Tensor& out) {
+  Around ax = around(x.shape(), dim), ai = around(index.shape(), dim);
+  check_index_range(index, ax.n, "gather");
+  dispatch_float(x.dtype(), "gather", [&]<class T>() {
+    const T* px = x.data<T>();
+    const int64_t* pi = index.data<int64_t>();
+    T* po = out.data<T>();
+    for (int64_t o = 0; o < ai.outer; ++o)
+      for (int64_t r = 0; r < ai.n; ++r)
+        for (int64_t q = 0; q < ai.inner; ++q) {
+          int64_t at = (o * ai.n + r) * ai.inner + q;
+          po[at] = px[(o * ax.n + pi[at]) * ax.inner + q];
+        }
+  });
+}
+
+void CpuBackend::scatter_add(Tensor& out, int dim, const Tensor& index, const Tensor& src) {
+  Around ao = around(out.shape(), dim), ai = around(index.shape(), dim);
+  check_index_range(index, ao.n, "scatter_add");
+  dispatch_float(src.dtype(), "scatter_add", [&]<class T>() {
+    T* po = out.data<T>();
+    const int64_t* pi = index.data<int64_t>();
+    const T* ps = src.data<T>();
+    for (int64_t o = 0; o < ai.outer; ++o)
+      for (int64_t r = 0; r < ai.n; ++r)
+        for (int64_t q = 0; q < ai.inner; ++q) {
+          int64_t at = (o * ai.n + r) * ai.inner + q;
+          po[(o * ao.n + pi[at]) * ao.inner + q] += ps[at];
+        }
+  });
+}
+
+void CpuBackend::index_select(const Tensor& table, const Tensor& index, Tensor& out) {
+  check_index_range(index, table.size(0), "index_select");
+  int64_t row_bytes = table.nbytes() / std::max<int64_t>(table.size(0), 1);
+  const char* src = static_cast<const char*>(table.raw_data());
+  char* dst = static_cast<char*>(out.raw_data());
+  const int64_t* pi = index.data<int64_t>();
+  for (int64_t i = 0; i < index.size(0); ++i) std::memcpy(dst + i * row_bytes, src + pi[i] * row_bytes, row_bytes);
+}
+
+void CpuBackend::index_add(Tensor& out, const Tensor& index, const Tensor& src) {
+  check_index_range(index, out.size(0), "index_add");
+  int64_t row = out.numel() / std::max<int64_t>(out.size(0), 1);
+  dispatch_float(src.dtype(), "index_add", [&]<class T>() {
+    T* po = out.data<T>();
+    const T* ps = src.data<T>();
+    const int64_t* pi = index.data<int64_t>();
+    for (int64_t i = 0; i < index.size(0); ++i)
+      for (int64_t j = 0; j < row; ++j) po[pi[i] * row + j] += ps[i * row + j];
+  });
+}
+
+void CpuBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, int64_t dst_start,
+                           int dim, int64_t len) {
+  Around as = around(src.shape(), dim), ad = around(dst.shape(), dim);
+  size_t esize = dtype_size(src.dtype());
+  const char* ps = static_cast<const char*>(src.raw_data());
+  char* pd = static_cast<char*>(dst.raw_data());
+  for (int64_t o = 0; o < as.outer; ++o)
+    std::memcpy(pd + ((o * ad.n + dst_start) * ad.inner) * esize,
+                ps + ((o * as.n + src_start) * as.inner) * esize, len * as.inner * esize);
+}
+
+// ---- random numbers (layout documented in tensor/rng.h) ----------------------------------------
+namespace {
+constexpr double k2pow32inv = 1.0 / 4294967296.0;
+constexpr double k2pow53inv = 1.0 / 9007199254740992.0;
+inline double u53(uint32_t hi, uint32_t lo) {
+  return static_cast<double>(((uint64_t(hi) << 32 | lo) >> 11)) * k2pow53inv;
+}
+}  // namespace
+
+void CpuBackend::uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {
+  int64_t n = out.numel();
+  if (out.dtype() == DType::f32) {
+    float* o = out.data<float>();
+    float lo = float(low), span = float(high - low);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+      auto r = philox4x32(seed, offset + b);
+      for (int k = 0; k < 4 && 4 * b + k < n; ++k)
+        o[4 * b + k] = lo + span * (float(r[k] >> 8) * (1.0f / 16777216.0f));
+    }
+  } else {
+    AFD_CHECK(out.dtype() == DType::f64, "uniform: dtype {} is not f32 or f64", dtype_name(out.dtype()));
+    double* o = out.data<double>();
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t b = 0; b < (n + 1) / 2; ++b) {
+      auto r = philox4x32(seed, offset + b);
+      for (int k = 0; k < 2 && 2 * b + k < n; ++k) o[2 * b + k] = low + (high - low) * u53(r[2 * k], r[2 * k + 1]);
+    }
+  }
+}
+
+void CpuBackend::normal(Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
+  int64_t n = out.numel();
+  constexpr double two_pi = 6.283185307179586476925286766559;
+  if (out.dtype() == DType::f32) {
+    float* o = out.data<float>();
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+      auto r = philox4x32(seed, offset + b);
+      float z[4];
+      for (int k = 0; k < 4; k += 2) {
+        // Box-Muller: u1 in (0, 1] keeps log finite.
+        float u1 = float((double(r[k]) + 1.0) * k2pow32inv), u2 = float(double(r[k + 1]) * k2pow32inv);
+        float rad = std::sqrt(-2.0f * std::log(u1));
+        z[k] = rad * std::cos(float(two_pi) * u2);
+        z[k + 1] = rad * std::sin(float(two_pi) * u2);
+      }
+      for (int k = 0; k < 4 && 4 * b + k < n; ++k) o[4 * b + k] = float(mean) + float(std) * z[k];
+    }
+  } else {
+    AFD_CHECK(out.dtype() == DType::f64, "normal: dtype {} is not f32 or f64", dtype_name(out.dtype()));
+    double* o = out.data<double>();
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t b = 0; b < (n + 1) / 2; ++b) {
+      auto r = philox4x32(seed, offset + b);
+      double u1 = 1.0 - u53(r[0], r[1]), u2 = u53(r[2], r[3]);  // u1 in (0, 1]
+      double rad = std::sqrt(-2.0 * std::log(u1));
+      double z[2] = {rad * std::cos(two_pi * u2), rad * std::sin(two_pi * u2)};
+      for (int k = 0; k < 2 && 2 * b + k < n; ++k) o[2 * b + k] = mean + std * z[k];
+    }
+  }
+}
+
+}  // namespace afd::cpu

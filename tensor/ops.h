@@ -1,0 +1,115 @@
+// Tensor operations (no gradients): shape and dtype checks, output allocation, then one backend
+// kernel. autograd/ builds differentiable ops on top of these; attacks and tests may use them
+// directly for work that needs no gradient.
+//
+// Every check names the op and both shapes, for example
+//   "add: shapes [2, 3] and [4] cannot broadcast".
+#pragma once
+#include <utility>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/tensor.h"
+
+namespace afd::ops {
+
+// ---- elementwise -----------------------------------------------------------------------------
+Tensor unary(UnaryOp op, const Tensor& x, double a = 0, double b = 0);
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor sign(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor reciprocal(const Tensor& x);
+Tensor pow(const Tensor& x, double p);
+Tensor clamp(const Tensor& x, double lo, double hi);
+Tensor add_scalar(const Tensor& x, double s);
+Tensor mul_scalar(const Tensor& x, double s);
+
+// Broadcasting binary ops (NumPy rules; the result has the larger rank).
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+// ---- shape -----------------------------------------------------------------------------------
+Tensor expand(const Tensor& x, const Shape& shape);  // materialised broadcast
+// Sums x down to `shape` (the inverse of broadcasting: leading dims summed away, size-1 dims kept).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- reductions ------------------------------------------------------------------------------
+Tensor sum(const Tensor& x);  // all elements, shape []
+Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, std::vector<int64_t> dims, bool keepdim = false);
+// Max over dim: values and i64 indices (first maximum wins).
+std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim);
+
+// ---- linear algebra --------------------------------------------------------------------------
+// op(a) op(b) with op = transpose when the flag is set; a, b 2-D.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+// ---- convolution, normalisation, pooling -------------------------------------------------------
+Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& p);
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape,
+                            const Conv2dParams& p);
+// Returns dw and (when want_bias) dbias.
+std::pair<Tensor, Tensor> conv2d_backward_filter(const Tensor& dy, const Tensor& x,
+                                                 const Shape& w_shape, const Conv2dParams& p,
+                                                 bool want_bias);
+
+struct BatchNormStats {
+  Tensor mean, var, invstd;  // [C]: batch mean, biased variance, 1 / sqrt(var + eps)
+};
+// Train mode: y and the batch statistics.
+std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& gamma,
+                                                   const Tensor& beta, double eps);
+Tensor batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        const Tensor& mean, const Tensor& invstd);
+struct BatchNormGrads {
+  Tensor dx, dgamma, dbeta;
+};
+BatchNormGrads batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                                   const BatchNormStats& stats, bool want_dx, bool want_dgamma,
+                                   bool want_dbeta);
+
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p);  // y, indices
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Shape& x_shape);
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, const Pool2dParams& p);
+
+// ---- softmax and losses ----------------------------------------------------------------------
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // per sample [N]
+Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype);  // [N, classes]
+
+// ---- indexing --------------------------------------------------------------------------------
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor index_select(const Tensor& table, const Tensor& index);  // rows of table
+Tensor index_add(const Shape& shape, const Tensor& index, const Tensor& src);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);  // a copy
+
+// ---- comparisons for tests -------------------------------------------------------------------
+// Largest |a - b| and whether |a - b| <= atol + rtol |b| holds elementwise; same shapes.
+struct CloseReport {
+  bool ok = true;
+  double max_abs_diff = 0;
+  int64_t worst_index = -1;
+  double worst_a = 0, worst_b = 0;
+};
+CloseReport allclose(const Tensor& a, const Tensor& b, double rtol, double atol);
+
+}  // namespace afd::ops
