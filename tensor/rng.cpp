@@ -8,11 +8,11 @@
 
 namespace afd {
 
-std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t block) {
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
   constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;  // round multipliers
   constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;  // key schedule increments
-  uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  auto [c0, c1, c2, c3] = counter;
+  auto [k0, k1] = key;
   for (int round = 0; round < 10; ++round) {
     uint64_t p0 = uint64_t(kMul0) * c0, p1 = uint64_t(kMul1) * c2;
     uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
@@ -25,6 +25,10 @@ std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t block) {
     k1 += kWeyl1;
   }
   return {c0, c1, c2, c3};
+}
+
+std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t block) {
+  return philox4x32_10({uint32_t(block), uint32_t(block >> 32), 0, 0}, {uint32_t(seed), uint32_t(seed >> 32)});
 }
 
 uint64_t Generator::reserve(int64_t n, DType dtype) {

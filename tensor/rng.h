@@ -23,7 +23,9 @@
 
 namespace afd {
 
-// One Philox 4x32-10 evaluation.
+// One Philox 4x32-10 evaluation of a full 128-bit counter under a 64-bit key.
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
+// The project's layout: counter (lo32(block), hi32(block), 0, 0), key (lo32(seed), hi32(seed)).
 std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t block);
 
 // A seed and a running counter offset. Copy it to replay a stream.

@@ -377,8 +377,9 @@ void CpuBackend::softmax(const Tensor& x, int dim, bool log, Tensor& out) {
         double s = 0;
         for (int64_t r = 0; r < a.n; ++r) s += std::exp(double(in[r * a.inner] - m));
         if (log) {
-          T lse = m + static_cast<T>(std::log(s));
-          for (int64_t r = 0; r < a.n; ++r) dst[r * a.inner] = in[r * a.inner] - lse;
+          // (x - m) - log s: subtracting m first keeps the result exact for large logits.
+          T log_s = static_cast<T>(std::log(s));
+          for (int64_t r = 0; r < a.n; ++r) dst[r * a.inner] = (in[r * a.inner] - m) - log_s;
         } else {
           T inv = static_cast<T>(1.0 / s);
           for (int64_t r = 0; r < a.n; ++r) dst[r * a.inner] = std::exp(in[r * a.inner] - m) * inv;
@@ -409,7 +410,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& labels, Tenso
       T m = *std::max_element(row, row + C);
       double s = 0;
       for (int64_t c = 0; c < C; ++c) s += std::exp(double(row[c] - m));
-      pl[n] = m + static_cast<T>(std::log(s)) - row[py[n]];
+      pl[n] = static_cast<T>(std::log(s)) - (row[py[n]] - m);
     }
   });
 }

@@ -1,0 +1,104 @@
+#include "autograd/gradcheck.h"
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "tensor/ops.h"
+#include "tensor/rng.h"
+
+namespace afd {
+
+namespace {
+Tensor evaluate(const VarFunction& f, const std::vector<Tensor>& inputs) {
+  NoGradGuard no_grad;
+  std::vector<Var> vars;
+  for (const Tensor& t : inputs) vars.emplace_back(t);
+  return f(vars).data().clone();
+}
+}  // namespace
+
+GradcheckResult gradcheck(const VarFunction& f, const std::vector<Tensor>& inputs,
+                          const GradcheckOptions& options) {
+  std::vector<Tensor> x;
+  for (const Tensor& t : inputs) {
+    AFD_CHECK(t.dtype() == DType::f64, "gradcheck: inputs must be f64, got {}", t.str());
+    x.push_back(t.clone());
+  }
+  // Numeric Jacobian, one column per input element.
+  int64_t out_numel = evaluate(f, x).numel();
+  std::vector<std::vector<std::vector<double>>> numeric(x.size());  // [input][element][output]
+  for (size_t i = 0; i < x.size(); ++i) {
+    double* p = x[i].data<double>();
+    for (int64_t j = 0; j < x[i].numel(); ++j) {
+      double saved = p[j];
+      p[j] = saved + options.eps;
+      std::vector<double> plus = evaluate(f, x).to_vector<double>();
+      p[j] = saved - options.eps;
+      std::vector<double> minus = evaluate(f, x).to_vector<double>();
+      p[j] = saved;
+      std::vector<double> col(out_numel);
+      for (int64_t k = 0; k < out_numel; ++k) col[k] = (plus[k] - minus[k]) / (2 * options.eps);
+      numeric[i].push_back(std::move(col));
+    }
+  }
+  // Analytic Jacobian, one row per output element, from one recorded tape.
+  std::vector<Var> vars;
+  for (const Tensor& t : x) vars.emplace_back(t, true);
+  Var out = f(vars);
+  AFD_CHECK(out.requires_grad(), "gradcheck: the output does not depend on any input");
+  GradcheckResult r;
+  double worst = -1;
+  for (int64_t k = 0; k < out_numel; ++k) {
+    Tensor seed = Tensor::zeros(out.shape(), DType::f64);
+    seed.data<double>()[k] = 1;
+    std::vector<Var> g = grad({out}, vars, {seed}, /*retain_graph=*/true);
+    for (size_t i = 0; i < x.size(); ++i) {
+      std::vector<double> row = g[i].defined() ? g[i].data().to_vector<double>()
+                                               : std::vector<double>(x[i].numel(), 0.0);
+      for (int64_t j = 0; j < x[i].numel(); ++j) {
+        double a = row[j], n = numeric[i][j][k], diff = std::fabs(a - n);
+        double excess = diff - (options.atol + options.rtol * std::fabs(n));
+        ++r.entries;
+        r.max_abs_error = std::max(r.max_abs_error, diff);
+        if (!(excess <= 0)) r.ok = false;
+        if (!(excess <= worst)) {
+          worst = std::isnan(excess) ? INFINITY : excess;
+          r.message = fmt::format("input {} element {} output {}: analytic {:.10g} numeric {:.10g} "
+                                  "(|diff| {:.3g}, allowed {:.3g})",
+                                  i, j, k, a, n, diff, options.atol + options.rtol * std::fabs(n));
+        }
+      }
+    }
+  }
+  if (r.ok) r.message = fmt::format("{} Jacobian entries within tolerance (max |diff| {:.3g})", r.entries, r.max_abs_error);
+  return r;
+}
+
+GradcheckResult gradgradcheck(const VarFunction& f, const std::vector<Tensor>& inputs,
+                              const GradcheckOptions& options) {
+  // A fixed random seed direction makes the first-order gradient a vector function of x.
+  Generator gen(1234);
+  Tensor seed;
+  {
+    NoGradGuard no_grad;
+    std::vector<Var> vars;
+    for (const Tensor& t : inputs) vars.emplace_back(t);
+    seed = randn(f(vars).shape(), gen, DType::f64);
+  }
+  VarFunction first_order = [&](const std::vector<Var>& in) {
+    // Differentiable result in the analytic pass (grad mode on); plain numbers in the numeric pass.
+    bool create_graph = grad_mode_enabled();
+    GradModeGuard record_first_order(true);
+    std::vector<Var> leaves;
+    for (const Var& v : in) leaves.push_back(v.requires_grad() ? v : Var(v.data(), true));
+    Var y = f(leaves);
+    std::vector<Var> g = grad({y}, leaves, {seed}, /*retain_graph=*/true, /*create_graph=*/create_graph);
+    std::vector<Var> flat;
+    for (size_t i = 0; i < g.size(); ++i)
+      flat.push_back(g[i].defined() ? reshape(g[i], {-1}) : Var(Tensor::zeros({leaves[i].numel()}, DType::f64)));
+    return cat(flat, 0);
+  };
+  return gradcheck(first_order, inputs, options);
+}
+
+}  // namespace afd

@@ -1,0 +1,251 @@
+// Forward results of the CPU kernels against naive reference loops, and op-level errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tensor/ops.h"
+#include "tensor/rng.h"
+
+using namespace afd;
+
+namespace {
+Tensor randt(const Shape& s, uint64_t seed, DType dt = DType::f64) {
+  Generator g(seed);
+  return randn(s, g, dt);
+}
+
+void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  ops::CloseReport r = ops::allclose(a, b, rtol, atol);
+  EXPECT_TRUE(r.ok) << "worst element " << r.worst_index << ": " << r.worst_a << " vs " << r.worst_b
+                    << " (max |diff| " << r.max_abs_diff << ")";
+}
+
+void expect_error(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+        << "message '" << e.what() << "' lacks '" << fragment << "'";
+  }
+}
+
+// Naive direct convolution, the definition.
+Tensor conv_reference(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t pad) {
+  int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(0), R = w.size(2), S = w.size(3);
+  int64_t P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>(), out(N * K * P * Q);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          double s = b.defined() ? b.to_vector<double>()[k] : 0.0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t t = 0; t < S; ++t) {
+                int64_t h = p * stride - pad + r, ww = q * stride - pad + t;
+                if (h >= 0 && h < H && ww >= 0 && ww < W)
+                  s += xv[((n * C + c) * H + h) * W + ww] * wv[((k * C + c) * R + r) * S + t];
+              }
+          out[((n * K + k) * P + p) * Q + q] = s;
+        }
+  return Tensor::from_vector(out, {N, K, P, Q});
+}
+}  // namespace
+
+TEST(Ops, ElementwiseValues) {
+  Tensor x = Tensor::from_vector<double>({-2, -0.5, 0, 0.5, 2}, {5});
+  EXPECT_EQ(ops::relu(x).to_vector<double>(), (std::vector<double>{0, 0, 0, 0.5, 2}));
+  EXPECT_EQ(ops::clamp(x, -1, 1).to_vector<double>(), (std::vector<double>{-1, -0.5, 0, 0.5, 1}));
+  EXPECT_EQ(ops::sign(x).to_vector<double>(), (std::vector<double>{-1, -1, 0, 1, 1}));
+  EXPECT_EQ(ops::unary(UnaryOp::leaky_relu, x, 0.1).to_vector<double>(), (std::vector<double>{-0.2, -0.05, 0, 0.5, 2}));
+  std::vector<double> sp = ops::unary(UnaryOp::softplus, x, 1, 20).to_vector<double>();
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(sp[i], std::log1p(std::exp(x.to_vector<double>()[i])), 1e-15);
+  // Far above the threshold softplus is the identity; far below it does not underflow to -inf.
+  Tensor big = Tensor::from_vector<double>({50, -800}, {2});
+  EXPECT_EQ(ops::unary(UnaryOp::softplus, big, 1, 20).at<double>({0}), 50);
+  EXPECT_EQ(ops::unary(UnaryOp::softplus, big, 1, 20).at<double>({1}), 0);
+  EXPECT_NEAR(ops::sigmoid(x).at<double>({4}), 1 / (1 + std::exp(-2.0)), 1e-15);
+  EXPECT_EQ(ops::pow(x, 2).to_vector<double>(), (std::vector<double>{4, 0.25, 0, 0.25, 4}));
+}
+
+TEST(Ops, BroadcastingPatterns) {
+  Tensor a = randt({2, 3, 4, 5}, 1);
+  std::vector<double> av = a.to_vector<double>();
+  for (Shape bs : std::vector<Shape>{{1, 3, 1, 1}, {5}, {4, 1}, {2, 1, 4, 1}, {}, {1, 1, 1, 5}}) {
+    Tensor b = randt(bs, 2);
+    std::vector<double> bv = b.to_vector<double>();
+    Shape full(4 - bs.size(), 1);
+    full.insert(full.end(), bs.begin(), bs.end());
+    std::vector<double> out = ops::sub(a, b).to_vector<double>();
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t h = 0; h < 4; ++h)
+          for (int64_t w = 0; w < 5; ++w) {
+            int64_t i = ((n * 3 + c) * 4 + h) * 5 + w;
+            int64_t j = (((full[0] > 1 ? n : 0) * full[1] + (full[1] > 1 ? c : 0)) * full[2] + (full[2] > 1 ? h : 0)) * full[3] +
+                        (full[3] > 1 ? w : 0);
+            ASSERT_EQ(out[i], av[i] - bv[j]) << shape_str(bs);
+          }
+    // sum_to is the adjoint: summing the broadcast of ones counts the copies.
+    Tensor counts = ops::sum_to(Tensor::ones({2, 3, 4, 5}, DType::f64), bs);
+    EXPECT_EQ(counts.shape(), bs);
+    for (double v : counts.to_vector<double>()) EXPECT_EQ(v, 120.0 / std::max<int64_t>(shape_numel(bs), 1));
+  }
+  expect_error([&] { ops::add(Tensor::zeros({2, 3}), Tensor::zeros({4})); }, "add: shapes [2, 3] and [4] cannot broadcast");
+  expect_error([&] { ops::mul(Tensor::zeros({2}), Tensor::zeros({2}, DType::f64)); },
+               "mul: dtypes f32 and f64 differ (shapes [2] and [2])");
+}
+
+TEST(Ops, Reductions) {
+  Tensor x = Tensor::from_vector<double>({1, 5, 3, 4, 2, 6}, {2, 3});
+  EXPECT_EQ(ops::sum(x).item<double>(), 21);
+  EXPECT_EQ(ops::sum(x, {0}).to_vector<double>(), (std::vector<double>{5, 7, 9}));
+  EXPECT_EQ(ops::sum(x, {1}, true).shape(), (Shape{2, 1}));
+  EXPECT_EQ(ops::sum(x, {-1}).to_vector<double>(), (std::vector<double>{9, 12}));
+  EXPECT_EQ(ops::mean(x, {0, 1}).item<double>(), 3.5);
+  auto [v, i] = ops::max(x, 1);
+  EXPECT_EQ(v.to_vector<double>(), (std::vector<double>{5, 6}));
+  EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(ops::argmax(x, 0).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1}));
+  // Large reductions run in parallel; the result is deterministic and accurate (double accumulation).
+  Tensor big = Tensor::full({1 << 20}, 0.1, DType::f32);
+  EXPECT_NEAR(ops::sum(big).item<float>(), 0.1 * (1 << 20), 0.5);
+  EXPECT_EQ(ops::sum(big).item<float>(), ops::sum(big).item<float>());
+  expect_error([&] { ops::sum(x, {2}); }, "sum: dim 2 is out of range for a tensor of rank 2");
+}
+
+TEST(Ops, MatmulAllTransposes) {
+  Tensor a = randt({4, 3}, 3), b = randt({3, 5}, 4);
+  std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>(), ref(20, 0.0);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 5; ++j)
+      for (int k = 0; k < 3; ++k) ref[i * 5 + j] += av[i * 3 + k] * bv[k * 5 + j];
+  Tensor expected = Tensor::from_vector(ref, {4, 5});
+  Tensor at = Tensor::from_vector(std::vector<double>(12), {3, 4}), bt = Tensor::from_vector(std::vector<double>(15), {5, 3});
+  for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < 3; ++k) at.data<double>()[k * 4 + i] = av[i * 3 + k];
+  for (int k = 0; k < 3; ++k)
+    for (int j = 0; j < 5; ++j) bt.data<double>()[j * 3 + k] = bv[k * 5 + j];
+  expect_close(ops::matmul(a, b), expected, 1e-14, 1e-14);
+  expect_close(ops::matmul(at, b, true, false), expected, 1e-14, 1e-14);
+  expect_close(ops::matmul(a, bt, false, true), expected, 1e-14, 1e-14);
+  expect_close(ops::matmul(at, bt, true, true), expected, 1e-14, 1e-14);
+  // Big enough to split rows across threads.
+  Tensor big_a = randt({256, 128}, 5, DType::f32), big_b = randt({128, 64}, 6, DType::f32);
+  Tensor split = ops::matmul(big_a, big_b);
+  Tensor ref64 = ops::matmul(big_a.to(DType::f64), big_b.to(DType::f64));
+  expect_close(split, ref64, 1e-4, 1e-4);
+  expect_error([&] { ops::matmul(a, a); }, "matmul: inner sizes differ: [4, 3] and [4, 3]");
+}
+
+TEST(Ops, Conv2dMatchesDirectConvolution) {
+  struct Case {
+    Shape x, w;
+    int64_t stride, pad;
+    bool bias;
+  };
+  for (const Case& c : std::vector<Case>{{{2, 3, 7, 6}, {4, 3, 3, 3}, 1, 1, true},
+                                        {{2, 3, 7, 6}, {4, 3, 3, 3}, 2, 1, false},
+                                        {{1, 2, 5, 5}, {3, 2, 1, 1}, 1, 0, true},   // pointwise path
+                                        {{3, 4, 8, 8}, {2, 4, 1, 1}, 2, 0, false},  // strided 1x1 shortcut
+                                        {{1, 1, 4, 4}, {1, 1, 5, 5}, 1, 2, true}}) {
+    Tensor x = randt(c.x, 10), w = randt(c.w, 11), b = c.bias ? randt({c.w[0]}, 12) : Tensor();
+    Tensor y = ops::conv2d(x, w, b, {c.stride, c.pad});
+    expect_close(y, conv_reference(x, w, b, c.stride, c.pad), 1e-12, 1e-12);
+    // The f32 path agrees with the f64 one to f32 precision.
+    Tensor y32 = ops::conv2d(x.to(DType::f32), w.to(DType::f32), c.bias ? b.to(DType::f32) : Tensor(), {c.stride, c.pad});
+    expect_close(y32, y, 1e-5, 1e-5);
+  }
+  expect_error([&] { ops::conv2d(Tensor::zeros({1, 3, 5, 5}), Tensor::zeros({2, 4, 3, 3}), Tensor(), {}); },
+               "conv2d: input has 3 channels but weight [2, 4, 3, 3] expects 4");
+  expect_error([&] { ops::conv2d(Tensor::zeros({3, 5, 5}), Tensor::zeros({2, 3, 3, 3}), Tensor(), {}); },
+               "expected x [N, C, H, W] and w [K, C, R, S], got [3, 5, 5] and [2, 3, 3, 3]");
+}
+
+TEST(Ops, BatchNormTrainAndApply) {
+  Tensor x = randt({4, 3, 2, 5}, 20), gamma = randt({3}, 21), beta = randt({3}, 22);
+  auto [y, stats] = ops::batch_norm_train(x, gamma, beta, 1e-5);
+  std::vector<double> xv = x.to_vector<double>(), yv = y.to_vector<double>();
+  for (int64_t c = 0; c < 3; ++c) {
+    double s = 0, ss = 0;
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t m = 0; m < 10; ++m) s += xv[(n * 3 + c) * 10 + m];
+    double mu = s / 40;
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t m = 0; m < 10; ++m) ss += std::pow(xv[(n * 3 + c) * 10 + m] - mu, 2);
+    double var = ss / 40;
+    EXPECT_NEAR(stats.mean.at<double>({c}), mu, 1e-14);
+    EXPECT_NEAR(stats.var.at<double>({c}), var, 1e-14);
+    EXPECT_NEAR(stats.invstd.at<double>({c}), 1 / std::sqrt(var + 1e-5), 1e-12);
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t m = 0; m < 10; ++m) {
+        int64_t i = (n * 3 + c) * 10 + m;
+        EXPECT_NEAR(yv[i], (xv[i] - mu) / std::sqrt(var + 1e-5) * gamma.at<double>({c}) + beta.at<double>({c}), 1e-12);
+      }
+  }
+  // Apply with the batch statistics reproduces the train-mode output.
+  expect_close(ops::batch_norm_apply(x, gamma, beta, stats.mean, stats.invstd), y, 1e-12, 1e-12);
+  expect_error([&] { ops::batch_norm_train(x, Tensor::ones({4}, DType::f64), beta, 1e-5); },
+               "batch_norm: gamma has shape [4], expected [3]");
+  expect_error([&] { ops::batch_norm_train(Tensor::zeros({1, 3}, DType::f64), gamma, beta, 1e-5); },
+               "more than one value per channel");
+}
+
+TEST(Ops, Pooling) {
+  Tensor x = Tensor::from_vector<double>({1, 2, 3, 4,  //
+                                          5, 6, 7, 8,  //
+                                          9, 10, 11, 12,  //
+                                          13, 14, 15, 16},
+                                         {1, 1, 4, 4});
+  auto [m, idx] = ops::max_pool2d(x, {2, 2, 0});
+  EXPECT_EQ(m.to_vector<double>(), (std::vector<double>{6, 8, 14, 16}));
+  EXPECT_EQ(idx.to_vector<int64_t>(), (std::vector<int64_t>{5, 7, 13, 15}));
+  EXPECT_EQ(ops::avg_pool2d(x, {2, 2, 0}).to_vector<double>(), (std::vector<double>{3.5, 5.5, 11.5, 13.5}));
+  // Padding: -inf for max, zeros counted in the divisor for average (count_include_pad).
+  auto [mp, ip] = ops::max_pool2d(x, {3, 2, 1});
+  EXPECT_EQ(mp.to_vector<double>(), (std::vector<double>{6, 8, 14, 16}));
+  EXPECT_NEAR(ops::avg_pool2d(x, {3, 2, 1}).at<double>({0, 0, 0, 0}), (1 + 2 + 5 + 6) / 9.0, 1e-15);
+  Tensor back = ops::max_pool2d_backward(Tensor::ones({1, 1, 2, 2}, DType::f64), idx, x.shape());
+  EXPECT_EQ(ops::sum(back).item<double>(), 4);
+  EXPECT_EQ(back.at<double>({0, 0, 1, 1}), 1);
+  expect_error([&] { ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 1, 0}); }, "kernel 3 larger than padded input");
+}
+
+TEST(Ops, SoftmaxAndCrossEntropy) {
+  Tensor z = Tensor::from_vector<double>({1, 2, 3, 1000, 1000, -1000}, {2, 3});
+  std::vector<double> p = ops::softmax(z, 1).to_vector<double>();
+  double e = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  EXPECT_NEAR(p[0], std::exp(1.0) / e, 1e-15);
+  EXPECT_NEAR(p[3], 0.5, 1e-15);  // stable for large logits
+  EXPECT_EQ(p[5], 0.0);
+  std::vector<double> lp = ops::log_softmax(z, 1).to_vector<double>();
+  EXPECT_NEAR(lp[2], 3 - std::log(e), 1e-14);
+  EXPECT_NEAR(lp[4], -std::log(2.0), 1e-14);
+  // softmax over dim 0 of the transpose equals softmax over dim 1.
+  Tensor zt = Tensor::from_vector<double>({1, 1000, 2, 1000, 3, -1000}, {3, 2});
+  EXPECT_NEAR(ops::softmax(zt, 0).at<double>({0, 0}), p[0], 1e-15);
+  Tensor labels = Tensor::from_vector<int64_t>({2, 0}, {2});
+  std::vector<double> ce = ops::cross_entropy(z, labels).to_vector<double>();
+  EXPECT_NEAR(ce[0], -lp[2], 1e-14);
+  EXPECT_NEAR(ce[1], -lp[3], 1e-12);
+  expect_error([&] { ops::cross_entropy(z, Tensor::from_vector<int64_t>({3, 0}, {2})); },
+               "cross_entropy (label): index 3 at position 0 is out of range [0, 3)");
+  expect_error([&] { ops::cross_entropy(z, Tensor::from_vector<double>({1, 0}, {2})); }, "labels must be i64");
+  EXPECT_EQ(ops::one_hot(labels, 3, DType::f32).to_vector<float>(), (std::vector<float>{0, 0, 1, 1, 0, 0}));
+}
+
+TEST(Ops, Indexing) {
+  Tensor x = Tensor::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2});
+  Tensor rows = ops::index_select(x, Tensor::from_vector<int64_t>({2, 0, 2}, {3}));
+  EXPECT_EQ(rows.to_vector<double>(), (std::vector<double>{5, 6, 1, 2, 5, 6}));
+  Tensor added = ops::index_add({3, 2}, Tensor::from_vector<int64_t>({2, 0, 2}, {3}), rows);
+  EXPECT_EQ(added.to_vector<double>(), (std::vector<double>{1, 2, 0, 0, 10, 12}));
+  Tensor idx = Tensor::from_vector<int64_t>({1, 0, 0}, {3, 1});
+  EXPECT_EQ(ops::gather(x, 1, idx).to_vector<double>(), (std::vector<double>{2, 3, 5}));
+  EXPECT_EQ(ops::scatter_add({3, 2}, 1, idx, Tensor::ones({3, 1}, DType::f64)).to_vector<double>(),
+            (std::vector<double>{0, 1, 1, 0, 1, 0}));
+  EXPECT_EQ(ops::narrow(x, 1, 1, 1).to_vector<double>(), (std::vector<double>{2, 4, 6}));
+  expect_error([&] { ops::index_select(x, Tensor::from_vector<int64_t>({3}, {1})); },
+               "index_select: index 3 at position 0 is out of range [0, 3)");
+}
