@@ -138,3 +138,26 @@ TEST(Engine, ShapeErrorsNameOpAndShapes) {
   expect_error([&] { cross_entropy(a, Tensor::zeros({2}, DType::i64).to(DType::f32)); }, "labels must be i64");
   expect_error([&] { Var(Tensor::zeros({2}, DType::i64), true); }, "a i64 tensor cannot require a gradient");
 }
+
+// The README's example, kept compiling and correct.
+TEST(Engine, ReadmeExample) {
+  Generator gen(/*seed=*/0);
+  Var x(rand({8, 1, 28, 28}, gen), /*requires_grad=*/true);  // images in [0, 1]
+  Var w(randn({16, 1, 3, 3}, gen, DType::f32, Device::cpu(), 0, 0.1), true);
+  Tensor labels = Tensor::from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
+
+  Var feats = global_avg_pool(relu(conv2d(x, w, Var(), /*stride=*/1, /*padding=*/1)));  // [8, 16]
+  Var loss = cross_entropy(feats, labels);                                              // mean over 8
+
+  loss.backward();  // training: w.grad() and x.grad() accumulate
+  EXPECT_EQ(feats.shape(), (Shape{8, 16}));
+  EXPECT_EQ(w.grad().shape(), w.shape());
+  Tensor w_grad = w.grad().clone();
+
+  // Attacks: a fresh forward, then d loss / d x only (w.grad() is left alone).
+  Var loss2 = cross_entropy(global_avg_pool(relu(conv2d(x, w, Var(), 1, 1))), labels);
+  std::vector<Var> g = grad({loss2}, {x});  // g[0] has x's shape [8, 1, 28, 28]
+  EXPECT_EQ(g[0].shape(), (Shape{8, 1, 28, 28}));
+  EXPECT_TRUE(ops::allclose(g[0].data(), x.grad(), 0, 0).ok);  // same graph, same gradient
+  EXPECT_TRUE(ops::allclose(w.grad(), w_grad, 0, 0).ok);
+}
