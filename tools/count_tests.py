@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""Counts passed and failed test cases in meson's JUnit log; prints "N passed, N failed".
+"""Counts passed and failed test cases in meson's JUnit logs; prints "N passed, N failed".
 
-Skipped cases (GTEST_SKIP, for example CUDA tests without a GPU) count as neither. Exits non-zero
-when a case failed or the log is missing.
+Usage: count_tests.py LOG.junit.xml [MORE.junit.xml ...]
+Skipped cases (GTEST_SKIP, for example CUDA tests without a GPU) count as neither. A missing or
+unreadable log counts as one failure. Exits non-zero when anything failed.
 """
 import sys
 import xml.etree.ElementTree as ET
 
-def main(path):
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as e:
-        print(f"count_tests: cannot read {path}: {e}", file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
+def main(paths):
     passed = failed = skipped = 0
-    for case in root.iter("testcase"):
+    cases = []
+    for path in paths:
+        try:
+            cases += list(ET.parse(path).getroot().iter("testcase"))
+        except (OSError, ET.ParseError) as e:
+            print(f"count_tests: cannot read {path}: {e}", file=sys.stderr)
+            failed += 1
+    for case in cases:
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1
         elif case.find("skipped") is not None:
@@ -28,4 +30,4 @@ def main(path):
     return 1 if failed or passed == 0 else 0
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.junit.xml"))
+    sys.exit(main(sys.argv[1:] or ["build/meson-logs/testlog.junit.xml"]))
