@@ -47,27 +47,22 @@ Var div(const Var& a, const Var& b) {
   });
 }
 
-Var maximum(const Var& a, const Var& b) {
-  // d/da = [a > b] + [a == b] / 2 (ties split as in PyTorch), d/db the mirror image
-  Tensor wa = ops::add(ops::binary(BinaryOp::gt, T(a), T(b)),
-                       ops::mul_scalar(ops::binary(BinaryOp::eq, T(a), T(b)), 0.5));
-  return record(Op::maximum, ops::maximum(T(a), T(b)), {a, b}, [a, b, wa](const Var& g, const Var&, const Needs& n) {
+namespace {
+// maximum (prefer = gt) and minimum (prefer = lt): the gradient goes to the chosen input; ties
+// split it in halves, as PyTorch does. w = [a prefer b] + [a == b] / 2; da = g w, db = g (1 - w).
+Var select_elementwise(Op op, BinaryOp prefer, const Var& a, const Var& b) {
+  Tensor wa = ops::add(ops::binary(prefer, T(a), T(b)), ops::mul_scalar(ops::binary(BinaryOp::eq, T(a), T(b)), 0.5));
+  Tensor out = op == Op::maximum ? ops::maximum(T(a), T(b)) : ops::minimum(T(a), T(b));
+  return record(op, out, {a, b}, [a, b, wa](const Var& g, const Var&, const Needs& n) {
     Var w = constant(wa);
     return Grads{n[0] ? sum_to(mul(g, w), a.shape()) : Var(),
                  n[1] ? sum_to(mul(g, affine(w, -1, 1)), b.shape()) : Var()};
   });
 }
+}  // namespace
 
-Var minimum(const Var& a, const Var& b) {
-  // d/da = [a < b] + [a == b] / 2
-  Tensor wa = ops::add(ops::binary(BinaryOp::lt, T(a), T(b)),
-                       ops::mul_scalar(ops::binary(BinaryOp::eq, T(a), T(b)), 0.5));
-  return record(Op::minimum, ops::minimum(T(a), T(b)), {a, b}, [a, b, wa](const Var& g, const Var&, const Needs& n) {
-    Var w = constant(wa);
-    return Grads{n[0] ? sum_to(mul(g, w), a.shape()) : Var(),
-                 n[1] ? sum_to(mul(g, affine(w, -1, 1)), b.shape()) : Var()};
-  });
-}
+Var maximum(const Var& a, const Var& b) { return select_elementwise(Op::maximum, BinaryOp::gt, a, b); }
+Var minimum(const Var& a, const Var& b) { return select_elementwise(Op::minimum, BinaryOp::lt, a, b); }
 
 Var where(const Tensor& cond, const Var& a, const Var& b) {
   // d/da = [cond], d/db = [!cond]

@@ -38,26 +38,31 @@ uint64_t Generator::reserve(int64_t n, DType dtype) {
   return start;
 }
 
-Tensor rand(const Shape& shape, Generator& gen, DType dtype, Device device, double low, double high) {
-  AFD_CHECK(is_floating(dtype), "rand: dtype {} is not f32 or f64", dtype_name(dtype));
+namespace {
+// Allocates the output, reserves its counter blocks and lets `fill(out, seed, start)` draw.
+template <class Fill>
+Tensor draw(const char* op, const Shape& shape, Generator& gen, DType dtype, Device device, Fill fill) {
+  AFD_CHECK(is_floating(dtype), "{}: dtype {} is not f32 or f64", op, dtype_name(dtype));
   Tensor out(shape, dtype, device);
   uint64_t start = gen.reserve(out.numel(), dtype);
   if (out.numel() > 0) {
     count_kernel(Kernel::rng);
-    backend(device).uniform(out, gen.seed, start, low, high);
+    fill(backend(device), out, gen.seed, start);
   }
   return out;
 }
+}  // namespace
+
+Tensor rand(const Shape& shape, Generator& gen, DType dtype, Device device, double low, double high) {
+  return draw("rand", shape, gen, dtype, device, [&](Backend& be, Tensor& out, uint64_t seed, uint64_t start) {
+    be.uniform(out, seed, start, low, high);
+  });
+}
 
 Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device, double mean, double std) {
-  AFD_CHECK(is_floating(dtype), "randn: dtype {} is not f32 or f64", dtype_name(dtype));
-  Tensor out(shape, dtype, device);
-  uint64_t start = gen.reserve(out.numel(), dtype);
-  if (out.numel() > 0) {
-    count_kernel(Kernel::rng);
-    backend(device).normal(out, gen.seed, start, mean, std);
-  }
-  return out;
+  return draw("randn", shape, gen, dtype, device, [&](Backend& be, Tensor& out, uint64_t seed, uint64_t start) {
+    be.normal(out, seed, start, mean, std);
+  });
 }
 
 Tensor bernoulli(const Shape& shape, double p, Generator& gen, DType dtype, Device device) {

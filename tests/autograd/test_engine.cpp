@@ -2,24 +2,17 @@
 // double backward.
 #include <gtest/gtest.h>
 
+#include "tests/support/checks.h"
 #include "autograd/ops.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
 using namespace afd;
+using afd::testing::expect_error;
 
 namespace {
 Var leaf(std::vector<double> v, Shape s) { return Var(Tensor::from_vector(v, s), true); }
 
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << fragment << "'";
-  }
-}
 }  // namespace
 
 TEST(Engine, BackwardAccumulatesIntoLeaves) {

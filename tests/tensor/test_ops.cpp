@@ -3,31 +3,18 @@
 
 #include <cmath>
 
+#include "tests/support/checks.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
 using namespace afd;
+using afd::testing::expect_close;
+using afd::testing::expect_error;
 
 namespace {
 Tensor randt(const Shape& s, uint64_t seed, DType dt = DType::f64) {
   Generator g(seed);
   return randn(s, g, dt);
-}
-
-void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol) {
-  ops::CloseReport r = ops::allclose(a, b, rtol, atol);
-  EXPECT_TRUE(r.ok) << "worst element " << r.worst_index << ": " << r.worst_a << " vs " << r.worst_b
-                    << " (max |diff| " << r.max_abs_diff << ")";
-}
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << fragment << "'";
-  }
 }
 
 // Naive direct convolution, the definition.

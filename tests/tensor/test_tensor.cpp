@@ -1,10 +1,12 @@
 // Tensor basics: creation, views, copies, dtype conversion, concatenation and errors.
 #include <gtest/gtest.h>
 
+#include "tests/support/checks.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 
 using namespace afd;
+using afd::testing::expect_error;
 
 TEST(Tensor, CreationAndAccess) {
   Tensor z = Tensor::zeros({2, 3});
@@ -73,17 +75,6 @@ TEST(Tensor, Concatenation) {
   EXPECT_EQ(ac.shape(), (Shape{2, 3}));
   EXPECT_EQ(ac.to_vector<float>(), (std::vector<float>{1, 2, 7, 3, 4, 8}));
   EXPECT_EQ(cat({a, c}, -1).shape(), (Shape{2, 3}));
-}
-
-// Every error names what is wrong: the op and the shapes or values involved.
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << fragment << "'";
-  }
 }
 
 TEST(Tensor, ErrorsNameTheProblem) {
