@@ -20,15 +20,15 @@ const Tensor& T(const Var& v) { return v.data(); }
 // ---- broadcasting binary ops -------------------------------------------------------------------
 Var add(const Var& a, const Var& b) {
   // d/da = 1, d/db = 1 (summed back over broadcast dims)
-  return record(Op::add, ops::add(T(a), T(b)), {a, b}, [a, b](const Var& g, const Var&, const Needs& n) {
-    return Grads{n[0] ? sum_to(g, a.shape()) : Var(), n[1] ? sum_to(g, b.shape()) : Var()};
+  return record(Op::add, ops::add(T(a), T(b)), {a, b}, [sa = a.shape(), sb = b.shape()](const Var& g, const Var&, const Needs& n) {
+    return Grads{n[0] ? sum_to(g, sa) : Var(), n[1] ? sum_to(g, sb) : Var()};
   });
 }
 
 Var sub(const Var& a, const Var& b) {
   // d/da = 1, d/db = -1
-  return record(Op::sub, ops::sub(T(a), T(b)), {a, b}, [a, b](const Var& g, const Var&, const Needs& n) {
-    return Grads{n[0] ? sum_to(g, a.shape()) : Var(), n[1] ? sum_to(neg(g), b.shape()) : Var()};
+  return record(Op::sub, ops::sub(T(a), T(b)), {a, b}, [sa = a.shape(), sb = b.shape()](const Var& g, const Var&, const Needs& n) {
+    return Grads{n[0] ? sum_to(g, sa) : Var(), n[1] ? sum_to(neg(g), sb) : Var()};
   });
 }
 
@@ -53,10 +53,9 @@ namespace {
 Var select_elementwise(Op op, BinaryOp prefer, const Var& a, const Var& b) {
   Tensor wa = ops::add(ops::binary(prefer, T(a), T(b)), ops::mul_scalar(ops::binary(BinaryOp::eq, T(a), T(b)), 0.5));
   Tensor out = op == Op::maximum ? ops::maximum(T(a), T(b)) : ops::minimum(T(a), T(b));
-  return record(op, out, {a, b}, [a, b, wa](const Var& g, const Var&, const Needs& n) {
+  return record(op, out, {a, b}, [sa = a.shape(), sb = b.shape(), wa](const Var& g, const Var&, const Needs& n) {
     Var w = constant(wa);
-    return Grads{n[0] ? sum_to(mul(g, w), a.shape()) : Var(),
-                 n[1] ? sum_to(mul(g, affine(w, -1, 1)), b.shape()) : Var()};
+    return Grads{n[0] ? sum_to(mul(g, w), sa) : Var(), n[1] ? sum_to(mul(g, affine(w, -1, 1)), sb) : Var()};
   });
 }
 }  // namespace
@@ -66,10 +65,11 @@ Var minimum(const Var& a, const Var& b) { return select_elementwise(Op::minimum,
 
 Var where(const Tensor& cond, const Var& a, const Var& b) {
   // d/da = [cond], d/db = [!cond]
-  return record(Op::where, ops::where(cond, T(a), T(b)), {a, b}, [cond, a, b](const Var& g, const Var&, const Needs& n) {
-    Var zero = constant(Tensor::zeros({}, g.dtype(), g.device()));
-    return Grads{n[0] ? sum_to(where(cond, g, zero), a.shape()) : Var(),
-                 n[1] ? sum_to(where(cond, zero, g), b.shape()) : Var()};
+  return record(Op::where, ops::where(cond, T(a), T(b)), {a, b},
+                [cond, sa = a.shape(), sb = b.shape()](const Var& g, const Var&, const Needs& n) {
+                  Var zero = constant(Tensor::zeros({}, g.dtype(), g.device()));
+                  return Grads{n[0] ? sum_to(where(cond, g, zero), sa) : Var(),
+                               n[1] ? sum_to(where(cond, zero, g), sb) : Var()};
   });
 }
 
