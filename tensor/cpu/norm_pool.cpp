@@ -7,6 +7,7 @@
 //   dbeta = sum dy,  dgamma = sum dy xhat,  dx = gamma invstd / NM (NM dy - dbeta - xhat dgamma)
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -19,6 +20,32 @@ struct ChannelView {
   int64_t N, C, M;
 };
 ChannelView channels(const Tensor& x) { return {x.size(0), x.size(1), x.numel() / (x.size(0) * x.size(1))}; }
+
+// Sums over one row of a channel, in T with several vector lanes (the compiler may reorder the
+// additions); callers add the row sums up in double. Rows are at most a plane (H*W values), so the
+// float rounding stays at the level of the inputs' own.
+template <class T>
+T row_sum(const T* x, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+template <class T>
+T row_sum_sq_dev(const T* x, int64_t n, T mu) {  // sum (x - mu)^2
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += (x[i] - mu) * (x[i] - mu);
+  return s;
+}
+template <class T>
+T row_dot_dev(const T* g, const T* x, int64_t n, T mu) {  // sum g (x - mu)
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += g[i] * (x[i] - mu);
+  return s;
+}
+
 }  // namespace
 
 void CpuBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -33,16 +60,11 @@ void CpuBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Te
     double count = static_cast<double>(v.N * v.M);
 #pragma omp parallel for if (x.numel() > kParallelGrain)
     for (int64_t c = 0; c < v.C; ++c) {
+      // Two passes (mean, then squared deviations) so the variance does not cancel.
       double s = 0;
-      for (int64_t n = 0; n < v.N; ++n) {
-        const T* row = px + (n * v.C + c) * v.M;
-        for (int64_t m = 0; m < v.M; ++m) s += row[m];
-      }
+      for (int64_t n = 0; n < v.N; ++n) s += row_sum(px + (n * v.C + c) * v.M, v.M);
       double mu = s / count, ss = 0;
-      for (int64_t n = 0; n < v.N; ++n) {
-        const T* row = px + (n * v.C + c) * v.M;
-        for (int64_t m = 0; m < v.M; ++m) ss += (row[m] - mu) * (row[m] - mu);
-      }
+      for (int64_t n = 0; n < v.N; ++n) ss += row_sum_sq_dev(px + (n * v.C + c) * v.M, v.M, T(mu));
       double variance = ss / count, inv = 1.0 / std::sqrt(variance + eps);
       pm[c] = T(mu);
       pv[c] = T(variance);
@@ -85,34 +107,68 @@ void CpuBackend::batch_norm_backward(const Tensor& dy, const Tensor& x, const Te
     double count = static_cast<double>(v.N * v.M);
 #pragma omp parallel for if (x.numel() > kParallelGrain)
     for (int64_t c = 0; c < v.C; ++c) {
-      double sum_dy = 0, sum_dy_xhat = 0;
+      // sum_dy_xhat = invstd sum dy (x - mean)
+      double sum_dy = 0, sum_dy_dev = 0;
       T mu = pm[c], inv = pi[c];
       for (int64_t n = 0; n < v.N; ++n) {
         const T* row = px + (n * v.C + c) * v.M;
         const T* g = pdy + (n * v.C + c) * v.M;
-        for (int64_t m = 0; m < v.M; ++m) {
-          sum_dy += g[m];
-          sum_dy_xhat += g[m] * (row[m] - mu) * inv;
-        }
+        sum_dy += row_sum(g, v.M);
+        sum_dy_dev += row_dot_dev(g, row, v.M, mu);
       }
+      double sum_dy_xhat = sum_dy_dev * inv;
       if (dbeta.defined()) dbeta.data<T>()[c] = T(sum_dy);
       if (dgamma.defined()) dgamma.data<T>()[c] = T(sum_dy_xhat);
       if (!dx.defined()) continue;
-      T k = T(pg[c] * inv), mean_dy = T(sum_dy / count), mean_dy_xhat = T(sum_dy_xhat / count);
+      // dx = k (dy - mean_dy - xhat mean_dy_xhat) with k = gamma invstd, xhat = (x - mean) invstd
+      T k = T(pg[c] * inv), k_mean_dy = T(pg[c] * inv * sum_dy / count);
+      T k_slope = T(pg[c] * inv * inv * sum_dy_xhat / count);  // k invstd mean_dy_xhat
       for (int64_t n = 0; n < v.N; ++n) {
         const T* row = px + (n * v.C + c) * v.M;
         const T* g = pdy + (n * v.C + c) * v.M;
         T* out = dx.data<T>() + (n * v.C + c) * v.M;
-        for (int64_t m = 0; m < v.M; ++m) out[m] = k * (g[m] - mean_dy - (row[m] - mu) * inv * mean_dy_xhat);
+        for (int64_t m = 0; m < v.M; ++m) out[m] = k * g[m] - k_mean_dy - k_slope * (row[m] - mu);
       }
     }
   });
 }
 
 // ---- pooling: planes [N*C] of H x W -> P x Q ------------------------------------------------------
+namespace {
+
+// The common 2x2 window, stride 2, no padding (every window lies inside the plane), for a plane
+// without NaN: the same result as the general loop below, where a starts and only a strictly
+// larger value replaces the best, so the index is that of the first maximum in the order a, b, c, d.
+// Written without data-dependent branches (max, and 0/1 comparison results in integer
+// arithmetic): on real data such branches are coin flips, and mispredicting them cost more than
+// the rest of the pooling. One plane in [H, W] -> out and idx [P, Q]. Returns false when a window
+// holds a NaN; the caller then redoes the plane with the general loop, which knows the NaN rule.
+template <class T>
+bool max_pool_2x2(const T* in, int64_t W, int64_t P, int64_t Q, T* out, int64_t* idx) {
+  bool nan = false;
+  for (int64_t i = 0; i < P; ++i) {
+    const T* row0 = in + 2 * i * W;  // window rows 2i and 2i + 1
+    const T* row1 = row0 + W;
+    for (int64_t j = 0; j < Q; ++j) {
+      T a = row0[2 * j], b = row0[2 * j + 1], c = row1[2 * j], d = row1[2 * j + 1];
+      nan |= (a != a) | (b != b) | (c != c) | (d != d);
+      T best = std::max(std::max(a, b), std::max(c, d));
+      // Position of the first maximum: 0 = a, 1 = b, 2 = c, 3 = d.
+      int64_t not_a = a != best, not_b = b != best, not_c = c != best;
+      int64_t k = not_a * (1 + not_b * (1 + not_c));
+      out[i * Q + j] = best;
+      idx[i * Q + j] = (2 * i + k / 2) * W + 2 * j + k % 2;
+    }
+  }
+  return !nan;
+}
+
+}  // namespace
+
 void CpuBackend::max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y,
                                     Tensor& indices) {
   int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), P = y.size(2), Q = y.size(3);
+  bool two_by_two = p.kernel == 2 && p.stride == 2 && p.padding == 0;
   dispatch_float(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -120,6 +176,7 @@ void CpuBackend::max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tens
 #pragma omp parallel for if (x.numel() > kParallelGrain)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const T* in = px + pl * H * W;
+      if (two_by_two && max_pool_2x2(in, W, P, Q, py + pl * P * Q, pidx + pl * P * Q)) continue;
       for (int64_t i = 0; i < P; ++i)
         for (int64_t j = 0; j < Q; ++j) {
           T best = -std::numeric_limits<T>::infinity();

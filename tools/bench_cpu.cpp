@@ -1,0 +1,230 @@
+// CPU benchmark (not a test): conv2d forward and backward for the two layers of the small MNIST
+// CNN, and one whole training step of that CNN, at batch 128, f32. tools/bench_cpu_torch.py runs
+// the same workloads in PyTorch; tools/bench_cpu.sh runs both side by side at the same thread
+// count and prints the ratios.
+//
+//   bench_cpu [--threads 2] [--warmup 5] [--reps 20] [--min-seconds 1.0] [--only NAME]
+//
+// Every figure is the median wall time of one call after warm-up (at least --reps calls and at
+// least --min-seconds in all); the minimum is reported too. The last line of output is "JSON {...}" for the driver script.
+//
+// The small CNN (input x [128, 1, 28, 28], labels [128]):
+//   conv(1->32, 3x3, pad 1, no bias) - BN(train) - ReLU - maxpool 2   -> [128, 32, 14, 14]
+//   conv(32->64, 3x3, pad 1, no bias) - BN(train) - ReLU - maxpool 2  -> [128, 64, 7, 7]
+//   flatten - linear(3136 -> 10) - cross-entropy (mean)
+//   backward; plain SGD (lr 0.01, no momentum): p -= lr dp.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "autograd/var.h"
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "tensor/rng.h"
+
+namespace {
+
+using namespace afd;
+
+constexpr int64_t kBatch = 128;
+constexpr double kLearningRate = 0.01;
+
+struct Options {
+  int threads = 2;
+  int warmup = 5;
+  int reps = 20;
+  double min_seconds = 1.0;
+  std::string only;  // run just this workload (for profiling)
+};
+
+struct Timing {
+  double median_ms, min_ms;
+};
+
+struct Result {
+  std::string name;
+  Timing t;       // milliseconds per call
+  double gflop;   // floating-point work of one call (multiply-adds count 2)
+};
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      std::string m = line.substr(colon + 1);
+      m.erase(0, m.find_first_not_of(' '));
+      return m;
+    }
+  return "unknown";
+}
+
+// Median (and minimum) milliseconds of fn() after `warmup` untimed calls.
+Timing time_ms(const std::function<void()>& fn, const Options& o) {
+  for (int i = 0; i < o.warmup; ++i) fn();
+  std::vector<double> times;
+  double total = 0;
+  while ((static_cast<int>(times.size()) < o.reps || total < o.min_seconds) && times.size() < 10000) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    times.push_back(s * 1e3);
+    total += s;
+  }
+  std::sort(times.begin(), times.end());
+  size_t n = times.size();
+  return {n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]), times[0]};
+}
+
+// Weights uniform in +-1/sqrt(fan_in), as PyTorch's default initialisation bounds them.
+Tensor init_weight(const Shape& shape, int64_t fan_in, Generator& gen) {
+  double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return rand(shape, gen, DType::f32, Device::cpu(), -bound, bound);
+}
+
+// ---- conv2d layers ------------------------------------------------------------------------------
+struct ConvLayer {
+  const char* name;
+  int64_t C, K, H, W;  // 3x3, stride 1, pad 1: output K x H x W
+  double gflop() const { return 2.0 * kBatch * K * C * 9 * H * W * 1e-9; }
+};
+constexpr ConvLayer kLayers[] = {{"conv1", 1, 32, 28, 28}, {"conv2", 32, 64, 14, 14}};
+
+void bench_conv(const ConvLayer& l, const Options& o, Generator& gen, std::vector<Result>& out) {
+  Conv2dParams p{1, 1};
+  Tensor x = randn({kBatch, l.C, l.H, l.W}, gen);
+  Tensor w = init_weight({l.K, l.C, 3, 3}, l.C * 9, gen);
+  Tensor dy = randn({kBatch, l.K, l.H, l.W}, gen);
+  std::string n = l.name;
+  auto want = [&](const std::string& name) { return o.only.empty() || o.only == name; };
+  if (want(n + "_fwd"))
+    out.push_back({n + "_fwd", time_ms([&] { ops::conv2d(x, w, Tensor(), p); }, o), l.gflop()});
+  if (want(n + "_bwd_data"))
+    out.push_back({n + "_bwd_data",
+                   time_ms([&] { ops::conv2d_backward_data(dy, w, x.shape(), p); }, o), l.gflop()});
+  if (want(n + "_bwd_filter"))
+    out.push_back({n + "_bwd_filter",
+                   time_ms([&] { ops::conv2d_backward_filter(dy, x, w.shape(), p, false); }, o),
+                   l.gflop()});
+  if (want(n + "_bwd"))
+    out.push_back({n + "_bwd", time_ms([&] {
+                     ops::conv2d_backward_data(dy, w, x.shape(), p);
+                     ops::conv2d_backward_filter(dy, x, w.shape(), p, false);
+                   }, o),
+                   2 * l.gflop()});
+}
+
+// ---- the small CNN training step --------------------------------------------------------------
+struct SmallCnn {
+  Var w1, g1, b1, w2, g2, b2, wl, bl;
+  Tensor mean1, var1, mean2, var2;  // BN running statistics
+
+  explicit SmallCnn(Generator& gen)
+      : w1(init_weight({32, 1, 3, 3}, 9, gen), true),
+        g1(Tensor::ones({32}), true),
+        b1(Tensor::zeros({32}), true),
+        w2(init_weight({64, 32, 3, 3}, 288, gen), true),
+        g2(Tensor::ones({64}), true),
+        b2(Tensor::zeros({64}), true),
+        wl(init_weight({10, 3136}, 3136, gen), true),
+        bl(init_weight({10}, 3136, gen), true),
+        mean1(Tensor::zeros({32})),
+        var1(Tensor::ones({32})),
+        mean2(Tensor::zeros({64})),
+        var2(Tensor::ones({64})) {}
+
+  std::vector<Var*> params() { return {&w1, &g1, &b1, &w2, &g2, &b2, &wl, &bl}; }
+
+  Var logits(const Var& x) {
+    Var h = conv2d(x, w1, Var(), 1, 1);                               // [N, 32, 28, 28]
+    h = max_pool2d(relu(batch_norm(h, g1, b1, mean1, var1, true)), 2, 2);  // [N, 32, 14, 14]
+    h = conv2d(h, w2, Var(), 1, 1);                                   // [N, 64, 14, 14]
+    h = max_pool2d(relu(batch_norm(h, g2, b2, mean2, var2, true)), 2, 2);  // [N, 64, 7, 7]
+    return linear(flatten(h), wl, bl);                                // [N, 10]
+  }
+
+  // One step: forward, mean cross-entropy, backward, p -= lr dp. Returns the loss.
+  double train_step(const Var& x, const Tensor& labels) {
+    Var loss = cross_entropy(logits(x), labels);
+    loss.backward();
+    NoGradGuard no_grad;
+    for (Var* p : params()) {
+      Tensor data = p->data();
+      data.copy_(ops::sub(data, ops::mul_scalar(p->grad(), kLearningRate)));
+      p->zero_grad();
+    }
+    return loss.item();
+  }
+};
+
+double train_step_gflop() {
+  // Forward conv1 + conv2 + linear; backward: filter gradients of all three and data gradients of
+  // conv2 and linear (the input needs no gradient). BN, ReLU, pooling and the loss are not counted.
+  double c1 = kLayers[0].gflop(), c2 = kLayers[1].gflop(), fc = 2.0 * kBatch * 3136 * 10 * 1e-9;
+  return 2 * c1 + 3 * c2 + 3 * fc;
+}
+
+void bench_train_step(const Options& o, Generator& gen, std::vector<Result>& out) {
+  SmallCnn model(gen);
+  Var x(randn({kBatch, 1, 28, 28}, gen));
+  std::vector<int64_t> y(kBatch);
+  for (int64_t i = 0; i < kBatch; ++i) y[i] = (i * 7) % 10;
+  Tensor labels = Tensor::from_vector<int64_t>(y, {kBatch});
+  double first = model.train_step(x, labels), last = first;
+  Timing t = time_ms([&] { last = model.train_step(x, labels); }, o);
+  AFD_CHECK(std::isfinite(last), "train_step: loss became {}", last);
+  std::fprintf(stderr, "train_step: loss %.4f at the first step, %.4f at the last\n", first, last);
+  out.push_back({"train_step", t, train_step_gflop()});
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      AFD_CHECK(i + 1 < argc, "bench_cpu: {} needs a value", a);
+      return argv[++i];
+    };
+    if (a == "--threads") o.threads = std::stoi(next());
+    else if (a == "--warmup") o.warmup = std::stoi(next());
+    else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--min-seconds") o.min_seconds = std::stod(next());
+    else if (a == "--only") o.only = next();
+    else AFD_FAIL("bench_cpu: unknown argument '{}' (see the comment at the top of tools/bench_cpu.cpp)", a);
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  afd::set_num_threads(o.threads);
+  Generator gen(20261127);
+  std::vector<Result> results;
+  for (const ConvLayer& l : kLayers) bench_conv(l, o, gen, results);
+  if (o.only.empty() || o.only == "train_step") bench_train_step(o, gen, results);
+
+  std::string cpu = cpu_model();
+  std::printf("afd CPU benchmark: batch %lld, f32, %d threads, %s\n", static_cast<long long>(kBatch),
+              o.threads, cpu.c_str());
+  std::printf("%-18s %10s %10s %10s\n", "workload", "median ms", "min ms", "GFLOP/s");
+  for (const Result& r : results)
+    std::printf("%-18s %10.3f %10.3f %10.1f\n", r.name.c_str(), r.t.median_ms, r.t.min_ms,
+                r.gflop / (r.t.median_ms * 1e-3));
+  std::printf("JSON {\"impl\": \"afd\", \"threads\": %d, \"precision\": \"f32\", \"batch\": %lld, \"cpu\": \"%s\", "
+              "\"workloads\": {", o.threads, static_cast<long long>(kBatch), cpu.c_str());
+  for (size_t i = 0; i < results.size(); ++i)
+    std::printf("%s\"%s\": {\"ms\": %.4f, \"min_ms\": %.4f, \"gflop\": %.5f}", i ? ", " : "",
+                results[i].name.c_str(), results[i].t.median_ms, results[i].t.min_ms, results[i].gflop);
+  std::printf("}}\n");
+  return 0;
+}

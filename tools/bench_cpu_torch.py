@@ -1,0 +1,147 @@
+"""PyTorch CPU side of the CPU benchmark: the same workloads as tools/bench_cpu.cpp.
+
+conv2d forward and backward (data, filter, both) for the two layers of the small MNIST CNN, and
+one whole training step of that CNN, at batch 128, f32. Every figure is the median wall time of
+one call after warm-up (the minimum is reported too). The last line of output is "JSON {...}" for tools/bench_cpu.sh.
+
+    /usr/bin/python3 tools/bench_cpu_torch.py --threads 2 [--warmup 5] [--reps 20] [--min-seconds 1]
+
+Backward kernels are called through aten.convolution_backward with an output mask, so each row
+times exactly the kernels it names (PyTorch's oneDNN path on this CPU), without a forward.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BATCH = 128
+LR = 0.01
+# name, C, K, H, W: 3x3 convolutions, stride 1, pad 1 (output K x H x W).
+LAYERS = [("conv1", 1, 32, 28, 28), ("conv2", 32, 64, 14, 14)]
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def time_ms(fn, args):
+    """Median and minimum milliseconds of fn() after args.warmup untimed calls."""
+    for _ in range(args.warmup):
+        fn()
+    times, total = [], 0.0
+    while (len(times) < args.reps or total < args.min_seconds) and len(times) < 10000:
+        t0 = time.perf_counter()
+        fn()
+        s = time.perf_counter() - t0
+        times.append(s * 1e3)
+        total += s
+    return statistics.median(times), min(times)
+
+
+def conv_gflop(C, K, H, W):
+    return 2.0 * BATCH * K * C * 9 * H * W * 1e-9
+
+
+def bench_conv(layer, args, out):
+    name, C, K, H, W = layer
+    x = torch.randn(BATCH, C, H, W)
+    bound = 1.0 / (C * 9) ** 0.5
+    w = torch.empty(K, C, 3, 3).uniform_(-bound, bound)
+    dy = torch.randn(BATCH, K, H, W)
+    gflop = conv_gflop(C, K, H, W)
+
+    def backward(mask):
+        return torch.ops.aten.convolution_backward(
+            dy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
+    with torch.no_grad():
+        out[name + "_fwd"] = (time_ms(lambda: F.conv2d(x, w, None, 1, 1), args), gflop)
+        out[name + "_bwd_data"] = (time_ms(lambda: backward([True, False, False]), args), gflop)
+        out[name + "_bwd_filter"] = (time_ms(lambda: backward([False, True, False]), args), gflop)
+        out[name + "_bwd"] = (time_ms(lambda: backward([True, True, False]), args), 2 * gflop)
+
+
+class SmallCnn(nn.Module):
+    """conv-BN-ReLU-pool twice, then linear(3136 -> 10); as SmallCnn in tools/bench_cpu.cpp."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.fc = nn.Linear(3136, 10)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2, 2)
+        h = F.max_pool2d(F.relu(self.bn2(self.conv2(h))), 2, 2)
+        return self.fc(torch.flatten(h, 1))
+
+
+def train_step_gflop():
+    # As in bench_cpu.cpp: conv1 forward + filter grad, conv2 and linear forward + both grads.
+    c1, c2 = conv_gflop(1, 32, 28, 28), conv_gflop(32, 64, 14, 14)
+    fc = 2.0 * BATCH * 3136 * 10 * 1e-9
+    return 2 * c1 + 3 * c2 + 3 * fc
+
+
+def bench_train_step(args, out):
+    model = SmallCnn().train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.0)
+    x = torch.randn(BATCH, 1, 28, 28)
+    labels = torch.tensor([(i * 7) % 10 for i in range(BATCH)])
+    losses = []
+
+    def step():
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+
+    step()
+    ms = time_ms(step, args)
+    print(f"train_step: loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last",
+          file=sys.stderr)
+    out["train_step"] = (ms, train_step_gflop())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)  # Debian's torch defaults to 1 thread: always set it
+    torch.manual_seed(20261127)
+
+    results = {}
+    for layer in LAYERS:
+        bench_conv(layer, args, results)
+    bench_train_step(args, results)
+
+    cpu = cpu_model()
+    print(f"torch {torch.__version__} CPU benchmark: batch {BATCH}, f32, "
+          f"{torch.get_num_threads()} threads, {cpu}")
+    print(f"{'workload':<18} {'median ms':>10} {'min ms':>10} {'GFLOP/s':>10}")
+    for name, ((ms, min_ms), gflop) in results.items():
+        print(f"{name:<18} {ms:10.3f} {min_ms:10.3f} {gflop / (ms * 1e-3):10.1f}")
+    record = {"impl": "torch", "version": torch.__version__, "threads": torch.get_num_threads(),
+              "precision": "f32", "batch": BATCH, "cpu": cpu,
+              "workloads": {n: {"ms": round(ms, 4), "min_ms": round(min_ms, 4), "gflop": round(g, 5)}
+                            for n, ((ms, min_ms), g) in results.items()}}
+    print("JSON " + json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
