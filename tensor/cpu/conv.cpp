@@ -5,8 +5,9 @@
 //   forward:           y_n [K, P*Q]       = w [K, C*R*S] . col
 //   backward data:     dcol [C*R*S, P*Q]  = w^T . dy_n;   dx_n = col2im(dcol) (sum of overlaps)
 //   backward filter:   dw [K, C*R*S]     += dy_n . col^T; dbias[k] += sum_(p,q) dy_n[k, p, q]
-// Images are processed in parallel (one OpenMP thread per image or small group of images,
-// single-threaded gemm), which suits the small matrices of CIFAR and MNIST layers. im2col and
+// Images are processed in parallel (one OpenMP thread per image, single-threaded gemm), which
+// suits the small matrices of CIFAR and MNIST layers. (Putting a few images side by side in one
+// larger gemm measured no faster here once im2col was cheap.) im2col and
 // col2im work on a zero-padded copy of the image, so their inner loops are plain strided copies.
 #include <cblas.h>
 #include <omp.h>
@@ -69,10 +70,10 @@ ConvGeometry geometry(const Shape& x, const Shape& w, const Shape& y, const Conv
 // Per-thread scratch memory, reused from call to call: OpenMP keeps its worker threads, so each
 // keeps its buffers, and a convolution allocates nothing per image (a fresh block of this size
 // would be a new mmap whose pages fault in). Slots name independent buffers.
-enum class Scratch { padded, col, out };
+enum class Scratch { padded, col };
 template <class T>
 T* scratch(Scratch slot, int64_t n) {
-  thread_local std::vector<T> buffers[3];
+  thread_local std::vector<T> buffers[2];
   std::vector<T>& b = buffers[static_cast<int>(slot)];
   if (static_cast<int64_t>(b.size()) < n) b.resize(n);
   return b.data();
@@ -92,15 +93,14 @@ const T* padded_image(const T* x, const ConvGeometry& g) {
   return xp;
 }
 
-// col [C*R*S, P*Q] (row stride ld >= P*Q):
-//   col[(c, r, s), (p, q)] = xp[c, p*stride + r, q*stride + s]   (xp: the padded image)
+// col [C*R*S, P*Q]: col[(c, r, s), (p, q)] = xp[c, p*stride + r, q*stride + s] (xp: padded image)
 template <class T>
-void im2col(const T* xp, const ConvGeometry& g, T* col, int64_t ld) {
+void im2col(const T* xp, const ConvGeometry& g, T* col) {
   int64_t Hp = g.padded_h(), Wp = g.padded_w();
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
-        T* dst = col + ((c * g.R + r) * g.S + s) * ld;
+        T* dst = col + ((c * g.R + r) * g.S + s) * g.pq();
         for (int64_t p = 0; p < g.P; ++p) {
           const T* src = xp + (c * Hp + p * g.stride + r) * Wp + s;
           T* row = dst + p * g.Q;
@@ -140,19 +140,6 @@ void col2im(const T* col, const ConvGeometry& g, T* dx) {
     }
 }
 
-// Images per forward gemm. One image makes a short gemm ([K, CRS] x [CRS, P*Q], P*Q = 196 for a
-// 14x14 MNIST layer) in which OpenBLAS spends much of its time packing; a few images side by side
-// in one col [CRS, nb*P*Q] run it about 1.5x faster. Limited so every thread still gets work and
-// col stays within the L2/L3 caches.
-int64_t forward_group(const ConvGeometry& g, size_t elem_bytes) {
-  // Not for pointwise layers (col is the image itself) nor for short CRS (a first layer with
-  // C = 1: its gemm is bound by writing y, and the regrouping copy would only add to that).
-  if (g.is_pointwise() || g.crs() < 32) return 1;
-  int64_t per_thread = g.N / std::max(1, omp_get_max_threads());
-  int64_t by_size = static_cast<int64_t>((size_t(2) << 20) / (g.crs() * g.pq() * elem_bytes));
-  return std::clamp<int64_t>(std::min<int64_t>(4, per_thread), 1, std::max<int64_t>(1, by_size));
-}
-
 }  // namespace
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
@@ -185,39 +172,20 @@ void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& 
     const T* pw = w.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* py = y.data<T>();
-    int64_t nb = forward_group(g, sizeof(T)), groups = (g.N + nb - 1) / nb;
 #pragma omp parallel for schedule(static)
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      int64_t n0 = grp * nb, count = std::min(nb, g.N - n0), cols = count * g.pq();
-      if (count == 1) {
-        // One image: y_n [K, PQ] = w [K, CRS] . col [CRS, PQ] (+ bias, pre-filled, beta = 1)
-        const T* xn = px + n0 * g.chw();
-        T* yn = py + n0 * g.K * g.pq();
-        const T* cn = xn;
-        if (!g.is_pointwise()) {
-          T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
-          im2col(padded_image(xn, g), g, col, g.pq());
-          cn = col;
-        }
-        if (pb)
-          for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * g.pq(), yn + (k + 1) * g.pq(), pb[k]);
-        gemm_raw(false, false, g.K, g.pq(), g.crs(), T(1), pw, cn, pb ? T(1) : T(0), yn);
-        continue;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* xn = px + n * g.chw();
+      T* yn = py + n * g.K * g.pq();
+      const T* cn = xn;
+      if (!g.is_pointwise()) {
+        T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
+        im2col(padded_image(xn, g), g, col);
+        cn = col;
       }
-      // `count` images side by side: col [CRS, count*PQ], image i in columns i*PQ ..
-      // out [K, count*PQ] = w . col, then out[k, i*PQ ..] is row k of y_(n0+i) [K, PQ].
-      T* col = scratch<T>(Scratch::col, g.crs() * cols);
-      for (int64_t i = 0; i < count; ++i)
-        im2col(padded_image(px + (n0 + i) * g.chw(), g), g, col + i * g.pq(), cols);
-      T* out = scratch<T>(Scratch::out, g.K * cols);
-      gemm_raw(false, false, g.K, cols, g.crs(), T(1), pw, col, T(0), out);
-      for (int64_t i = 0; i < count; ++i)
-        for (int64_t k = 0; k < g.K; ++k) {
-          const T* src = out + k * cols + i * g.pq();
-          T* dst = py + ((n0 + i) * g.K + k) * g.pq();
-          T b = pb ? pb[k] : T(0);
-          for (int64_t j = 0; j < g.pq(); ++j) dst[j] = src[j] + b;
-        }
+      // y_n [K, PQ] = w [K, CRS] . col [CRS, PQ] (+ bias, pre-filled, with beta = 1)
+      if (pb)
+        for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * g.pq(), yn + (k + 1) * g.pq(), pb[k]);
+      gemm_raw(false, false, g.K, g.pq(), g.crs(), T(1), pw, cn, pb ? T(1) : T(0), yn);
     }
   });
 }
@@ -266,7 +234,7 @@ void CpuBackend::conv2d_backward_filter(const Tensor& dy, const Tensor& x, const
         const T* cn = xn;
         if (!g.is_pointwise()) {
           T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
-          im2col(padded_image(xn, g), g, col, g.pq());
+          im2col(padded_image(xn, g), g, col);
           cn = col;
         }
         // partial_w [K, CRS] += dy_n [K, PQ] . col^T [PQ, CRS]
