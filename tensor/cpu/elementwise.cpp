@@ -80,10 +80,18 @@ BlockCache& block_cache() {
 
 }  // namespace
 
+// Under AddressSanitizer every block goes straight back to the system, so that a use after free
+// is reported instead of landing in a recycled block.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kUseCache = false;
+#else
+constexpr bool kUseCache = true;
+#endif
+
 void* CpuBackend::allocate(size_t bytes) {
   // aligned_alloc wants a size that is a multiple of the alignment.
   size_t rounded = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
-  if (rounded >= kCacheMin) {
+  if (kUseCache && rounded >= kCacheMin) {
     rounded = size_class(rounded);
     if (void* p = block_cache().take(rounded)) return p;
   }
@@ -94,7 +102,7 @@ void* CpuBackend::allocate(size_t bytes) {
 
 void CpuBackend::deallocate(void* ptr, size_t bytes) {
   size_t rounded = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
-  if (rounded >= kCacheMin)
+  if (kUseCache && rounded >= kCacheMin)
     block_cache().give(ptr, size_class(rounded));
   else
     std::free(ptr);
