@@ -69,20 +69,24 @@ for r in runs:
         gflop[name] = w["gflop"]
         if name not in order:
             order.append(name)
+# Torch-only variants "name@variant" (bench_cpu_torch.py: conv1 without oneDNN) are compared with
+# afd's "name"; they follow the default rows.
+order = [n for n in order if "@" not in n] + [n for n in order if "@" in n]
 threads = sorted({r["threads"] for r in runs}, reverse=True)
 rounds = len(ms[("afd", threads[0], order[0])])
 print(f"afd vs PyTorch {version} CPU, batch 128, f32, {cpu}; median over {rounds} alternating "
-      f"rounds of per-run medians; ratio = torch ms / afd ms (> 1: afd faster)\n")
+      f"rounds of per-run medians; ratio = torch ms / afd ms (> 1: afd faster); "
+      f"@no-onednn: PyTorch with oneDNN off for conv1 (its faster path for that layer)\n")
 print("| workload | afd ms | torch ms | torch/afd | afd GFLOP/s | torch GFLOP/s | precision | threads | CPU |")
 print("|---|---:|---:|---:|---:|---:|---|---:|---|")
 summary = {}
 for t in threads:
     for name in order:
-        a = statistics.median(ms[("afd", t, name)])
+        a = statistics.median(ms[("afd", t, name.split("@")[0])])
         b = statistics.median(ms[("torch", t, name)])
         g = gflop[name]
         print(f"| {name} | {a:.2f} | {b:.2f} | {b / a:.2f} | {g / a * 1e3:.1f} | {g / b * 1e3:.1f} "
               f"| f32 | {t} | {cpu} |")
-        summary[f"{name}@{t}"] = round(b / a, 3)
+        summary[f"{name} ({t} threads)"] = round(b / a, 3)
 print("\nJSON " + json.dumps({"ratios_torch_over_afd": summary}))
 EOF

@@ -8,6 +8,11 @@ one call after warm-up (the minimum is reported too). The last line of output is
 
 Backward kernels are called through aten.convolution_backward with an output mask, so each row
 times exactly the kernels it names (PyTorch's oneDNN path on this CPU), without a forward.
+
+PyTorch's default oneDNN path is very slow for the first layer (one input channel): its own
+non-oneDNN kernels are several times faster there. So the conv1 rows and the training step are
+also timed with oneDNN switched off for conv1 alone (workload names ending in NO_ONEDNN), which
+is the best PyTorch does on this model without changing the model.
 """
 import argparse
 import json
@@ -23,6 +28,7 @@ BATCH = 128
 LR = 0.01
 # name, C, K, H, W: 3x3 convolutions, stride 1, pad 1 (output K x H x W).
 LAYERS = [("conv1", 1, 32, 28, 28), ("conv2", 32, 64, 14, 14)]
+NO_ONEDNN = "@no-onednn"  # suffix of the workloads timed with oneDNN off for conv1
 
 
 def cpu_model():
@@ -63,18 +69,43 @@ def bench_conv(layer, args, out):
         return torch.ops.aten.convolution_backward(
             dy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
-    with torch.no_grad():
-        out[name + "_fwd"] = (time_ms(lambda: F.conv2d(x, w, None, 1, 1), args), gflop)
-        out[name + "_bwd_data"] = (time_ms(lambda: backward([True, False, False]), args), gflop)
-        out[name + "_bwd_filter"] = (time_ms(lambda: backward([False, True, False]), args), gflop)
-        out[name + "_bwd"] = (time_ms(lambda: backward([True, True, False]), args), 2 * gflop)
+    variants = [("", True)] + ([(NO_ONEDNN, False)] if C == 1 else [])
+    for suffix, onednn in variants:
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
+            out[name + "_fwd" + suffix] = (time_ms(lambda: F.conv2d(x, w, None, 1, 1), args), gflop)
+            out[name + "_bwd_data" + suffix] = (
+                time_ms(lambda: backward([True, False, False]), args), gflop)
+            out[name + "_bwd_filter" + suffix] = (
+                time_ms(lambda: backward([False, True, False]), args), gflop)
+            out[name + "_bwd" + suffix] = (
+                time_ms(lambda: backward([True, True, False]), args), 2 * gflop)
+
+
+class Conv3x3WithoutOneDnn(torch.autograd.Function):
+    """conv2d(x, w, stride 1, pad 1) with forward and backward run with oneDNN switched off."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        with torch.backends.mkldnn.flags(enabled=False):
+            return F.conv2d(x, w, None, 1, 1)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+        with torch.backends.mkldnn.flags(enabled=False):
+            dx, dw, _ = torch.ops.aten.convolution_backward(
+                dy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+        return dx, dw
 
 
 class SmallCnn(nn.Module):
     """conv-BN-ReLU-pool twice, then linear(3136 -> 10); as SmallCnn in tools/bench_cpu.cpp."""
 
-    def __init__(self):
+    def __init__(self, conv1_onednn=True):
         super().__init__()
+        self.conv1_onednn = conv1_onednn
         self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(32)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
@@ -82,7 +113,8 @@ class SmallCnn(nn.Module):
         self.fc = nn.Linear(3136, 10)
 
     def forward(self, x):
-        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2, 2)
+        h = self.conv1(x) if self.conv1_onednn else Conv3x3WithoutOneDnn.apply(x, self.conv1.weight)
+        h = F.max_pool2d(F.relu(self.bn1(h)), 2, 2)
         h = F.max_pool2d(F.relu(self.bn2(self.conv2(h))), 2, 2)
         return self.fc(torch.flatten(h, 1))
 
@@ -94,8 +126,8 @@ def train_step_gflop():
     return 2 * c1 + 3 * c2 + 3 * fc
 
 
-def bench_train_step(args, out):
-    model = SmallCnn().train()
+def bench_train_step(args, out, conv1_onednn=True):
+    model = SmallCnn(conv1_onednn).train()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.0)
     x = torch.randn(BATCH, 1, 28, 28)
     labels = torch.tensor([(i * 7) % 10 for i in range(BATCH)])
@@ -110,9 +142,10 @@ def bench_train_step(args, out):
 
     step()
     ms = time_ms(step, args)
-    print(f"train_step: loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last",
+    name = "train_step" + ("" if conv1_onednn else NO_ONEDNN)
+    print(f"{name}: loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last",
           file=sys.stderr)
-    out["train_step"] = (ms, train_step_gflop())
+    out[name] = (ms, train_step_gflop())
 
 
 def main():
@@ -129,13 +162,14 @@ def main():
     for layer in LAYERS:
         bench_conv(layer, args, results)
     bench_train_step(args, results)
+    bench_train_step(args, results, conv1_onednn=False)
 
     cpu = cpu_model()
     print(f"torch {torch.__version__} CPU benchmark: batch {BATCH}, f32, "
           f"{torch.get_num_threads()} threads, {cpu}")
-    print(f"{'workload':<18} {'median ms':>10} {'min ms':>10} {'GFLOP/s':>10}")
+    print(f"{'workload':<28} {'median ms':>10} {'min ms':>10} {'GFLOP/s':>10}")
     for name, ((ms, min_ms), gflop) in results.items():
-        print(f"{name:<18} {ms:10.3f} {min_ms:10.3f} {gflop / (ms * 1e-3):10.1f}")
+        print(f"{name:<28} {ms:10.3f} {min_ms:10.3f} {gflop / (ms * 1e-3):10.1f}")
     record = {"impl": "torch", "version": torch.__version__, "threads": torch.get_num_threads(),
               "precision": "f32", "batch": BATCH, "cpu": cpu,
               "workloads": {n: {"ms": round(ms, 4), "min_ms": round(min_ms, 4), "gflop": round(g, 5)}
