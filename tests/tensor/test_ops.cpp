@@ -236,3 +236,68 @@ TEST(Ops, Indexing) {
   expect_error([&] { ops::index_select(x, Tensor::from_vector<int64_t>({3}, {1})); },
                "index_select: index 3 at position 0 is out of range [0, 3)");
 }
+
+namespace {
+double dot(const Tensor& a, const Tensor& b) { return ops::sum(ops::mul(a, b)).item<double>(); }
+}  // namespace
+
+// Shapes large enough for the parallel loops and the fast paths (per-thread scratch, the 2x2
+// max-pool kernel, vectorised batch-norm sums), checked against definitions.
+TEST(Ops, LargeShapesTakeTheParallelAndFastPaths) {
+  // Convolution: forward against the direct loop; both backwards by the adjoint identities
+  // <conv(x, w), dy> = <x, backward_data(dy, w)> = <w, backward_filter(dy, x)>.
+  for (Conv2dParams p : {Conv2dParams{1, 1}, Conv2dParams{2, 1}, Conv2dParams{1, 0}}) {
+    Tensor x = randt({16, 3, 12, 12}, 70), w = randt({8, 3, 3, 3}, 71), b = randt({8}, 72);
+    Tensor y = ops::conv2d(x, w, b, p);
+    expect_close(y, conv_reference(x, w, b, p.stride, p.padding), 1e-12, 1e-12);
+    Tensor dy = randt(y.shape(), 73);
+    Tensor y_nobias = ops::conv2d(x, w, Tensor(), p);
+    double lhs = dot(y_nobias, dy);
+    EXPECT_NEAR(dot(x, ops::conv2d_backward_data(dy, w, x.shape(), p)), lhs, 1e-9 * std::fabs(lhs));
+    auto [dw, db] = ops::conv2d_backward_filter(dy, x, w.shape(), p, true);
+    EXPECT_NEAR(dot(w, dw), lhs, 1e-9 * std::fabs(lhs));
+    expect_close(db, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
+  }
+  // Max pooling 2x2: against the definition, with a NaN in one plane (NaN wins its window).
+  Tensor x = randt({8, 8, 24, 24}, 74);
+  x.data<double>()[3 * 24 * 24 + 5 * 24 + 7] = NAN;  // plane 3, row 5, column 7
+  auto [m, idx] = ops::max_pool2d(x, {2, 2, 0});
+  std::vector<double> xv = x.to_vector<double>(), mv = m.to_vector<double>();
+  std::vector<int64_t> iv = idx.to_vector<int64_t>();
+  for (int64_t plane = 0; plane < 64; ++plane)
+    for (int64_t i = 0; i < 12; ++i)
+      for (int64_t j = 0; j < 12; ++j) {
+        int64_t best = -1;
+        for (int64_t r = 0; r < 2; ++r)
+          for (int64_t s = 0; s < 2; ++s) {
+            int64_t at = (2 * i + r) * 24 + 2 * j + s;
+            double v = xv[plane * 576 + at];
+            if (best < 0 || v > xv[plane * 576 + best] || (std::isnan(v) && !std::isnan(xv[plane * 576 + best]))) best = at;
+          }
+        int64_t o = (plane * 12 + i) * 12 + j;
+        ASSERT_EQ(iv[o], best) << "plane " << plane << " window " << i << "," << j;
+        double want = xv[plane * 576 + best];
+        ASSERT_TRUE(mv[o] == want || (std::isnan(mv[o]) && std::isnan(want)));
+      }
+  EXPECT_TRUE(std::isnan(m.at<double>({0, 3, 2, 3})));
+  // Batch norm over 36,992 values: against two-pass double sums.
+  Tensor bx = randt({16, 8, 17, 17}, 75);
+  auto [by, stats] = ops::batch_norm_train(bx, Tensor::ones({8}, DType::f64), Tensor::zeros({8}, DType::f64), 1e-5);
+  std::vector<double> bv = bx.to_vector<double>();
+  for (int64_t c = 0; c < 8; ++c) {
+    double s = 0, ss = 0;
+    for (int64_t n = 0; n < 16; ++n)
+      for (int64_t k = 0; k < 289; ++k) s += bv[(n * 8 + c) * 289 + k];
+    double mu = s / (16 * 289);
+    for (int64_t n = 0; n < 16; ++n)
+      for (int64_t k = 0; k < 289; ++k) ss += std::pow(bv[(n * 8 + c) * 289 + k] - mu, 2);
+    EXPECT_NEAR(stats.mean.at<double>({c}), mu, 1e-14);
+    EXPECT_NEAR(stats.var.at<double>({c}), ss / (16 * 289), 1e-13);
+  }
+  // Batch-norm backward: the batch-normalised output is invariant to shifting x, so dx sums to 0
+  // per channel, and dbeta is the plain sum of dy.
+  Tensor dy = randt(bx.shape(), 76);
+  auto g = ops::batch_norm_backward(dy, bx, Tensor::ones({8}, DType::f64), stats, true, true, true);
+  for (double v : ops::sum(g.dx, {0, 2, 3}).to_vector<double>()) EXPECT_NEAR(v, 0, 1e-9);
+  expect_close(g.dbeta, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
+}
