@@ -140,7 +140,8 @@ GradMap run_backward(const std::vector<Var>& roots, const std::vector<Var>& seed
         std::vector<bool> needs(n->inputs.size());
         for (size_t k = 0; k < n->inputs.size(); ++k) needs[k] = input_leads(n->inputs[k]);
         // The output Var shares the node's output impl, so backward can use it (and its history).
-        std::vector<Var> in_grads = n->backward(g->second, Var::from_impl(out), needs);
+        Var grad_out = g->second;
+        std::vector<Var> in_grads = n->backward(grad_out, Var::from_impl(out), needs);
         AFD_CHECK(in_grads.size() == n->inputs.size(), "op '{}' backward returned {} gradients for {} inputs",
                   op_info(n->op).name, in_grads.size(), n->inputs.size());
         double scale = g_backward_scale[static_cast<size_t>(n->op)];
@@ -153,7 +154,8 @@ GradMap run_backward(const std::vector<Var>& roots, const std::vector<Var>& seed
           auto [slot, fresh] = grads.emplace(n->inputs[k].get(), gk);
           if (!fresh) slot->second = add(slot->second, gk);
         }
-        if (!is_target(out.get())) grads.erase(g);
+        // By key: the emplace calls above may have rehashed the map and invalidated `g`.
+        if (!is_target(out.get())) grads.erase(out.get());
       }
       if (!retain_graph) {
         n->backward = nullptr;  // frees the tensors saved for backward
