@@ -1,0 +1,171 @@
+// Module bookkeeping and the layers: names and order, strict loading errors, modes, freezing,
+// initialisation bounds, dropout, checkpoints.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "nn/checkpoint.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/models/resnet.h"
+#include "nn/safetensors.h"
+#include "support/checks.h"
+#include "tensor/ops.h"
+
+using namespace afd;
+using afd::testing::expect_error;
+
+namespace {
+
+// conv -> bn -> relu -> flatten -> linear, with a nested Sequential, to check naming.
+std::shared_ptr<nn::Sequential> tiny_net(Generator& gen) {
+  auto net = std::make_shared<nn::Sequential>();
+  net->add(std::make_shared<nn::Conv2d>(1, 2, 3, 1, 1, true, gen));
+  auto inner = net->add(std::make_shared<nn::Sequential>());
+  inner->add(std::make_shared<nn::BatchNorm2d>(2));
+  inner->add(std::make_shared<nn::ReLU>());
+  net->add(std::make_shared<nn::Flatten>());
+  net->add(std::make_shared<nn::Linear>(2 * 4 * 4, 3, gen));
+  return net;
+}
+
+std::vector<std::string> names(const nn::NamedTensors& entries) {
+  std::vector<std::string> out;
+  for (const auto& [name, t] : entries) out.push_back(name);
+  return out;
+}
+
+}  // namespace
+
+TEST(Module, StateDictNamesFollowPyTorch) {
+  Generator gen(0);
+  auto net = tiny_net(gen);
+  std::vector<std::string> expected{"0.weight", "0.bias", "1.0.weight", "1.0.bias", "1.0.running_mean",
+                                    "1.0.running_var", "1.0.num_batches_tracked", "3.weight", "3.bias"};
+  EXPECT_EQ(names(net->state_dict()), expected);
+  EXPECT_EQ(net->named_parameters().size(), 6u);
+  EXPECT_EQ(net->named_buffers().size(), 3u);
+  EXPECT_EQ(net->parameter_count(), 2 * 9 + 2 + 2 + 2 + 32 * 3 + 3);
+  EXPECT_EQ(net->state_dict()[6].second.dtype(), DType::i64);
+  EXPECT_EQ(net->state_dict()[6].second.dim(), 0);
+}
+
+TEST(Module, StrictLoadNamesEveryProblem) {
+  Generator gen(0);
+  auto net = tiny_net(gen);
+  nn::NamedTensors sd = net->state_dict();
+  nn::NamedTensors bad;
+  for (auto& [name, t] : sd) {
+    if (name == "0.bias") continue;                                                      // missing
+    if (name == "3.weight") bad.emplace_back(name, Tensor::zeros({3, 31}));              // shape
+    else if (name == "3.bias") bad.emplace_back(name, Tensor::zeros({3}, DType::f64));  // dtype
+    else bad.emplace_back(name, t.clone());
+  }
+  bad.emplace_back("extra.weight", Tensor::zeros({1}));  // unexpected
+  Tensor before = net->state_dict()[0].second.clone();
+  for (const char* fragment : {"missing '0.bias'", "'3.weight': expected f32 [3, 32], got f32 [3, 31]",
+                               "'3.bias': expected f32 [3], got f64 [3]", "unexpected 'extra.weight'"})
+    expect_error([&] { net->load_state_dict(bad); }, fragment);
+  // Nothing was loaded.
+  EXPECT_EQ(net->state_dict()[0].second.to_vector<float>(), before.to_vector<float>());
+  // Not strict: missing and unexpected names are fine, shapes still checked.
+  nn::NamedTensors partial{{"0.weight", Tensor::zeros({2, 1, 3, 3})}, {"other", Tensor::zeros({1})}};
+  net->load_state_dict(partial, /*strict=*/false);
+  EXPECT_EQ(net->state_dict()[0].second.to_vector<float>(), std::vector<float>(18, 0.f));
+}
+
+TEST(Module, TrainEvalAndFreezingAreRecursive) {
+  Generator gen(0);
+  auto net = tiny_net(gen);
+  net->eval();
+  for (auto& [name, child] : net->named_children()) EXPECT_FALSE(child->is_training()) << name;
+  net->train();
+  EXPECT_TRUE(net->named_children()[1].second->named_children()[0].second->is_training());
+  net->set_requires_grad(false);
+  for (auto& [name, p] : net->named_parameters()) EXPECT_FALSE(p.requires_grad()) << name;
+  net->set_requires_grad(true);
+  for (auto& [name, p] : net->named_parameters()) EXPECT_TRUE(p.requires_grad()) << name;
+}
+
+TEST(Module, BatchNormCountsTrainModeForwardsOnly) {
+  nn::BatchNorm2d bn(3);
+  Generator gen(1);
+  Var x(randn({4, 3, 2, 2}, gen));
+  bn.forward(x);
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.data().item<int64_t>(), 2);
+  bn.eval();
+  Tensor mean_before = bn.running_mean.data().clone();
+  bn.forward(x);
+  EXPECT_EQ(bn.num_batches_tracked.data().item<int64_t>(), 2);
+  EXPECT_EQ(bn.running_mean.data().to_vector<float>(), mean_before.to_vector<float>());
+  expect_error([&] { bn.forward(Var(Tensor::zeros({4, 3}))); }, "BatchNorm2d");
+}
+
+TEST(Module, ShapeErrorsNameBothShapes) {
+  Generator gen(0);
+  nn::Linear fc(4, 2, gen);
+  expect_error([&] { fc.forward(Var(Tensor::zeros({3, 5}))); }, "expected x [N, 4], got [3, 5]");
+  nn::Conv2d conv(3, 4, 3, 1, 1, false, gen);
+  expect_error([&] { conv.forward(Var(Tensor::zeros({1, 1, 8, 8}))); }, "got [1, 1, 8, 8]");
+}
+
+TEST(Init, BoundsAndReproducibility) {
+  Generator a(5), b(5);
+  Tensor w = nn::init::kaiming_uniform({64, 3, 3, 3}, std::sqrt(5.0), a);
+  Tensor w2 = nn::init::kaiming_uniform({64, 3, 3, 3}, std::sqrt(5.0), b);
+  EXPECT_EQ(w.to_vector<float>(), w2.to_vector<float>());  // one seed, one model
+  double bound = 1.0 / std::sqrt(27.0), max_abs = 0;
+  for (float v : w.to_vector<float>()) max_abs = std::max(max_abs, std::abs(static_cast<double>(v)));
+  EXPECT_LE(max_abs, bound);
+  EXPECT_GT(max_abs, 0.9 * bound);
+  Tensor x = nn::init::xavier_uniform({10, 30}, 1.0, a);
+  double xb = std::sqrt(6.0 / 40.0), xmax = 0;
+  for (float v : x.to_vector<float>()) xmax = std::max(xmax, std::abs(static_cast<double>(v)));
+  EXPECT_LE(xmax, xb);
+  EXPECT_GT(xmax, 0.8 * xb);
+  // Two models from the same seed are identical.
+  Generator g1(9), g2(9);
+  nn::ResNet18 m1(nn::ResNetConfig::mnist(10, 4), g1), m2(nn::ResNetConfig::mnist(10, 4), g2);
+  EXPECT_EQ(m1.state_dict()[0].second.to_vector<float>(), m2.state_dict()[0].second.to_vector<float>());
+  EXPECT_EQ(m1.state_dict().back().second.to_vector<float>(), m2.state_dict().back().second.to_vector<float>());
+}
+
+TEST(Layers, DropoutScalesKeptUnitsAndIsOffInEval) {
+  nn::Dropout drop(0.25, Generator(3));
+  Var x(Tensor::ones({1000}));
+  std::vector<float> y = drop.forward(x).data().to_vector<float>();
+  int zeros = 0;
+  for (float v : y) {
+    if (v == 0) ++zeros;
+    else EXPECT_FLOAT_EQ(v, 1 / 0.75f);
+  }
+  EXPECT_NEAR(zeros, 250, 50);
+  drop.eval();
+  EXPECT_EQ(drop.forward(x).data().to_vector<float>(), std::vector<float>(1000, 1.f));
+}
+
+TEST(Layers, NormalizeAndPooling) {
+  nn::Normalize norm({0.5, 0.25}, {0.5, 2.0});
+  Var x(Tensor::ones({1, 2, 1, 1}));
+  EXPECT_EQ(norm.forward(x).data().to_vector<float>(), (std::vector<float>{1.f, 0.375f}));
+  EXPECT_TRUE(norm.state_dict().empty());  // non-persistent
+  nn::AdaptiveAvgPool2d pool;
+  Var img(Tensor::arange(0, 8).reshape({1, 2, 2, 2}));
+  Var pooled = pool.forward(img);
+  EXPECT_EQ(pooled.shape(), (Shape{1, 2, 1, 1}));
+  EXPECT_EQ(pooled.data().to_vector<float>(), (std::vector<float>{1.5f, 5.5f}));
+}
+
+TEST(Checkpoint, MissingTensorInFileIsAnErrorNamingFileAndTensor) {
+  Generator gen(0);
+  auto net = tiny_net(gen);
+  nn::NamedTensors sd = net->state_dict();
+  sd.erase(sd.begin() + 1);  // drop 0.bias
+  std::string path = ::testing::TempDir() + "/afd_bad_checkpoint.safetensors";
+  write_safetensors(path, sd);
+  expect_error([&] { nn::load_state_dict_file(*net, path); }, "missing '0.bias'");
+  expect_error([&] { nn::load_state_dict_file(*net, path); }, path);
+  std::remove(path.c_str());
+}
