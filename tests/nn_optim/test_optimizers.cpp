@@ -1,0 +1,296 @@
+// SGD and Adam against torch.optim (fixtures: tests/fixtures/optim/make_optim_fixtures.py).
+//
+// The model: parameters W [3, 4], b [3], u [2] (u has no gradient: skipped, as torch does);
+//   loss(W, b) = mean((tanh(x W^T + b) - t)^2) + 0.5 sum(q (W - c)^2),
+// 5 steps, each with the gradient of the loss at the current parameters. The loss before each
+// step, the parameters after each step and the final optimizer state must match PyTorch,
+// |afd - torch| <= atol + rtol |torch|:
+//   f64: rtol 1e-12, atol 1e-14        f32: rtol 1e-6, atol 1e-6
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "nn/optim/optimizer.h"
+#include "tests/support/checks.h"
+#include "tests/nn_optim/fixture.h"
+
+using namespace afd;
+using afd::optim_test::expect_matches;
+using afd::optim_test::load_fixture;
+using afd::optim_test::max_abs_diff;
+
+namespace {
+
+struct Precision {
+  const char* file;
+  DType dtype;
+  double rtol, atol;
+};
+const Precision kF64{"optim_f64.safetensors", DType::f64, 1e-12, 1e-14};
+const Precision kF32{"optim_f32.safetensors", DType::f32, 1e-6, 1e-6};
+
+struct Problem {
+  Var x, t, q, c;
+  Var W, b, u;  // the parameters, fresh leaves holding copies of init.*
+
+  explicit Problem(const SafetensorsFile& f)
+      : x(f.get("model.x")), t(f.get("model.t")), q(f.get("model.q")), c(f.get("model.c")),
+        W(f.get("init.W").clone(), true), b(f.get("init.b").clone(), true), u(f.get("init.u").clone(), true) {}
+
+  std::vector<Var> params() const { return {W, b, u}; }
+
+  // mean((tanh(x W^T + b) - t)^2) + 0.5 sum(q (W - c)^2)
+  Var loss() const {
+    Var d = tanh(linear(x, W, b)) - t;
+    Var e = W - c;
+    return mean(d * d) + 0.5 * sum(q * e * e);
+  }
+  // mean((tanh(x W^T + b) + t)^2): the "feature" loss of the overlap case.
+  Var loss_feature() const {
+    Var d = tanh(linear(x, W, b)) + t;
+    return mean(d * d);
+  }
+};
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<Var> params) {
+  if (name == "sgd_nesterov")
+    return std::make_unique<SGD>(params, SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+  if (name == "sgd_momentum") return std::make_unique<SGD>(params, SGDOptions{.lr = 0.05, .momentum = 0.9});
+  if (name == "sgd_dampening")
+    return std::make_unique<SGD>(params,
+                                 SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3, .weight_decay = 0.001});
+  if (name == "sgd_plain") return std::make_unique<SGD>(params, SGDOptions{.lr = 0.2});
+  if (name == "adam") return std::make_unique<Adam>(params, AdamOptions{.lr = 0.01});
+  if (name == "adam_wd")
+    return std::make_unique<Adam>(
+        params, AdamOptions{.lr = 0.02, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1});
+  ADD_FAILURE() << "no optimizer case " << name;
+  return nullptr;
+}
+
+// The optimizer's exported state against torch's state_dict()['state'] under `prefix`: the same
+// names (apart from our param_groups.0.lr) and the same values.
+void expect_state_matches(const std::string& prefix, const Optimizer& opt, const SafetensorsFile& f,
+                          const Precision& p) {
+  std::set<std::string> ours, theirs;
+  for (const auto& [name, value] : opt.state()) {
+    if (name == "param_groups.0.lr") {
+      EXPECT_EQ(value.item_double(), opt.lr());
+      continue;
+    }
+    ours.insert(name);
+    ASSERT_TRUE(f.contains(prefix + "." + name)) << "torch has no " << prefix << "." << name;
+    const Tensor& expected = f.get(prefix + "." + name);
+    // step is an f64 scalar on both sides; the moments have the parameter's dtype.
+    expect_matches(prefix + "." + name, value, expected, p.rtol, p.atol);
+  }
+  for (const auto& [name, value] : f.tensors) {
+    if (name.rfind(prefix + ".state.", 0) == 0) theirs.insert(name.substr(prefix.size() + 1));
+  }
+  EXPECT_EQ(ours, theirs) << prefix;
+}
+
+void run_case(const Precision& p, const std::string& name) {
+  SafetensorsFile f = load_fixture(p.file);
+  Problem m(f);
+  ASSERT_EQ(m.W.dtype(), p.dtype);
+  std::unique_ptr<Optimizer> opt = make_optimizer(name, m.params());
+  ASSERT_TRUE(opt);
+  Tensor W_alias = m.W.data();  // another holder of W's storage: must see every update
+  const Tensor u0 = m.u.data().clone();
+  const Tensor& losses = f.get(name + ".loss");
+  double worst = 0;
+  for (int k = 1; k <= 5; ++k) {
+    opt->zero_grad();
+    Var loss = m.loss();
+    expect_matches(name + " loss before step " + std::to_string(k), loss.data(), losses.slice(k - 1, k), p.rtol,
+                   p.atol);
+    loss.backward();
+    opt->step();
+    const std::string at = name + ".step" + std::to_string(k);
+    expect_matches(at + ".W", m.W.data(), f.get(at + ".W"), p.rtol, p.atol);
+    expect_matches(at + ".b", m.b.data(), f.get(at + ".b"), p.rtol, p.atol);
+    expect_matches(at + ".u", m.u.data(), f.get(at + ".u"), 0, 0);
+    worst = std::max({worst, max_abs_diff(m.W.data(), f.get(at + ".W")), max_abs_diff(m.b.data(), f.get(at + ".b"))});
+  }
+  EXPECT_TRUE(W_alias.shares_storage(m.W.data()));
+  expect_matches(name + " W seen through an alias", W_alias, m.W.data(), 0, 0);
+  expect_matches(name + " u (no gradient) untouched", m.u.data(), u0, 0, 0);
+  expect_state_matches(name, *opt, f, p);
+  std::printf("[ agreement ] %s %s: max |afd - torch| over 5 steps = %.3g\n", name.c_str(), dtype_name(p.dtype),
+              worst);
+}
+
+class OptimizerVsTorch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OptimizerVsTorch, FiveStepsF64) { run_case(kF64, GetParam()); }
+TEST_P(OptimizerVsTorch, FiveStepsF32) { run_case(kF32, GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Cases, OptimizerVsTorch,
+                         ::testing::Values("sgd_nesterov", "sgd_momentum", "sgd_dampening", "sgd_plain", "adam",
+                                           "adam_wd"),
+                         [](const auto& info) { return info.param; });
+
+// AFD's pattern: two optimizers over overlapping parameters (W in both), each with its own
+// momentum buffers; per step A on the main loss, then F on the feature loss.
+void run_overlap(const Precision& p) {
+  SafetensorsFile f = load_fixture(p.file);
+  Problem m(f);
+  SGD opt_a(m.params(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
+  SGD opt_f({m.W}, {.lr = 0.5, .momentum = 0.9});
+  for (int k = 1; k <= 5; ++k) {
+    opt_a.zero_grad();
+    opt_f.zero_grad();
+    Var loss = m.loss();
+    expect_matches("overlap loss " + std::to_string(k), loss.data(), f.get("overlap.loss").slice(k - 1, k), p.rtol,
+                   p.atol);
+    loss.backward();
+    opt_a.step();
+    opt_a.zero_grad();
+    opt_f.zero_grad();
+    Var loss_f = m.loss_feature();
+    expect_matches("overlap loss_f " + std::to_string(k), loss_f.data(), f.get("overlap.loss_f").slice(k - 1, k),
+                   p.rtol, p.atol);
+    loss_f.backward();
+    opt_f.step();
+    const std::string at = "overlap.step" + std::to_string(k);
+    expect_matches(at + ".W", m.W.data(), f.get(at + ".W"), p.rtol, p.atol);
+    expect_matches(at + ".b", m.b.data(), f.get(at + ".b"), p.rtol, p.atol);
+  }
+  expect_state_matches("overlap.a", opt_a, f, p);
+  expect_state_matches("overlap.f", opt_f, f, p);
+}
+
+TEST(OptimizerOverlap, TwoSgdOverSharedParamsF64) { run_overlap(kF64); }
+TEST(OptimizerOverlap, TwoSgdOverSharedParamsF32) { run_overlap(kF32); }
+
+// ---- state export / import --------------------------------------------------------------------
+
+// 2 steps, export, a new optimizer imports the state and takes 3 more: bit-identical to 5 steps
+// of one optimizer.
+template <class Opt, class Options>
+void check_resume(const Options& options) {
+  SafetensorsFile f = load_fixture(kF64.file);
+  Problem straight(f), resumed(f);
+  Opt opt_straight(straight.params(), options);
+  for (int k = 0; k < 5; ++k) {
+    opt_straight.zero_grad();
+    straight.loss().backward();
+    opt_straight.step();
+  }
+  NamedTensors saved;
+  {
+    Opt first(resumed.params(), options);
+    for (int k = 0; k < 2; ++k) {
+      first.zero_grad();
+      resumed.loss().backward();
+      first.step();
+    }
+    saved = first.state();
+  }
+  Opt second(resumed.params(), options);
+  second.load_state(saved);
+  for (int k = 0; k < 3; ++k) {
+    second.zero_grad();
+    resumed.loss().backward();
+    second.step();
+  }
+  expect_matches("resumed W", resumed.W.data(), straight.W.data(), 0, 0);
+  expect_matches("resumed b", resumed.b.data(), straight.b.data(), 0, 0);
+}
+
+TEST(OptimizerState, SgdResumesExactly) { check_resume<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true}); }
+TEST(OptimizerState, AdamResumesExactly) { check_resume<Adam>(AdamOptions{.lr = 0.01, .weight_decay = 0.1}); }
+
+TEST(OptimizerState, NamesFollowTorch) {
+  SafetensorsFile f = load_fixture(kF64.file);
+  Problem m(f);
+  Adam adam(m.params(), {.lr = 0.01});
+  EXPECT_EQ(adam.state().size(), 1u);  // only param_groups.0.lr before the first step
+  adam.zero_grad();
+  m.loss().backward();
+  adam.step();
+  std::vector<std::string> names;
+  for (const auto& [name, value] : adam.state()) names.push_back(name);
+  // u (index 2) has no gradient, so no state.
+  EXPECT_EQ(names, (std::vector<std::string>{"param_groups.0.lr", "state.0.step", "state.0.exp_avg",
+                                             "state.0.exp_avg_sq", "state.1.step", "state.1.exp_avg",
+                                             "state.1.exp_avg_sq"}));
+}
+
+TEST(OptimizerState, LoadRejectsBadEntries) {
+  using afd::testing::expect_error;
+  SafetensorsFile f = load_fixture(kF64.file);
+  Problem m(f);
+  SGD sgd(m.params(), {.lr = 0.1, .momentum = 0.9});
+  const Tensor lr = Tensor::scalar(0.1, DType::f64);
+  expect_error([&] { sgd.load_state({}); }, "'param_groups.0.lr' is missing");
+  expect_error([&] { sgd.load_state({{"param_groups.0.lr", lr}, {"state.0.momentum_buffer", Tensor::zeros({2}, DType::f64)}}); },
+               "has shape [2], parameter 0 has shape [3, 4]");
+  expect_error([&] { sgd.load_state({{"param_groups.0.lr", lr}, {"state.0.momentum_buffer", Tensor::zeros({3, 4}, DType::f32)}}); },
+               "has dtype f32, parameter 0 has dtype f64");
+  expect_error([&] { sgd.load_state({{"param_groups.0.lr", lr}, {"state.7.momentum_buffer", Tensor::zeros({3}, DType::f64)}}); },
+               "names parameter 7, but the optimizer has 3");
+  expect_error([&] { sgd.load_state({{"param_groups.0.lr", lr}, {"state.0.velocity", Tensor::zeros({3, 4}, DType::f64)}}); },
+               "unknown slot 'velocity'");
+  expect_error([&] { sgd.load_state({{"param_groups.0.lr", lr}, {"momentum", lr}}); }, "unexpected entry 'momentum'");
+  Adam adam(m.params(), {});
+  expect_error([&] { adam.load_state({{"param_groups.0.lr", lr}, {"state.1.exp_avg", Tensor::zeros({3}, DType::f64)}}); },
+               "parameter 1 has 1 of its 3 state slots");
+}
+
+// ---- options and errors ------------------------------------------------------------------------
+
+TEST(OptimizerErrors, BadHyperParameters) {
+  using afd::testing::expect_error;
+  Var w(Tensor::zeros({2}, DType::f64), true);
+  expect_error([&] { SGD({w}, {.lr = -0.1}); }, "SGD: invalid learning rate lr = -0.1");
+  expect_error([&] { SGD({w}, {.lr = 0.1, .momentum = -0.5}); }, "SGD: invalid momentum = -0.5");
+  expect_error([&] { SGD({w}, {.lr = 0.1, .weight_decay = -1}); }, "SGD: invalid weight_decay = -1");
+  expect_error([&] { SGD({w}, {.lr = 0.1, .nesterov = true}); }, "nesterov = true requires momentum > 0");
+  expect_error([&] { SGD({w}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}); },
+               "dampening = 0.1");
+  expect_error([&] { Adam({w}, {.lr = -1}); }, "Adam: invalid learning rate lr = -1");
+  expect_error([&] { Adam({w}, {.beta1 = 1.0}); }, "Adam: invalid beta1 = 1 (must be in [0, 1))");
+  expect_error([&] { Adam({w}, {.beta2 = -0.1}); }, "Adam: invalid beta2 = -0.1");
+  expect_error([&] { Adam({w}, {.eps = -1e-8}); }, "Adam: invalid eps");
+  expect_error([&] { Adam({w}, {.weight_decay = -0.1}); }, "Adam: invalid weight_decay = -0.1");
+  SGD sgd({w}, {.lr = 0.1});
+  expect_error([&] { sgd.set_lr(-0.5); }, "SGD: invalid learning rate lr = -0.5");
+  expect_error([&] { SGD({w, w}, {.lr = 0.1}); }, "parameter 1 appears twice");
+  Var not_leaf = w * 2.0;
+  expect_error([&] { SGD({not_leaf}, {.lr = 0.1}); }, "parameter 0 is not a leaf");
+  expect_error([&] { SGD({Var()}, {.lr = 0.1}); }, "parameter 0 is undefined");
+}
+
+TEST(OptimizerBasics, ZeroGradAndSetLr) {
+  Var w(Tensor::from_vector<double>({1.0, -2.0}, {2}), true);
+  SGD sgd({w}, {.lr = 0.1});
+  sum(w * w).backward();
+  ASSERT_TRUE(w.grad().defined());
+  sgd.set_lr(0.25);
+  EXPECT_EQ(sgd.lr(), 0.25);
+  sgd.step();  // w -= 0.25 * 2 w
+  EXPECT_EQ(w.data().at<double>({0}), 0.5);
+  EXPECT_EQ(w.data().at<double>({1}), -1.0);
+  sgd.zero_grad();
+  EXPECT_FALSE(w.grad().defined());
+  sgd.step();  // no gradient: nothing changes
+  EXPECT_EQ(w.data().at<double>({0}), 0.5);
+}
+
+TEST(OptimizerBasics, StepIsNotRecorded) {
+  Var w(Tensor::from_vector<double>({1.0, -2.0}, {2}), true);
+  Adam adam({w}, {.lr = 0.1});
+  sum(w * w).backward();
+  adam.step();
+  EXPECT_TRUE(w.is_leaf());
+  EXPECT_TRUE(w.requires_grad());
+}
+
+}  // namespace
