@@ -18,6 +18,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/models/discriminator.h"
+#include "nn/models/preact_resnet.h"
 #include "nn/models/resnet.h"
 #include "nn/models/small_cnn.h"
 #include "nn/safetensors.h"
@@ -49,6 +50,9 @@ const ModelCase kCases[] = {
        return std::make_shared<nn::SmallCNN>(c, g);
      },
      [](Generator& g) { return std::make_shared<nn::SmallCNN>(nn::SmallCNNConfig{}, g); }},
+    {"preact_resnet18",
+     [](Generator& g) { return std::make_shared<nn::PreActResNet18>(nn::PreActResNetConfig{10, 4, true}, g); },
+     [](Generator& g) { return std::make_shared<nn::PreActResNet18>(nn::PreActResNetConfig{10, 64, true}, g); }},
 };
 
 SafetensorsFile load_fixture(const std::string& name) {
@@ -150,6 +154,7 @@ void check_full_width_names(const ModelCase& c) {
 TEST(ModelsVsPytorch, CifarResNet18) { check_against_pytorch(kCases[0]); }
 TEST(ModelsVsPytorch, MnistResNet18) { check_against_pytorch(kCases[1]); }
 TEST(ModelsVsPytorch, SmallCNN) { check_against_pytorch(kCases[2]); }
+TEST(ModelsVsPytorch, PreActResNet18) { check_against_pytorch(kCases[3]); }
 
 TEST(ModelsVsPytorch, FullWidthStateDictNamesAndShapes) {
   for (const ModelCase& c : kCases) check_full_width_names(c);
