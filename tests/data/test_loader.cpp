@@ -6,6 +6,7 @@
 #include <set>
 
 #include "afd/data/loader.h"
+#include "tensor/cuda/cuda_info.h"
 #include "tests/support/checks.h"
 
 namespace afd::data {
@@ -214,6 +215,29 @@ TEST(Augment, LoaderBatchesAreCropsAndFlipsOfTheirImages) {
   }
   EXPECT_EQ(lo, 0.0f);  // padding shows up somewhere
   EXPECT_LE(hi, 1.0f);
+}
+
+// On a GPU the batch travels as u8 and is converted there: the same numbers as the CPU path.
+TEST(Loader, CudaBatchesEqualCpuBatches) {
+  if (!cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA";
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device is visible on this machine";
+  Dataset d = make_dataset(50, 3, 8, 8);
+  LoaderOptions opt;
+  opt.batch_size = 16;
+  opt.seed = 9;
+  opt.crop_padding = 2;
+  opt.flip = true;
+  Loader cpu(d, opt);
+  opt.device = Device::cuda(0);
+  Loader gpu(d, opt);
+  auto want = epoch_batches(cpu, 1);
+  auto got = epoch_batches(gpu, 1);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(got[i].images.device().is_cuda());
+    EXPECT_TRUE(same_bytes(got[i].images.to(Device::cpu()), want[i].images)) << "batch " << i;
+    EXPECT_EQ(got[i].labels.to_vector<int64_t>(), want[i].labels.to_vector<int64_t>());
+  }
 }
 
 TEST(Loader, BadOptionsAndMisuse) {
