@@ -294,3 +294,25 @@ TEST(Dataset, UnknownName) {
 
 }  // namespace
 }  // namespace afd::data
+
+#include "afd/data/md5.h"
+
+namespace afd::data {
+namespace {
+
+// RFC 1321, appendix A.5 test suite (plus one input that needs a second padding block).
+TEST(Md5, Rfc1321Vectors) {
+  auto md5 = [](const std::string& s) { return md5_hex({reinterpret_cast<const uint8_t*>(s.data()), s.size()}); };
+  EXPECT_EQ(md5(""), "d41d8cd98f00b204e9800998ecf8427e");
+  EXPECT_EQ(md5("a"), "0cc175b9c0f1b6a831c399e269772661");
+  EXPECT_EQ(md5("abc"), "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(md5("message digest"), "f96b697d7cb7938d525a2f31aaf161d0");
+  EXPECT_EQ(md5("abcdefghijklmnopqrstuvwxyz"), "c3fcd3d76192e4007dfb496cca67e13b");
+  EXPECT_EQ(md5("12345678901234567890123456789012345678901234567890123456789012345678901234567890"),
+            "57edf4a22be3c955ac49da2e2107b67a");
+  std::vector<uint8_t> bytes = {1, 2, 3};
+  afd::testing::expect_error([&] { check_md5("f.bin", bytes, "00"); }, "f.bin: md5 5289df737df57326fcdd22597afb1fac (expected 00");
+}
+
+}  // namespace
+}  // namespace afd::data

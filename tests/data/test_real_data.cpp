@@ -10,6 +10,8 @@
 #include <numeric>
 
 #include "afd/data/dataset.h"
+#include "afd/data/md5.h"
+#include "afd/data/readers.h"
 
 namespace afd::data {
 namespace {
@@ -45,6 +47,9 @@ TEST(RealData, Mnist) {
   EXPECT_EQ(pixel_sum(train.images, 59999, 60000), 20920);
   EXPECT_EQ(pixel_sum(test.images, 0, 10000), 264923200);
   EXPECT_EQ(pixel_sum(test.images, 0, 1), 18454);
+  // The optional checksum verification, on the official files.
+  check_md5(dir + "/t10k-images-idx3-ubyte", read_file(dir + "/t10k-images-idx3-ubyte"), "2646ac647ad5339dbf082846283269ea");
+  check_md5(dir + "/train-labels-idx1-ubyte", read_file(dir + "/train-labels-idx1-ubyte"), "a25bea736e30d166cdddb491f175f624");
 }
 
 TEST(RealData, Cifar10) {
