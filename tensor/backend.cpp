@@ -24,6 +24,15 @@ void count_kernel(Kernel k) {
   g_kernel_calls[static_cast<size_t>(k)].fetch_add(1, std::memory_order_relaxed);
 }
 
+// The CUDA tensor backend (kernels, cuBLAS, cuDNN) is the next piece of work; until it lands,
+// CUDA devices are visible to the build but cannot hold tensors.
+constexpr bool kCudaTensorBackend = false;
+
+bool backend_available(Device device) {
+  if (device.is_cpu()) return true;
+  return kCudaTensorBackend && cuda::built_with_cuda() && device.index < cuda::device_count();
+}
+
 Backend& backend(Device device) {
   if (device.is_cpu()) return cpu::cpu_backend();
   AFD_CHECK(cuda::built_with_cuda(), "device {}: this build has no CUDA backend (meson -Dcuda=enabled)",

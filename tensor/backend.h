@@ -130,6 +130,8 @@ class Backend {
 // The backend that owns tensors on `device`. Throws for a CUDA device when the project was
 // built without CUDA or no such device is visible.
 Backend& backend(Device device);
+// Whether backend(device) would succeed: tests of device code skip (with the reason) when not.
+bool backend_available(Device device);
 
 // Threads the CPU backend uses (OpenMP); defaults to the number of cores.
 void set_num_threads(int n);
