@@ -146,7 +146,10 @@ Dataset load_dataset(const std::string& name, const std::string& dir, Split spli
   if (name == "fashion-mnist") return load_fashion_mnist(dir, split);
   if (name == "cifar10") return load_cifar10(dir, split);
   if (name == "cifar100") return load_cifar100(dir, split);
-  AFD_FAIL("unknown dataset '{}' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
+  if (name == "tiny-imagenet") return load_tiny_imagenet(dir, split, 64);
+  if (name == "tiny-imagenet-32") return load_tiny_imagenet(dir, split, 32);
+  AFD_FAIL("unknown dataset '{}' (expected mnist, fashion-mnist, cifar10, cifar100, tiny-imagenet or tiny-imagenet-32)",
+           name);
 }
 
 }  // namespace afd::data

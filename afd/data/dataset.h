@@ -3,6 +3,7 @@
 //
 //   Dataset train = load_mnist("data/mnist", Split::train);           // 60000 x 1 x 28 x 28
 //   Dataset test  = load_cifar10("/data/cifar10", Split::test);       // 10000 x 3 x 32 x 32
+//   Dataset tiny  = load_tiny_imagenet("data/tiny-imagenet-200", Split::train, 32);  // 100000 x 3 x 32 x 32
 //   for (auto& note : train.notes) fmt::print("{}\n", note);          // e.g. missing batches
 //
 // Files are found by their official names (specs/formats.md); IDX files may also end in ".gz".
@@ -48,7 +49,19 @@ Dataset load_cifar10(const std::string& dir, Split split);
 // Labels are the fine labels (100 classes), or the coarse ones (20) when `coarse`.
 Dataset load_cifar100(const std::string& dir, Split split, bool coarse = false);
 
-// By name: "mnist", "fashion-mnist", "cifar10", "cifar100".
+// Tiny-ImageNet-200, the folder tiny-imagenet-200/ as distributed: wnids.txt (one wnid a line: the
+// class order), optional words.txt (wnid TAB names: the class names, else the wnids),
+// train/<wnid>/images/<wnid>_<k>.JPEG, val/images/val_<k>.JPEG labelled by val/val_annotations.txt.
+// Split::train reads train/ (classes in wnids.txt order, each by k), Split::test reads val/ (by k);
+// test/ has no labels and is not read. Images are u8 [N, 3, S, S]: greyscale JPEGs become three
+// equal channels; every file must be 64x64. image_size 64 keeps them, 32 resizes each like Pillow's
+// Image.resize((32, 32), Image.BILINEAR) (as the paper does; see resize_bilinear_pil in image.h).
+// Errors name the file (and the line of a text file): missing folders, malformed wnids.txt or
+// val_annotations.txt, unknown wnids, empty class folders, unreadable JPEGs, other sizes.
+Dataset load_tiny_imagenet(const std::string& dir, Split split, int64_t image_size = 64);
+
+// By name: "mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet" (64x64) or
+// "tiny-imagenet-32" (resized to 32x32).
 Dataset load_dataset(const std::string& name, const std::string& dir, Split split);
 
 }  // namespace afd::data
