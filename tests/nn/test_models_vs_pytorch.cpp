@@ -21,6 +21,7 @@
 #include "nn/models/preact_resnet.h"
 #include "nn/models/resnet.h"
 #include "nn/models/small_cnn.h"
+#include "nn/models/wide_resnet.h"
 #include "nn/safetensors.h"
 #include "support/checks.h"
 #include "tensor/ops.h"
@@ -53,6 +54,8 @@ const ModelCase kCases[] = {
     {"preact_resnet18",
      [](Generator& g) { return std::make_shared<nn::PreActResNet18>(nn::PreActResNetConfig{10, 4, true}, g); },
      [](Generator& g) { return std::make_shared<nn::PreActResNet18>(nn::PreActResNetConfig{10, 64, true}, g); }},
+    {"wide_resnet", [](Generator& g) { return std::make_shared<nn::WideResNet>(nn::WideResNetConfig{10, 1}, g); },
+     [](Generator& g) { return std::make_shared<nn::WideResNet>(nn::WideResNetConfig{28, 10}, g); }},
 };
 
 SafetensorsFile load_fixture(const std::string& name) {
@@ -155,6 +158,7 @@ TEST(ModelsVsPytorch, CifarResNet18) { check_against_pytorch(kCases[0]); }
 TEST(ModelsVsPytorch, MnistResNet18) { check_against_pytorch(kCases[1]); }
 TEST(ModelsVsPytorch, SmallCNN) { check_against_pytorch(kCases[2]); }
 TEST(ModelsVsPytorch, PreActResNet18) { check_against_pytorch(kCases[3]); }
+TEST(ModelsVsPytorch, WideResNet) { check_against_pytorch(kCases[4]); }
 
 TEST(ModelsVsPytorch, FullWidthStateDictNamesAndShapes) {
   for (const ModelCase& c : kCases) check_full_width_names(c);
@@ -164,6 +168,33 @@ TEST(ModelsVsPytorch, FullWidthParameterCounts) {
   // torch: sum(p.numel() for p in model.parameters())
   Generator gen(0);
   EXPECT_EQ(nn::ResNet18(nn::ResNetConfig::cifar(10), gen).parameter_count(), 11173962);
+  EXPECT_EQ(nn::WideResNet(nn::WideResNetConfig{28, 10}, gen).parameter_count(), 36479194);
+  EXPECT_EQ(nn::WideResNet(nn::WideResNetConfig{34, 10}, gen).parameter_count(), 46160474);
+}
+
+// WRN-28-10, WRN-34-10 and TRADES' WRN-34-10 with sub_block1 at full size: state_dict names, order
+// and shapes, and parameter counts, against torch's (the wide_resnet fixture's extra metadata).
+TEST(ModelsVsPytorch, FullSizeWideResNets) {
+  SafetensorsFile f = load_fixture("wide_resnet");
+  nlohmann::json names = nlohmann::json::parse(f.metadata.at("full_state_dicts"));
+  nlohmann::json counts = nlohmann::json::parse(f.metadata.at("parameter_counts"));
+  const std::pair<const char*, nn::WideResNetConfig> models[] = {
+      {"wrn28_10", {28, 10, 10, false}},
+      {"wrn34_10", {34, 10, 10, false}},
+      {"wrn34_10_sub_block1", {34, 10, 10, true}}};
+  ASSERT_EQ(names.size(), std::size(models));
+  for (const auto& [key, config] : models) {
+    Generator gen(0);
+    nn::WideResNet model(config, gen);
+    EXPECT_EQ(model.parameter_count(), counts.at(key).get<int64_t>()) << key;
+    nn::NamedTensors ours = model.state_dict();
+    const nlohmann::json& expected = names.at(key);
+    ASSERT_EQ(ours.size(), expected.size()) << key;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      EXPECT_EQ(ours[i].first, expected[i][0].get<std::string>()) << key << " entry " << i;
+      EXPECT_EQ(ours[i].second.shape(), expected[i][1].get<Shape>()) << key << " " << ours[i].first;
+    }
+  }
 }
 
 TEST(ModelsVsPytorch, SaveLoadRoundTripGivesIdenticalLogits) {
