@@ -238,7 +238,7 @@ Dataset load_tiny_imagenet(const std::string& dir, Split split, int64_t image_si
             "load_tiny_imagenet: image_size {} (expected 64, as stored, or 32, resized like Pillow's BILINEAR)",
             image_size);
   const fs::path root(dir);
-  require_folder(root, "the Tiny-ImageNet-200 folder: wnids.txt, words.txt, train/, val/");
+  require_folder(root, "the Tiny-ImageNet-200 folder: wnids.txt, train/, val/, optionally words.txt");
   const Classes classes = read_wnids(root / "wnids.txt");
   const std::vector<ImageFile> files = split == Split::train ? list_train(root, classes) : list_val(root, classes);
 
