@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -32,20 +33,52 @@ constexpr size_t kMaxJsonDepth = 16;                // a valid header nests 3 de
 }
 
 // ---- dtypes --------------------------------------------------------------------------------------
+// How file elements become Tensor elements: copied as they are, or widened from a 16-bit float.
+enum class Widen { none, f16, bf16 };
+
 struct DtypeInfo {
   const char* name;
-  size_t size;  // bytes per element
+  size_t size;  // bytes per element in the file
   bool supported;
   DType dtype;  // meaningful when supported
+  Widen widen = Widen::none;
 };
 
 constexpr DtypeInfo kDtypes[] = {
     {"F64", 8, true, DType::f64},      {"F32", 4, true, DType::f32},      {"I64", 8, true, DType::i64},
-    {"U8", 1, true, DType::u8},        {"F16", 2, false, DType::f32},     {"BF16", 2, false, DType::f32},
+    {"U8", 1, true, DType::u8},        {"F16", 2, true, DType::f32, Widen::f16},
+    {"BF16", 2, true, DType::f32, Widen::bf16},
     {"I32", 4, false, DType::f32},     {"I16", 2, false, DType::f32},     {"I8", 1, false, DType::f32},
     {"BOOL", 1, false, DType::f32},    {"U16", 2, false, DType::f32},     {"U32", 4, false, DType::f32},
     {"U64", 8, false, DType::f32},     {"F8_E4M3", 1, false, DType::f32}, {"F8_E5M2", 1, false, DType::f32},
 };
+
+// IEEE binary16 -> binary32, exactly (every half value is a float): sign, 5-bit exponent (bias 15),
+// 10-bit mantissa; exponent 0 is subnormal (m 2^-24), exponent 31 is inf or NaN.
+float half_to_float(uint16_t h) {
+  uint32_t sign = uint32_t(h >> 15) << 31, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000u | (mantissa << 13);  // inf, or NaN keeping its payload
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+  } else {
+    float magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
+    std::memcpy(&bits, &magnitude, 4);
+    bits |= sign;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// bfloat16 is the top half of a binary32.
+float bfloat16_to_float(uint16_t b) {
+  uint32_t bits = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
 
 const DtypeInfo* find_dtype(const std::string& name) {
   for (const DtypeInfo& d : kDtypes)
@@ -350,12 +383,21 @@ SafetensorsFile read_safetensors(const std::string& path) {
   for (const Entry& e : entries)
     if (!e.dtype->supported)
       fail(Kind::unsupported_dtype, path,
-           fmt::format("tensor '{}' has dtype {}, which is unsupported (afd reads F32, F64, I64, U8)", e.name,
+           fmt::format("tensor '{}' has dtype {}, which is unsupported (afd reads F32, F64, I64, U8, and F16/BF16 as F32)", e.name,
                        e.dtype->name));
 
   for (const Entry& e : entries) {
     Tensor t(e.shape, e.dtype->dtype);
-    read_exact(fd.get(), path, data_start + e.begin, t.raw_data(), e.end - e.begin);
+    if (e.dtype->widen == Widen::none) {
+      read_exact(fd.get(), path, data_start + e.begin, t.raw_data(), e.end - e.begin);
+    } else {
+      // F16 and BF16 are read as 16-bit words (little-endian) and widened to f32.
+      std::vector<uint16_t> half(static_cast<size_t>(t.numel()));
+      read_exact(fd.get(), path, data_start + e.begin, half.data(), e.end - e.begin);
+      float* dst = t.data<float>();
+      for (size_t i = 0; i < half.size(); ++i)
+        dst[i] = e.dtype->widen == Widen::f16 ? half_to_float(half[i]) : bfloat16_to_float(half[i]);
+    }
     out.tensors.emplace_back(e.name, std::move(t));
   }
   return out;

@@ -10,8 +10,9 @@
 //   SafetensorsFile f = read_safetensors("ckpt.safetensors");
 //   const Tensor& w2 = f.get("fc.weight");   // throws naming the file if absent
 //
-// Supported dtypes: F32, F64, I64, U8 (afd's dtypes). The other safetensors dtypes (F16, BF16,
-// I32, I16, I8, BOOL, ...) are recognised and rejected as unsupported.
+// Supported dtypes: F32, F64, I64, U8 (afd's dtypes), and F16 / BF16, which are widened to F32
+// exactly on load (half-precision checkpoints from PyTorch). The other safetensors dtypes (I32,
+// I16, I8, BOOL, ...) are recognised and rejected as unsupported.
 #pragma once
 #include <map>
 #include <string>
@@ -31,7 +32,7 @@ enum class SafetensorsErrorKind {
   header_json,        // not JSON, not an object, or an entry without the expected fields
   duplicate_name,     // a name (or a key inside an entry) appears twice
   unknown_dtype,      // a dtype string safetensors does not define
-  unsupported_dtype,  // a safetensors dtype afd has no Tensor type for (F16, BF16, I32, ...)
+  unsupported_dtype,  // a safetensors dtype afd has no Tensor type for (I32, I16, I8, BOOL, ...)
   size_mismatch,      // END - BEGIN differs from dtype size x numel, or numel overflows
   offsets,            // offsets do not start at 0, overlap, leave holes or run past the buffer
   metadata,           // __metadata__ not an object of strings

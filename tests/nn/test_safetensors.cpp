@@ -2,6 +2,8 @@
 // atomic writes, one test per class of malformed file (each writes the bad bytes itself), and a
 // file written by Python (tests/fixtures/make_small_cnn.py).
 #include <gtest/gtest.h>
+
+#include <cmath>
 #include <unistd.h>
 
 #include <cstdint>
@@ -257,10 +259,44 @@ TEST_F(Safetensors, RejectsAnUnknownDtype) {
 }
 
 TEST_F(Safetensors, RejectsValidButUnsupportedDtypes) {
-  for (auto [dtype, size] : {std::pair{"F16", 2}, {"BF16", 2}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"BOOL", 1}}) {
+  for (auto [dtype, size] : {std::pair{"I32", 4}, {"I16", 2}, {"I8", 1}, {"BOOL", 1}}) {
     std::string p = write_raw(object({entry("h", dtype, "[2, 2]", 0, 4 * size)}), 4 * size);
     expect_rejected(p, SafetensorsErrorKind::unsupported_dtype, {"tensor 'h'", std::string("dtype ") + dtype, "unsupported"});
   }
+}
+
+// Half-precision checkpoints load as f32, exactly: normal, subnormal, signed zero, inf and NaN.
+TEST_F(Safetensors, ReadsF16AndBF16AsF32) {
+  const std::vector<uint16_t> f16 = {0x3C00, 0xC000, 0x3555, 0x0001, 0x8000, 0x7C00, 0x7E00, 0x7BFF};
+  const std::vector<uint16_t> bf16 = {0x3F80, 0xC040, 0x7F80, 0x0001};
+  std::string header = object({entry("h", "F16", "[2, 4]", 0, 16), entry("b", "BF16", "[4]", 16, 24)});
+  while (header.size() % 8) header += ' ';
+  std::string p = path("half.safetensors");
+  {
+    std::ofstream f(p, std::ios::binary);
+    for (int i = 0; i < 8; ++i) f.put(static_cast<char>(uint64_t(header.size()) >> (8 * i)));
+    f << header;
+    for (uint16_t v : f16) f.put(static_cast<char>(v & 0xff)).put(static_cast<char>(v >> 8));
+    for (uint16_t v : bf16) f.put(static_cast<char>(v & 0xff)).put(static_cast<char>(v >> 8));
+  }
+  SafetensorsFile file = read_safetensors(p);
+  std::vector<float> h = file.get("h").to_vector<float>();
+  EXPECT_EQ(file.get("h").dtype(), DType::f32);
+  EXPECT_EQ(file.get("h").shape(), (Shape{2, 4}));
+  EXPECT_EQ(h[0], 1.0f);
+  EXPECT_EQ(h[1], -2.0f);
+  EXPECT_EQ(h[2], 0.333251953125f);        // 0x3555 = 1365 / 4096
+  EXPECT_EQ(h[3], std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(h[4], 0.0f);
+  EXPECT_TRUE(std::signbit(h[4]));
+  EXPECT_EQ(h[5], INFINITY);
+  EXPECT_TRUE(std::isnan(h[6]));
+  EXPECT_EQ(h[7], 65504.0f);  // largest half
+  std::vector<float> b = file.get("b").to_vector<float>();
+  EXPECT_EQ(b[0], 1.0f);
+  EXPECT_EQ(b[1], -3.0f);
+  EXPECT_EQ(b[2], INFINITY);
+  EXPECT_EQ(b[3], std::ldexp(1.0f, -133));  // bf16 subnormal: 2^-126 * 2^-7
 }
 
 // ---- rejections: sizes and offsets -----------------------------------------------------------------
