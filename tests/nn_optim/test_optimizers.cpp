@@ -9,12 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "autograd/ops.h"
+#include "nn/checkpoint.h"
 #include "nn/optim/optimizer.h"
 #include "tests/support/checks.h"
 #include "tests/nn_optim/fixture.h"
@@ -206,6 +208,43 @@ void check_resume(const Options& options) {
 
 TEST(OptimizerState, SgdResumesExactly) { check_resume<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true}); }
 TEST(OptimizerState, AdamResumesExactly) { check_resume<Adam>(AdamOptions{.lr = 0.01, .weight_decay = 0.1}); }
+
+// Several optimizers (AFD has three, over overlapping parameters) saved to and restored from one
+// file, with the run state as metadata: the resumed run is bit-identical to the straight one.
+TEST(OptimizerState, SeveralOptimizersResumeThroughOneFile) {
+  SafetensorsFile f = load_fixture(kF64.file);
+  Problem straight(f), resumed(f);
+  SGDOptions sgd{.lr = 0.05, .momentum = 0.9};
+  AdamOptions adam{.lr = 0.01};
+  auto step_both = [](Problem& p, Optimizer& a, Optimizer& b) {
+    a.zero_grad();
+    b.zero_grad();
+    p.loss().backward();
+    a.step();
+    b.step();
+  };
+  SGD s1(straight.params(), sgd);
+  Adam a1({straight.W}, adam);
+  for (int k = 0; k < 5; ++k) step_both(straight, s1, a1);
+  std::string path = ::testing::TempDir() + "afd_optim_state.safetensors";
+  {
+    SGD s2(resumed.params(), sgd);
+    Adam a2({resumed.W}, adam);
+    for (int k = 0; k < 2; ++k) step_both(resumed, s2, a2);
+    nn::save_optimizer_states({{"fc", &s2}, {"f", &a2}}, path, {{"epoch", "2"}});
+  }
+  SGD s3(resumed.params(), sgd);
+  Adam a3({resumed.W}, adam);
+  std::map<std::string, std::string> run = nn::load_optimizer_states({{"fc", &s3}, {"f", &a3}}, path);
+  EXPECT_EQ(run.at("epoch"), "2");
+  for (int k = 0; k < 3; ++k) step_both(resumed, s3, a3);
+  expect_matches("resumed W", resumed.W.data(), straight.W.data(), 0, 0);
+  expect_matches("resumed b", resumed.b.data(), straight.b.data(), 0, 0);
+  // A missing or unknown optimizer prefix is an error naming the file and the prefix.
+  afd::testing::expect_error([&] { nn::load_optimizer_states({{"fc", &s3}, {"d", &a3}}, path); }, "no state for optimizer 'd'");
+  afd::testing::expect_error([&] { nn::load_optimizer_states({{"fc", &s3}}, path); }, "state for an unknown optimizer 'f'");
+  std::remove(path.c_str());
+}
 
 TEST(OptimizerState, NamesFollowTorch) {
   SafetensorsFile f = load_fixture(kF64.file);
