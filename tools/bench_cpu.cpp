@@ -26,6 +26,7 @@
 #include "autograd/ops.h"
 #include "autograd/var.h"
 #include "tensor/backend.h"
+#include "tools/bench_harness.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
@@ -36,53 +37,15 @@ using namespace afd;
 constexpr int64_t kBatch = 128;
 constexpr double kLearningRate = 0.01;
 
-struct Options {
-  int threads = 2;
-  int warmup = 5;
-  int reps = 20;
-  double min_seconds = 1.0;
-  std::string only;  // run just this workload (for profiling)
-};
-
-struct Timing {
-  double median_ms, min_ms;
-};
+using bench::Options;
+using bench::Timing;
+using bench::time_ms;
 
 struct Result {
   std::string name;
   Timing t;       // milliseconds per call
   double gflop;   // floating-point work of one call (multiply-adds count 2)
 };
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      std::string m = line.substr(colon + 1);
-      m.erase(0, m.find_first_not_of(' '));
-      return m;
-    }
-  return "unknown";
-}
-
-// Median (and minimum) milliseconds of fn() after `warmup` untimed calls.
-Timing time_ms(const std::function<void()>& fn, const Options& o) {
-  for (int i = 0; i < o.warmup; ++i) fn();
-  std::vector<double> times;
-  double total = 0;
-  while ((static_cast<int>(times.size()) < o.reps || total < o.min_seconds) && times.size() < 10000) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    times.push_back(s * 1e3);
-    total += s;
-  }
-  std::sort(times.begin(), times.end());
-  size_t n = times.size();
-  return {n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]), times[0]};
-}
 
 // Weights uniform in +-1/sqrt(fan_in), as PyTorch's default initialisation bounds them.
 Tensor init_weight(const Shape& shape, int64_t fan_in, Generator& gen) {
@@ -185,35 +148,17 @@ void bench_train_step(const Options& o, Generator& gen, std::vector<Result>& out
   out.push_back({"train_step", t, train_step_gflop()});
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      AFD_CHECK(i + 1 < argc, "bench_cpu: {} needs a value", a);
-      return argv[++i];
-    };
-    if (a == "--threads") o.threads = std::stoi(next());
-    else if (a == "--warmup") o.warmup = std::stoi(next());
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--min-seconds") o.min_seconds = std::stod(next());
-    else if (a == "--only") o.only = next();
-    else AFD_FAIL("bench_cpu: unknown argument '{}' (see the comment at the top of tools/bench_cpu.cpp)", a);
-  }
-  return o;
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o = parse(argc, argv);
+int main(int argc, char** argv) try {
+  Options o = bench::parse_options("bench_cpu", argc, argv, {});
   afd::set_num_threads(o.threads);
   Generator gen(20261127);
   std::vector<Result> results;
   for (const ConvLayer& l : kLayers) bench_conv(l, o, gen, results);
   if (o.only.empty() || o.only == "train_step") bench_train_step(o, gen, results);
 
-  std::string cpu = cpu_model();
+  std::string cpu = bench::cpu_model();
   std::printf("afd CPU benchmark: batch %lld, f32, %d threads, %s\n", static_cast<long long>(kBatch),
               o.threads, cpu.c_str());
   std::printf("%-18s %10s %10s %10s\n", "workload", "median ms", "min ms", "GFLOP/s");
@@ -227,4 +172,7 @@ int main(int argc, char** argv) {
                 results[i].name.c_str(), results[i].t.median_ms, results[i].t.min_ms, results[i].gflop);
   std::printf("}}\n");
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 2;
 }

@@ -31,6 +31,7 @@
 #include "nn/models/wide_resnet.h"
 #include "nn/optim/optimizer.h"
 #include "tensor/backend.h"
+#include "tools/bench_harness.h"
 
 namespace {
 
@@ -38,13 +39,9 @@ using namespace afd;
 
 constexpr SGDOptions kSgd{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4};
 
-struct Options {
-  int threads = 2;
-  int warmup = 1;
-  int reps = 3;
-  double min_seconds = 0;
-  std::string only;
-};
+using bench::Options;
+using bench::Timing;
+using bench::time_ms;
 
 struct ModelSpec {
   const char* name;
@@ -68,43 +65,11 @@ const ModelSpec kModels[] = {
 };
 constexpr int64_t kDiscriminatorBatch = 128, kFeatures = 64, kClasses = 10;
 
-struct Timing {
-  double median_ms, min_ms;
-};
-
 struct Result {
   std::string model;
   int64_t batch;
   Timing forward, train_step;
 };
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      std::string m = line.substr(line.find(':') + 1);
-      return m.erase(0, m.find_first_not_of(' '));
-    }
-  return "unknown";
-}
-
-// Median (and minimum) milliseconds of fn() after `warmup` untimed calls.
-Timing time_ms(const std::function<void()>& fn, const Options& o) {
-  for (int i = 0; i < o.warmup; ++i) fn();
-  std::vector<double> times;
-  double total = 0;
-  while ((static_cast<int>(times.size()) < o.reps || total < o.min_seconds) && times.size() < 10000) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    times.push_back(s * 1e3);
-    total += s;
-  }
-  std::sort(times.begin(), times.end());
-  size_t n = times.size();
-  return {n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]), times[0]};
-}
 
 Tensor cyclic_labels(int64_t n) {
   std::vector<int64_t> y(n);
@@ -160,28 +125,10 @@ Result bench_discriminator(const Options& o, Generator& gen) {
   return {"snpdfc3", kDiscriminatorBatch, forward, train};
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      AFD_CHECK(i + 1 < argc, "bench_models: {} needs a value", a);
-      return argv[++i];
-    };
-    if (a == "--threads") o.threads = std::stoi(next());
-    else if (a == "--warmup") o.warmup = std::stoi(next());
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--min-seconds") o.min_seconds = std::stod(next());
-    else if (a == "--only") o.only = next();
-    else AFD_FAIL("bench_models: unknown argument '{}' (see the comment at the top of tools/bench_models.cpp)", a);
-  }
-  return o;
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o = parse(argc, argv);
+int main(int argc, char** argv) try {
+  Options o = bench::parse_options("bench_models", argc, argv, {.warmup = 1, .reps = 3, .min_seconds = 0, .only = ""});
   afd::set_num_threads(o.threads);
   Generator gen(20261127);
   std::vector<Result> results;
@@ -190,7 +137,7 @@ int main(int argc, char** argv) {
   if (o.only.empty() || o.only == "snpdfc3") results.push_back(bench_discriminator(o, gen));
   AFD_CHECK(!results.empty(), "bench_models: no model called '{}'", o.only);
 
-  std::string cpu = cpu_model();
+  std::string cpu = bench::cpu_model();
   std::printf("afd model benchmark: f32, %d threads, %s\n", o.threads, cpu.c_str());
   std::printf("%-16s %6s %12s %12s %14s %14s\n", "model", "batch", "forward ms", "train ms", "forward img/s",
               "train img/s");
@@ -208,4 +155,7 @@ int main(int argc, char** argv) {
   }
   std::printf("}}\n");
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 2;
 }
