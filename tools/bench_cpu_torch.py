@@ -16,41 +16,21 @@ is the best PyTorch does on this model without changing the model.
 """
 import argparse
 import json
-import statistics
+import os
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_harness import cpu_model, time_ms  # noqa: E402
 
 BATCH = 128
 LR = 0.01
 # name, C, K, H, W: 3x3 convolutions, stride 1, pad 1 (output K x H x W).
 LAYERS = [("conv1", 1, 32, 28, 28), ("conv2", 32, 64, 14, 14)]
 NO_ONEDNN = "@no-onednn"  # suffix of the workloads timed with oneDNN off for conv1
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def time_ms(fn, args):
-    """Median and minimum milliseconds of fn() after args.warmup untimed calls."""
-    for _ in range(args.warmup):
-        fn()
-    times, total = [], 0.0
-    while (len(times) < args.reps or total < args.min_seconds) and len(times) < 10000:
-        t0 = time.perf_counter()
-        fn()
-        s = time.perf_counter() - t0
-        times.append(s * 1e3)
-        total += s
-    return statistics.median(times), min(times)
 
 
 def conv_gflop(C, K, H, W):

@@ -11,12 +11,13 @@ with the paper's D loss. Median wall time of one call after warm-up; last line "
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_harness import cpu_model, time_ms  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
 from make_model_fixtures import (SNPDFC3, PreActResNet18, SmallCNN, WideResNet,  # noqa: E402
@@ -32,28 +33,6 @@ MODELS = [
 ]
 DISCRIMINATOR_BATCH, FEATURES, CLASSES = 128, 64, 10
 SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def time_ms(fn, args):
-    """Median and minimum milliseconds of fn() after args.warmup untimed calls."""
-    for _ in range(args.warmup):
-        fn()
-    times, total = [], 0.0
-    while (len(times) < args.reps or total < args.min_seconds) and len(times) < 10000:
-        t0 = time.perf_counter()
-        fn()
-        s = time.perf_counter() - t0
-        times.append(s * 1e3)
-        total += s
-    return statistics.median(times), min(times)
 
 
 def cyclic_labels(n):
