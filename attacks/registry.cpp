@@ -1,0 +1,46 @@
+// Attacks by name. A name fixes what it implies (norm, loss); the config supplies the rest.
+#include <string>
+
+#include "attacks/attack.h"
+#include "attacks/gradient_attacks.h"
+#include "tensor/error.h"
+
+namespace afd::attacks {
+
+namespace {
+
+template <class A>
+std::function<std::unique_ptr<Attack>(AttackConfig)> with_norm(Norm norm) {
+  return [norm](AttackConfig c) {
+    c.norm = norm;
+    return std::unique_ptr<Attack>(std::make_unique<A>(c));
+  };
+}
+
+}  // namespace
+
+const std::vector<AttackInfo>& attack_registry() {
+  static const std::vector<AttackInfo> registry = {
+      {"fgsm", "one Linf step of size eps (Goodfellow et al. 2015)", with_norm<FGSM>(Norm::linf)},
+      {"pgd-linf", "projected gradient descent, Linf (Madry et al. 2018)", with_norm<PGD>(Norm::linf)},
+      {"pgd-l2", "projected gradient descent, L2: ball then box", with_norm<PGD>(Norm::l2)},
+      {"pgd-l1", "projected gradient descent, dense L1 steps g/||g||_1 (Foolbox's L1PGD, the paper's)",
+       with_norm<PGD>(Norm::l1)},
+      {"sparse-l1", "sparse L1 descent, top-k coordinates, exact L1 projection (Tramer and Boneh 2019)",
+       with_norm<SparseL1>(Norm::l1)},
+      {"mim-linf", "momentum iterative method, Linf (Dong et al. 2018)", with_norm<MIM>(Norm::linf)},
+      {"mim-l2", "momentum iterative method, L2", with_norm<MIM>(Norm::l2)},
+  };
+  return registry;
+}
+
+std::unique_ptr<Attack> make_attack(const std::string& name, AttackConfig config) {
+  std::string known;
+  for (const AttackInfo& info : attack_registry()) {
+    if (info.name == name) return info.make(config);
+    known += (known.empty() ? "" : ", ") + info.name;
+  }
+  AFD_FAIL("unknown attack '{}' (known: {})", name, known);
+}
+
+}  // namespace afd::attacks
