@@ -165,6 +165,16 @@ void Module::to(Device device) {
   for (auto& [name, v] : all) v.impl()->data = v.data().to(device);
 }
 
+void Module::to(DType dtype) {
+  AFD_CHECK(dtype == DType::f32 || dtype == DType::f64, "Module::to: expected f32 or f64, got {}", dtype_name(dtype));
+  NamedVars all;
+  collect_all("", all);
+  for (auto& [name, v] : all) {
+    DType have = v.data().dtype();
+    if (have == DType::f32 || have == DType::f64) v.impl()->data = v.data().to(dtype);
+  }
+}
+
 // ---- Sequential and Classifier -----------------------------------------------------------------
 
 Sequential::Sequential(std::vector<std::shared_ptr<UnaryModule>> layers) {

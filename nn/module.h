@@ -67,6 +67,9 @@ class Module {
   // Moves every parameter and buffer to `device` (Vars keep their identity: optimizers holding
   // them see the moved tensors).
   void to(Device device);
+  // Converts every floating parameter and buffer to `dtype` (f32 or f64), as torch's .double();
+  // integer buffers (num_batches_tracked) keep theirs.
+  void to(DType dtype);
 
  protected:
   // Registers a leaf Var that requires a gradient and returns it (the module keeps a handle).

@@ -1,0 +1,85 @@
+#include "attacks/evaluate.h"
+
+#include <fmt/core.h>
+
+#include <chrono>
+
+#include "attacks/core.h"
+#include "tensor/error.h"
+#include "tensor/ops.h"
+
+namespace afd::attacks {
+
+namespace {
+
+// Predictions (i64 [n] on the CPU), in eval mode, in batches.
+std::vector<int64_t> predictions(nn::UnaryModule& model, const Tensor& x, int64_t batch) {
+  std::vector<int64_t> pred;
+  for (int64_t b = 0; b < x.size(0); b += batch) {
+    Tensor logits = logits_of(model, x.slice(b, std::min(b + batch, x.size(0))));
+    for (int64_t p : ops::argmax(logits, 1).to(Device::cpu()).to_vector<int64_t>()) pred.push_back(p);
+  }
+  return pred;
+}
+
+}  // namespace
+
+RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attack, const AttackConfig& config,
+                                const Tensor& x, const Tensor& y, const std::vector<double>& eps_list,
+                                const EvalOptions& options) {
+  AFD_CHECK(options.batch_size >= 1, "robust_accuracy: batch size must be >= 1, got {}", options.batch_size);
+  AFD_CHECK(x.defined() && x.dim() >= 2 && y.defined() && y.dtype() == DType::i64 && y.dim() == 1 &&
+                y.size(0) == x.size(0),
+            "robust_accuracy: expected x [N, ...] and labels i64 [N], got {} and {}", x.str(), y.str());
+  const int64_t n = x.size(0);
+  EvalModeGuard eval_mode(model);
+  RobustnessCurve curve;
+  curve.attack = attack;
+  curve.count = n;
+  curve.eps = eps_list;
+
+  std::vector<int64_t> labels = y.to(Device::cpu()).to_vector<int64_t>();
+  std::vector<int64_t> pred = predictions(model, x, options.batch_size);
+  std::vector<int64_t> correct;  // indices of clean-correct points, the ones attacked
+  for (int64_t i = 0; i < n; ++i)
+    if (pred[i] == labels[i]) correct.push_back(i);
+  curve.clean_accuracy = n ? static_cast<double>(correct.size()) / static_cast<double>(n) : 0;
+
+  const auto start = std::chrono::steady_clock::now();
+  for (double eps : eps_list) {
+    AttackConfig c = config;
+    c.eps = eps;
+    std::unique_ptr<Attack> atk = make_attack(attack, c);
+    std::vector<uint8_t> robust(static_cast<size_t>(n), 0);
+    int64_t robust_count = 0, done = 0;
+    for (size_t b = 0; b < correct.size(); b += static_cast<size_t>(options.batch_size)) {
+      std::vector<int64_t> idx(correct.begin() + static_cast<int64_t>(b),
+                               correct.begin() + static_cast<int64_t>(std::min(correct.size(), b + options.batch_size)));
+      Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
+      Tensor xb = ops::index_select(x, index.to(x.device()));
+      std::vector<int64_t> yb_host;
+      for (int64_t i : idx) yb_host.push_back(labels[i]);
+      Tensor yb = Tensor::from_vector<int64_t>(yb_host, {static_cast<int64_t>(idx.size())}).to(y.device());
+      AttackResult r = atk->perturb(model, xb, yb);
+      // Re-evaluate x_adv with one forward pass: the number reported is the model's own answer.
+      std::vector<int64_t> adv_pred = ops::argmax(logits_of(model, r.x_adv), 1).to(Device::cpu()).to_vector<int64_t>();
+      for (size_t j = 0; j < idx.size(); ++j) {
+        bool ok = adv_pred[j] == labels[idx[j]];
+        robust[idx[j]] = ok;
+        robust_count += ok;
+      }
+      done += static_cast<int64_t>(idx.size());
+      if (options.progress) {
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        fmt::print(stderr, "\r{} eps {:g}: {}/{} attacked, robust {:.2f}% of all ({:.1f} s)", atk->name(), eps, done,
+                   correct.size(), n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0, secs);
+      }
+    }
+    if (options.progress) fmt::print(stderr, "\n");
+    curve.robust_accuracy.push_back(n ? static_cast<double>(robust_count) / static_cast<double>(n) : 0);
+    curve.robust.push_back(std::move(robust));
+  }
+  return curve;
+}
+
+}  // namespace afd::attacks

@@ -1,0 +1,36 @@
+// Robust accuracy of a model under one attack over a list of eps values, batched, with progress.
+//
+//   attacks::EvalOptions opt;  opt.batch_size = 500;
+//   auto curve = attacks::robust_accuracy(model, "pgd-linf", cfg, x, y, {0.1, 0.2, 0.3}, opt);
+//   // curve.clean_accuracy, curve.robust_accuracy[j] for curve.eps[j]
+//
+// A point counts as robust at eps when the model classifies it correctly clean AND on the attack's
+// x_adv (re-evaluated with one forward pass). Only clean-correct points are attacked (a clean
+// mistake is non-robust at every eps); the attack runs once per eps (fixed-eps attacks).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "attacks/attack.h"
+
+namespace afd::attacks {
+
+struct EvalOptions {
+  int64_t batch_size = 256;
+  bool progress = true;  // one status line per batch on stderr
+};
+
+struct RobustnessCurve {
+  std::string attack;
+  int64_t count = 0;            // points evaluated
+  double clean_accuracy = 0;    // fraction
+  std::vector<double> eps;
+  std::vector<double> robust_accuracy;  // fraction, per eps
+  std::vector<std::vector<uint8_t>> robust;  // per eps, per point
+};
+
+RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attack, const AttackConfig& config,
+                                const Tensor& x, const Tensor& y, const std::vector<double>& eps_list,
+                                const EvalOptions& options = {});
+
+}  // namespace afd::attacks
