@@ -85,6 +85,10 @@ class Attack {
   virtual ~Attack() = default;
   virtual std::string name() const = 0;
   const AttackConfig& config() const { return config_; }
+  // Minimal-norm attacks (DDN, DeepFool, C&W) ignore eps: they run once and return the smallest
+  // adversarial they found (x0 with success = false where none); robust accuracy at eps then
+  // re-evaluates x0 + clip_eps(x_adv - x0) (specs/attacks.md, decision 8).
+  virtual bool minimal_norm() const { return false; }
 
   // x [N, ...] float in [0, 1]; y i64 [N] true labels; target i64 [N], required when the config is
   // targeted (and used by APGD's dlr_targeted); eps f64 [N] per-sample budgets (default: config.eps).

@@ -45,39 +45,74 @@ RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attac
     if (pred[i] == labels[i]) correct.push_back(i);
   curve.clean_accuracy = n ? static_cast<double>(correct.size()) / static_cast<double>(n) : 0;
 
+  std::vector<std::vector<int64_t>> batches;  // the clean-correct points, in batches
+  for (size_t b = 0; b < correct.size(); b += static_cast<size_t>(options.batch_size))
+    batches.emplace_back(correct.begin() + static_cast<int64_t>(b),
+                         correct.begin() + static_cast<int64_t>(std::min(correct.size(), b + options.batch_size)));
+  auto rows_of = [&](const std::vector<int64_t>& idx) {
+    Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
+    std::vector<int64_t> yb;
+    for (int64_t i : idx) yb.push_back(labels[i]);
+    return std::make_pair(ops::index_select(x, index.to(x.device())),
+                          Tensor::from_vector<int64_t>(yb, {static_cast<int64_t>(idx.size())}).to(y.device()));
+  };
   const auto start = std::chrono::steady_clock::now();
+  auto report = [&](const std::string& what, size_t done, int64_t robust_count) {
+    if (!options.progress) return;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    fmt::print(stderr, "\r{}: {}/{} attacked, robust {:.2f}% of all ({:.1f} s)", what, done, correct.size(),
+               n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0, secs);
+  };
+  // Re-evaluates x_eval with one forward pass: the number reported is the model's own answer.
+  auto score = [&](const Tensor& x_eval, const std::vector<int64_t>& idx, std::vector<uint8_t>& robust) {
+    std::vector<int64_t> pred_adv = ops::argmax(logits_of(model, x_eval), 1).to(Device::cpu()).to_vector<int64_t>();
+    int64_t count = 0;
+    for (size_t j = 0; j < idx.size(); ++j) count += robust[idx[j]] = pred_adv[j] == labels[idx[j]];
+    return count;
+  };
+  auto finish = [&](std::vector<uint8_t> robust, int64_t robust_count) {
+    if (options.progress) fmt::print(stderr, "\n");
+    curve.robust_accuracy.push_back(n ? static_cast<double>(robust_count) / static_cast<double>(n) : 0);
+    curve.robust.push_back(std::move(robust));
+  };
+
+  std::unique_ptr<Attack> once = make_attack(attack, config);
+  if (once->minimal_norm()) {
+    // One run; each eps clips the found perturbation into its ball.
+    std::vector<std::pair<Tensor, Tensor>> found;  // (clean rows, x_adv) per batch
+    size_t done = 0;
+    for (const auto& idx : batches) {
+      auto [xb, yb] = rows_of(idx);
+      found.emplace_back(xb, once->perturb(model, xb, yb).x_adv);
+      report(once->name(), done += idx.size(), 0);
+    }
+    if (options.progress) fmt::print(stderr, "\n");
+    for (double eps : eps_list) {
+      std::vector<uint8_t> robust(static_cast<size_t>(n), 0);
+      int64_t robust_count = 0;
+      for (size_t b = 0; b < batches.size(); ++b) {
+        std::vector<double> e(batches[b].size(), eps);
+        robust_count += score(project_ball(found[b].first, found[b].second, e, once->config().norm), batches[b], robust);
+      }
+      if (options.progress) fmt::print(stderr, "{} eps {:g}: robust {:.2f}%", once->name(), eps,
+                                       n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0);
+      finish(std::move(robust), robust_count);
+    }
+    return curve;
+  }
   for (double eps : eps_list) {
     AttackConfig c = config;
     c.eps = eps;
     std::unique_ptr<Attack> atk = make_attack(attack, c);
     std::vector<uint8_t> robust(static_cast<size_t>(n), 0);
-    int64_t robust_count = 0, done = 0;
-    for (size_t b = 0; b < correct.size(); b += static_cast<size_t>(options.batch_size)) {
-      std::vector<int64_t> idx(correct.begin() + static_cast<int64_t>(b),
-                               correct.begin() + static_cast<int64_t>(std::min(correct.size(), b + options.batch_size)));
-      Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-      Tensor xb = ops::index_select(x, index.to(x.device()));
-      std::vector<int64_t> yb_host;
-      for (int64_t i : idx) yb_host.push_back(labels[i]);
-      Tensor yb = Tensor::from_vector<int64_t>(yb_host, {static_cast<int64_t>(idx.size())}).to(y.device());
-      AttackResult r = atk->perturb(model, xb, yb);
-      // Re-evaluate x_adv with one forward pass: the number reported is the model's own answer.
-      std::vector<int64_t> adv_pred = ops::argmax(logits_of(model, r.x_adv), 1).to(Device::cpu()).to_vector<int64_t>();
-      for (size_t j = 0; j < idx.size(); ++j) {
-        bool ok = adv_pred[j] == labels[idx[j]];
-        robust[idx[j]] = ok;
-        robust_count += ok;
-      }
-      done += static_cast<int64_t>(idx.size());
-      if (options.progress) {
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fmt::print(stderr, "\r{} eps {:g}: {}/{} attacked, robust {:.2f}% of all ({:.1f} s)", atk->name(), eps, done,
-                   correct.size(), n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0, secs);
-      }
+    int64_t robust_count = 0;
+    size_t done = 0;
+    for (const auto& idx : batches) {
+      auto [xb, yb] = rows_of(idx);
+      robust_count += score(atk->perturb(model, xb, yb).x_adv, idx, robust);
+      report(fmt::format("{} eps {:g}", atk->name(), eps), done += idx.size(), robust_count);
     }
-    if (options.progress) fmt::print(stderr, "\n");
-    curve.robust_accuracy.push_back(n ? static_cast<double>(robust_count) / static_cast<double>(n) : 0);
-    curve.robust.push_back(std::move(robust));
+    finish(std::move(robust), robust_count);
   }
   return curve;
 }

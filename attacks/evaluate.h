@@ -6,7 +6,9 @@
 //
 // A point counts as robust at eps when the model classifies it correctly clean AND on the attack's
 // x_adv (re-evaluated with one forward pass). Only clean-correct points are attacked (a clean
-// mistake is non-robust at every eps); the attack runs once per eps (fixed-eps attacks).
+// mistake is non-robust at every eps). A fixed-eps attack runs once per eps; a minimal-norm attack
+// runs once, and at each eps the point x0 + clip_eps(x_adv - x0) is evaluated (Linf: clip each
+// coordinate; L2, L1: rescale by min(1, eps / ||x_adv - x0||)), Foolbox's rule.
 #pragma once
 #include <string>
 #include <vector>
