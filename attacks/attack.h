@@ -66,7 +66,23 @@ struct AttackConfig {
   // the clean image (AutoAttack) or the last iterate (return_last_iterate).
   double rho = 0.75;
   bool return_last_iterate = false;
-  int n_target_classes = 9;  // APGD with dlr_targeted and no given target: tries the top classes
+  int n_target_classes = 9;  // APGD-T / FAB-T: how many of the top clean classes are tried as targets
+  // Minimal-norm attacks (decisions 8, 9). DeepFool: candidate classes and overshoot. DDN: gamma
+  // (eps grows or shrinks by 1 +- gamma) and the initial norm. C&W: binary search steps over c, its
+  // start c0, the margin confidence kappa, abort-early; the Adam learning rate is step_size.
+  int candidates = 10;
+  double overshoot = 0.02;
+  double gamma = 0.05;
+  double init_norm = 1.0;
+  int binary_steps = 9;
+  double initial_const = 1e-3;
+  double confidence = 0;
+  bool abort_early = true;
+  // FAB: the extrapolation step eta, the bias toward the original point alpha_max, and beta.
+  double fab_eta = 1.05, fab_alpha_max = 0.1, fab_beta = 0.9;
+  // Square: query budget (steps is unused) and the initial fraction of pixels per window.
+  int n_queries = 5000;
+  double p_init = 0.8;
 
   double step_for(double eps_value) const { return relative_step ? step_size * eps_value : step_size; }
   void validate(const char* attack) const;  // throws naming the bad field and value
