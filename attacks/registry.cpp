@@ -1,6 +1,7 @@
 // Attacks by name. A name fixes what it implies (norm, loss); the config supplies the rest.
 #include <string>
 
+#include "attacks/apgd.h"
 #include "attacks/attack.h"
 #include "attacks/gradient_attacks.h"
 #include "tensor/error.h"
@@ -17,6 +18,14 @@ std::function<std::unique_ptr<Attack>(AttackConfig)> with_norm(Norm norm) {
   };
 }
 
+// APGD with a loss the name fixes; the norm (and everything else) comes from the config.
+std::function<std::unique_ptr<Attack>(AttackConfig)> apgd_with_loss(LossKind loss) {
+  return [loss](AttackConfig c) {
+    c.loss = loss;
+    return std::unique_ptr<Attack>(std::make_unique<APGD>(c));
+  };
+}
+
 }  // namespace
 
 const std::vector<AttackInfo>& attack_registry() {
@@ -30,6 +39,13 @@ const std::vector<AttackInfo>& attack_registry() {
        with_norm<SparseL1>(Norm::l1)},
       {"mim-linf", "momentum iterative method, Linf (Dong et al. 2018)", with_norm<MIM>(Norm::linf)},
       {"mim-l2", "momentum iterative method, L2", with_norm<MIM>(Norm::l2)},
+      {"apgd-ce", "Auto-PGD on cross-entropy, norm from the config (Croce and Hein 2020, AutoAttack)",
+       apgd_with_loss(LossKind::ce)},
+      {"apgd-dlr", "Auto-PGD on the DLR loss, norm from the config", apgd_with_loss(LossKind::dlr)},
+      {"apgd-t", "Auto-PGD on targeted DLR (APGD-T): the given targets or the top n_target_classes",
+       apgd_with_loss(LossKind::dlr_targeted)},
+      {"apgd", "Auto-PGD with the config's loss and norm",
+       [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<APGD>(c, false, "apgd")); }},
   };
   return registry;
 }
