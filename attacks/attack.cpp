@@ -137,7 +137,8 @@ AttackResult Attack::perturb(nn::UnaryModule& model, const Tensor& x, const Tens
       if (config_.targeted) for (double& l : loss) l = -l;  // targeted attacks descend the loss
     }
     std::vector<int64_t> still;
-    if (everyone && r == 0) result.x_adv = adv;
+    // Later restarts write rows into x_adv: it must own its storage (never alias x).
+    if (everyone && r == 0) result.x_adv = adv.shares_storage(x) ? adv.clone() : adv;
     for (size_t j = 0; j < active.size(); ++j) {
       const int64_t i = active[j];
       const bool take = ok[j] || (runs > 1 && loss[j] > best_loss[i]);

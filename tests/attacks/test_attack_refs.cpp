@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "attacks/apgd.h"
 #include "attacks/attack.h"
 #include "attacks/core.h"
 #include "nn/models/small_cnn.h"
@@ -52,6 +53,49 @@ TEST(AttackReference, AdvertorchOutputsMatchWithin1e6) {
     ++checked;
   }
   EXPECT_EQ(checked, 6);
+}
+
+TEST(AttackReference, ApgdFromAnInjectedStartMatchesAutoAttackWithin1e6) {
+  // attack_single_run(x, y, x_init) of fra31/auto-attack a392200 in float64: x_best (highest
+  // loss), x_best_adv (latest misclassified iterate), loss_best and the fooled flags.
+  ReferenceFixture f = load_reference_fixture();
+  int checked = 0;
+  for (const nlohmann::json& spec : f.spec["runs"]) {
+    if (spec["attack"] != "apgd") continue;
+    const nlohmann::json& p = spec["params"];
+    AttackConfig cfg;
+    cfg.norm = p["norm"] == "Linf" ? Norm::linf : (p["norm"] == "L2" ? Norm::l2 : Norm::l1);
+    cfg.eps = p["eps"];
+    cfg.steps = p["n_iter"];
+    cfg.rho = p["rho"];
+    cfg.loss = parse_loss(p["loss"]);
+    APGD apgd(cfg);
+    Tensor x = f.file.get(spec["input"]), y = f.file.get(spec["labels"]);
+    Tensor target = spec["target"].is_null() ? Tensor() : f.file.get(spec["target"]);
+    std::vector<double> eps(static_cast<size_t>(x.size(0)), cfg.eps);
+    APGDRun run = apgd.single_run(*f.model, x, y, target, eps, f.file.get(spec["x_init"]));
+    const nlohmann::json& out = spec["outputs"];
+    SCOPED_TRACE(spec["name"].get<std::string>());
+    expect_close(run.x_best, f.file.get(out["x_best"]), 0, 1e-6);
+    expect_close(run.x_best_adv, f.file.get(out["x_best_adv"]), 0, 1e-6);
+    expect_close(run.loss_best, f.file.get(out["loss_best"]).to(DType::f64), 1e-6, 1e-6);
+    // The reference's acc is 1 where the point is still classified correctly.
+    std::vector<double> acc = f.file.get(out["acc"]).to(DType::f64).to_vector<double>();
+    std::vector<uint8_t> fooled = run.fooled.to_vector<uint8_t>();
+    for (size_t i = 0; i < acc.size(); ++i) EXPECT_EQ(fooled[i], acc[i] == 0 ? 1 : 0) << "row " << i;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 5);
+}
+
+TEST(AttackReference, ApgdCheckpointIterationsEqualAutoAttacks) {
+  ReferenceFixture f = load_reference_fixture();
+  for (int n : {20, 40, 100}) {
+    std::vector<int> want = f.spec["checkpoints"]["checkpoints_" + std::to_string(n)];
+    EXPECT_EQ(APGD::checkpoint_iterations(n), want) << "n_iter " << n;
+    std::vector<int64_t> stored = f.file.get("checkpoints_" + std::to_string(n)).to_vector<int64_t>();
+    EXPECT_EQ(std::vector<int64_t>(want.begin(), want.end()), stored);
+  }
 }
 
 }  // namespace
