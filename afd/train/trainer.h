@@ -116,8 +116,9 @@ struct StepMetrics {
   double d_acc_clean = kUnset;  // AFD: fraction of D(F(x), y) > 0 (D says "clean")
   double d_acc_adv = kUnset;    // AFD: fraction of D(F(x'), y) < 0 (D says "adversarial")
   double clean_acc = kUnset;   // accuracy of the step's first train-mode forward on x (not AT)
-  double adv_acc = kUnset;     // fraction of the batch the attack did not fool (eval mode, before
-                               // the step); unset when x' was given
+  double adv_acc = kUnset;     // fraction of the batch the training attack did not fool (eval mode,
+                               // before the step); unset for NT, TRADES (its KL attack has no
+                               // success test) and when x' was given
   // The set terms as (name, value), in the order above (names as the fields).
   std::vector<std::pair<std::string, double>> named() const;
 };
