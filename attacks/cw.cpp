@@ -122,6 +122,8 @@ Tensor CarliniWagnerL2::run(const Problem& p, Generator&) {
       std::vector<uint8_t> better(static_cast<size_t>(n), 0);
       bool any_better = false;
       for (int64_t i = 0; i < n; ++i) {
+        AFD_CHECK(labels[i] >= 0 && labels[i] < classes, "cw-l2: label {} of row {} is not a class of the model's {}",
+                  labels[i], i, classes);
         double* row = zh.data() + i * classes;
         row[labels[i]] += targeted ? -kappa : kappa;
         int64_t arg = 0;
