@@ -1,0 +1,522 @@
+// afd_run (issue 8, acceptance 4 and the CLI half): the flag parser and flagfiles, preset
+// resolution, one clear line and the right exit status for every bad input (unknown flag, wrong
+// type, out-of-range value, missing data folder, unwritable output folder, a checkpoint of another
+// model, an unavailable device), help pages and docs/cli.md generated from the one flag table, and
+// whole runs of train / eval / attack / data on tiny synthetic MNIST files, in-process; Ctrl-C and
+// resume through the real binary.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "afd/data/synthetic.h"
+#include "afd/train/config.h"
+#include "nn/safetensors.h"
+#include "tensor/backend.h"
+#include "tests/data/temp_dir.h"
+#include "tools/afd_run/cli.h"
+
+namespace afd::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using afd::testing::TempDir;
+using nlohmann::json;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run_cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  int code = run(args, {out, err, false});
+  return {code, out.str(), err.str()};
+}
+
+size_t lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+// One line on stderr that contains every one of `parts`.
+void expect_one_line(const Result& r, int code, std::initializer_list<std::string> parts) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_EQ(lines(r.err), 1u) << r.err;
+  for (const auto& p : parts) EXPECT_NE(r.err.find(p), std::string::npos) << "'" << p << "' not in: " << r.err;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_text_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p);
+  f << text;
+}
+
+// Tiny MNIST-format files: n_train / n_test images 28 x 28 (the synthetic pixel pattern), labels i % 10.
+void write_mnist(const fs::path& dir, int64_t n_train = 64, int64_t n_test = 32) {
+  fs::create_directories(dir);
+  auto labels = [](int64_t n) {
+    std::vector<uint8_t> l;
+    for (int64_t i = 0; i < n; ++i) l.push_back(uint8_t(i % 10));
+    return l;
+  };
+  data::write_idx_images((dir / "train-images-idx3-ubyte").string(), n_train, 28, 28);
+  data::write_idx_labels((dir / "train-labels-idx1-ubyte").string(), labels(n_train));
+  data::write_idx_images((dir / "t10k-images-idx3-ubyte").string(), n_test, 28, 28);
+  data::write_idx_labels((dir / "t10k-labels-idx1-ubyte").string(), labels(n_test));
+}
+
+// The flags of a run that takes well under a second.
+std::vector<std::string> tiny_run(const fs::path& data, const fs::path& out) {
+  return {"train", "--data-dir", data.string(), "--out", out.string(), "--width", "2", "--epochs", "2",
+          "--batch-size", "16", "--milestones", "1", "--attack", "pgd-linf", "--attack-steps", "1",
+          "--attack-step-size", "0.1", "--eval-batch-size", "16", "--progress", "none", "--threads", "1"};
+}
+
+// ---- parser ----------------------------------------------------------------------------------
+
+TEST(CliFlags, BothValueFormsBooleansAndLaterOverrides) {
+  FlagSet set(flag_table(), kTrain);
+  auto given = set.parse_args({"--epochs", "3", "--lr=0.05", "--flip", "--no-drop-last", "--epochs=7",
+                               "--milestones", "2,4", "--attack-eps", "8/255"});
+  TrainPlan p = resolve_train(set, given);
+  EXPECT_EQ(p.config.epochs, 7);
+  EXPECT_EQ(p.config.lr, 0.05);
+  EXPECT_TRUE(p.config.flip);
+  EXPECT_FALSE(p.config.drop_last);
+  EXPECT_EQ(p.config.milestones, (std::vector<int64_t>{2, 4}));
+  EXPECT_DOUBLE_EQ(p.config.attack_config.eps, 8.0 / 255);
+  EXPECT_TRUE(p.options.given("lr"));
+  EXPECT_FALSE(p.options.given("momentum"));
+}
+
+TEST(CliFlags, FlagfileCommentsNestingAndOrder) {
+  TempDir dir;
+  fs::create_directories(dir / "sub");
+  write_text_file(dir / "sub/base.flags", "# the base\n--epochs 5   # trailing comment\n\n--lr=0.2\n--no-flip\n");
+  write_text_file(dir / "run.flags", "--flagfile sub/base.flags\n--epochs 9\n--attack-steps 3\n");
+  FlagSet set(flag_table(), kTrain);
+  TrainPlan p = resolve_train(set, set.parse_args({"--lr", "0.3", "--flagfile", dir / "run.flags", "--attack-steps=4"}));
+  EXPECT_EQ(p.config.epochs, 9);                 // the outer file overrides the nested one
+  EXPECT_EQ(p.config.lr, 0.2);                   // the file comes after --lr 0.3 on the command line
+  EXPECT_EQ(p.config.attack_config.steps, 4);    // later on the command line wins
+  EXPECT_FALSE(p.config.flip);
+}
+
+TEST(CliFlags, PresetFillsDefaultsAndEveryFlagOverrides) {
+  FlagSet set(flag_table(), kTrain);
+  TrainPlan afd = resolve_train(set, set.parse_args({}));
+  train::TrainConfig ref = train::presets("mnist", train::Method::afd);
+  ref.out_dir = "runs/mnist_afd";
+  EXPECT_EQ(train::config_to_json(afd.config), train::config_to_json(ref));
+
+  // --lr before --method still overrides the preset that --method selects.
+  TrainPlan trades = resolve_train(set, set.parse_args({"--lr", "0.07", "--method", "trades"}));
+  EXPECT_EQ(trades.config.lr, 0.07);
+  EXPECT_EQ(trades.config.trades_beta, 1);
+  EXPECT_EQ(trades.config.epochs, 100);
+  EXPECT_EQ(trades.config.milestones, (std::vector<int64_t>{54, 74, 89}));
+
+  TrainPlan cifar = resolve_train(set, set.parse_args({"--dataset", "cifar10", "--method", "at"}));
+  EXPECT_EQ(cifar.config.model, "resnet18-cifar");
+  EXPECT_DOUBLE_EQ(cifar.config.attack_config.eps, 8.0 / 255);
+  EXPECT_EQ(cifar.options.get("data-dir"), "data/cifar10");
+  EXPECT_EQ(cifar.options.get("out"), "runs/cifar10_at");
+
+  TrainPlan none = resolve_train(set, set.parse_args({"--preset", "none", "--method", "nt"}));
+  train::TrainConfig plain;
+  EXPECT_EQ(none.config.epochs, plain.epochs);
+  EXPECT_EQ(none.config.method, train::Method::nt);
+}
+
+TEST(CliFlags, ResolvedFlagfileReproducesTheConfig) {
+  TempDir dir;
+  FlagSet set(flag_table(), kTrain);
+  TrainPlan a = resolve_train(set, set.parse_args({"--method", "at", "--lr", "0.1234567890123", "--attack-eps", "1/3",
+                                                   "--milestones", "", "--gan-loss", "hinge", "--seed", "17"}));
+  write_text_file(dir / "resolved.flags", a.options.resolved_flagfile("# header\n"));
+  TrainPlan b = resolve_train(set, set.read_flagfile(dir / "resolved.flags"));
+  EXPECT_EQ(train::config_to_json(a.config), train::config_to_json(b.config));
+  EXPECT_TRUE(a.config.milestones.empty());
+  // Every resolved flag is in the file.
+  const std::string text = read_text(dir / "resolved.flags");
+  for (const Flag* f : set.flags())
+    if (f->resolved) {
+      EXPECT_NE(text.find("--" + f->name + "="), std::string::npos) << f->name;
+    }
+}
+
+TEST(CliFlags, TypedValueParsing) {
+  EXPECT_EQ(parse_int("x", " 42"), 42);
+  EXPECT_THROW(parse_int("x", "4.2"), UsageError);
+  EXPECT_THROW(parse_int("x", ""), UsageError);
+  EXPECT_DOUBLE_EQ(parse_real("x", "2/255"), 2.0 / 255);
+  EXPECT_THROW(parse_real("x", "1/0"), UsageError);
+  EXPECT_THROW(parse_real("x", "nan"), UsageError);
+  EXPECT_THROW(parse_bool("x", "maybe"), UsageError);
+  EXPECT_EQ(parse_real_list("x", "0, .1,0.3"), (std::vector<double>{0, 0.1, 0.3}));
+  for (double v : {0.1, 1.0 / 3, 8.0 / 255, 1e-300, 123456.789}) EXPECT_EQ(parse_real("x", format_real(v)), v);
+  EXPECT_EQ(format_real(0.1), "0.1");
+  EXPECT_EQ(edit_distance("epoch", "epochs"), 1u);
+}
+
+// ---- errors: one line, exit 2 for usage, 1 for the run -------------------------------------------
+
+TEST(CliErrors, UnknownFlagSuggestsTheClosest) {
+  expect_one_line(run_cli({"train", "--epoch", "3"}), 2, {"unknown flag --epoch", "did you mean --epochs?"});
+  expect_one_line(run_cli({"eval", "--attack-step", "3"}), 2, {"unknown flag --attack-step", "--attack-steps"});
+  expect_one_line(run_cli({"trian"}), 2, {"unknown command 'trian'", "did you mean 'train'?"});
+  expect_one_line(run_cli({"train", "epochs"}), 2, {"unexpected argument 'epochs'"});
+}
+
+TEST(CliErrors, WrongType) {
+  expect_one_line(run_cli({"train", "--epochs", "ten"}), 2, {"--epochs: expected an integer, got 'ten'"});
+  expect_one_line(run_cli({"train", "--lr=fast"}), 2, {"--lr: expected a finite number", "'fast'"});
+  expect_one_line(run_cli({"train", "--flip=sometimes"}), 2, {"--flip: expected true or false, got 'sometimes'"});
+  expect_one_line(run_cli({"train", "--milestones", "50,x"}), 2, {"--milestones: expected an integer, got 'x'"});
+  expect_one_line(run_cli({"train", "--epochs"}), 2, {"--epochs: needs a value (int)"});
+  expect_one_line(run_cli({"train", "--no-epochs"}), 2, {"unknown flag --no-epochs"});
+}
+
+TEST(CliErrors, OutOfRangeAndBadChoice) {
+  expect_one_line(run_cli({"train", "--batch-size", "0"}), 2, {"--batch-size: must be >= 1, got 0"});
+  expect_one_line(run_cli({"train", "--lr", "-0.1"}), 2, {"--lr: must be >= 0, got -0.1"});
+  expect_one_line(run_cli({"train", "--lr-gamma", "0"}), 2, {"--lr-gamma: must be > 0, got 0"});
+  expect_one_line(run_cli({"train", "--attack-sparsity", "1.5"}), 2, {"--attack-sparsity: must be <= 1, got 1.5"});
+  expect_one_line(run_cli({"train", "--method", "adf"}), 2, {"--method: 'adf' is not one of", "did you mean 'afd'?"});
+  expect_one_line(run_cli({"train", "--attack", "pgd"}), 2, {"--attack: 'pgd' is not one of", "pgd-linf"});
+  expect_one_line(run_cli({"train", "--device", "gpu0"}), 2, {"--device: 'gpu0' is not one of cpu, cuda, cuda:N"});
+  expect_one_line(run_cli({"train", "--milestones", "80,50"}), 2, {"milestones must increase"});
+}
+
+TEST(CliErrors, FlagfileErrorsNameTheFileAndLine) {
+  TempDir dir;
+  write_text_file(dir / "bad.flags", "--epochs 3\n# fine\n--lrr 0.1\n");
+  expect_one_line(run_cli({"train", "--flagfile", dir / "bad.flags"}), 2,
+                  {dir / "bad.flags:3", "unknown flag --lrr", "did you mean --lr?"});
+  write_text_file(dir / "bad2.flags", "--epochs -1\n");
+  expect_one_line(run_cli({"train", "--flagfile", dir / "bad2.flags"}), 2, {dir / "bad2.flags:1", "must be >= 0"});
+  expect_one_line(run_cli({"train", "--flagfile", dir / "missing.flags"}), 2, {"missing.flags: cannot read the file"});
+}
+
+TEST(CliErrors, MissingDataDirectoryNamesTheFetchCommand) {
+  TempDir dir;
+  expect_one_line(run_cli({"train", "--data-dir", dir / "nothing", "--out", dir / "out"}), 1,
+                  {"--data-dir " + dir / "nothing" + ": no such folder", "afd_run data --dataset mnist --fetch"});
+  fs::create_directories(dir / "empty");
+  expect_one_line(run_cli({"train", "--data-dir", dir / "empty", "--out", dir / "out2"}), 1,
+                  {"--data-dir " + dir / "empty", "train-images-idx3-ubyte", "--fetch"});
+  expect_one_line(run_cli({"data", "--data-dir", dir / "nothing"}), 1, {"no such folder", "--fetch"});
+}
+
+TEST(CliErrors, UnwritableOutputDirectory) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  write_text_file(dir / "a_file", "x");  // a folder cannot be made under a file, even by root
+  auto args = tiny_run(dir / "mnist", dir / "a_file/run");
+  expect_one_line(run_cli(args), 1, {"--out " + dir / "a_file/run" + ": cannot create the folder"});
+  expect_one_line(run_cli({"eval", "--checkpoint", "x", "--out", dir / "a_file/e"}), 1, {"--out", "cannot create"});
+}
+
+TEST(CliErrors, ACheckpointOfAnotherModel) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  auto args = tiny_run(dir / "mnist", dir / "run");
+  ASSERT_EQ(run_cli(args).code, 0);
+  // Resuming with another width: the checkpoint's model does not match this run's.
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--width", "4", "--epochs", "3"}), 1,
+                  {"--resume " + dir / "run", "was written by a run with model resnet18-mnist (width 2",
+                   "this trainer has resnet18-mnist (width 4"});
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--method", "at"}), 1, {"method afd", "this trainer has at"});
+  // Evaluating its weights as another architecture.
+  expect_one_line(run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--model", "small-cnn", "--data-dir",
+                           dir / "mnist", "--out", dir / "e", "--progress", "none"}),
+                  1, {"--checkpoint " + dir / "run/checkpoint", "does not fit a small-cnn"});
+  expect_one_line(run_cli({"eval", "--checkpoint", dir / "nowhere", "--data-dir", dir / "mnist", "--out", dir / "e"}), 1,
+                  {"--checkpoint " + dir / "nowhere", "does not exist"});
+  // A folder that is no run.
+  expect_one_line(run_cli({"train", "--resume", dir / "mnist"}), 1, {"--resume " + dir / "mnist", "no resolved.flags"});
+}
+
+TEST(CliErrors, ExistingRunIsNeverOverwrittenSilently) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  auto args = tiny_run(dir / "mnist", dir / "run");
+  ASSERT_EQ(run_cli(args).code, 0);
+  expect_one_line(run_cli(args), 1, {"--out " + dir / "run" + ": holds a run already", "--resume", "--overwrite"});
+  args.push_back("--overwrite");
+  EXPECT_EQ(run_cli(args).code, 0);
+}
+
+TEST(CliErrors, UnavailableDevice) {
+  if (backend_available(Device::cuda(0))) GTEST_SKIP() << "a CUDA backend is available here";
+  expect_one_line(run_cli({"train", "--device", "cuda:0"}), 1, {"--device cuda:0: not available", "use --device cpu"});
+  expect_one_line(run_cli({"eval", "--device", "cuda", "--checkpoint", "x"}), 1, {"--device cuda: not available"});
+}
+
+// ---- help and docs ---------------------------------------------------------------------------
+
+TEST(CliHelp, EveryFlagWithTypeAndDefault) {
+  for (Command c : {kTrain, kEval, kAttack, kData}) {
+    Result r = run_cli({command_name(c), "--help"});
+    EXPECT_EQ(r.code, 0);
+    const FlagSet set(flag_table(), c);
+    for (const Flag* f : set.flags()) {
+      EXPECT_NE(r.out.find(f->type == FlagType::boolean ? "--[no-]" + f->name + " " : "--" + f->name + " <"), std::string::npos)
+          << command_name(c) << " --" << f->name;
+      EXPECT_NE(r.out.find(f->help.substr(0, 20)), std::string::npos) << f->name;
+    }
+  }
+  // Defaults follow the preset of the flags given before --help.
+  Result trades = run_cli({"train", "--method", "trades", "--help"});
+  EXPECT_NE(trades.out.find("--lr <float>                       default: 0.01"), std::string::npos) << trades.out;
+  EXPECT_EQ(run_cli({"--version"}).code, 0);
+  EXPECT_NE(run_cli({"--version"}).out.find("afd_run "), std::string::npos);
+  EXPECT_EQ(run_cli({"help", "attacks"}).code, 0);
+  EXPECT_NE(run_cli({"help", "attacks"}).out.find("apgd-ce"), std::string::npos);
+  EXPECT_EQ(run_cli({}).code, 2);
+}
+
+TEST(CliHelp, DocsMatchTheFlagTable) {
+  const std::string path = std::string(AFD_SOURCE_DIR) + "/docs/cli.md";
+  ASSERT_TRUE(fs::exists(path)) << path;
+  EXPECT_EQ(read_text(path), markdown_reference())
+      << "docs/cli.md is stale: regenerate it with build/afd_run help flags-markdown > docs/cli.md";
+}
+
+TEST(CliHelp, EvalPresetsAreThePapers) {
+  EvalPreset p = eval_preset("pgd-linf", "mnist");
+  EXPECT_EQ(p.eps, (std::vector<double>{0, .1, .3, .35, .4, .45, .5}));
+  EXPECT_EQ(p.config.steps, 40);
+  EXPECT_DOUBLE_EQ(p.config.step_for(0.3), 0.01);
+  EXPECT_TRUE(p.config.random_start);
+  EvalPreset c = eval_preset("pgd-linf", "cifar10");
+  EXPECT_EQ(c.config.steps, 20);
+  EXPECT_DOUBLE_EQ(c.config.step_for(8.0 / 255), 2.0 / 255);
+  EXPECT_EQ(eval_preset("cw-l2", "mnist").eps, (std::vector<double>{0, 1, 2, 5}));
+  EXPECT_EQ(eval_preset("autoattack", "mnist").eps, (std::vector<double>{0.3}));
+  EXPECT_DOUBLE_EQ(curve_auc({0, 1, 2}, {1, 0.5, 0}), 0.5);
+  auto [m, s] = mean_std({1, 2, 3});
+  EXPECT_DOUBLE_EQ(m, 2);
+  EXPECT_DOUBLE_EQ(s, 1);
+}
+
+TEST(CliHelp, PaperConfigsEqualThePresets) {
+  int checked = 0;
+  for (const auto& e : fs::directory_iterator(std::string(AFD_SOURCE_DIR) + "/configs")) {
+    const std::string name = e.path().stem().string();
+    if (e.path().extension() != ".flags") continue;
+    FlagSet set(flag_table(), kTrain);
+    TrainPlan p = resolve_train(set, set.read_flagfile(e.path().string()));  // every config parses
+    if (name.rfind("main_job", 0) == 0) continue;
+    train::TrainConfig ref = train::presets(p.config.dataset, p.config.method);
+    ref.out_dir = p.config.out_dir;
+    ref.gan_loss = p.config.gan_loss;  // the one choice the preset leaves open (wgan or dcgan)
+    EXPECT_EQ(train::config_to_json(p.config), train::config_to_json(ref)) << name;
+    EXPECT_EQ(p.config.out_dir, "runs/" + name);
+    ++checked;
+  }
+  EXPECT_GE(checked, 10);
+}
+
+// ---- whole runs ------------------------------------------------------------------------------
+
+TEST(CliRun, TrainWritesFlagsMetricsCheckpointAndFinal) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  Result r = run_cli(tiny_run(dir / "mnist", dir / "run"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const fs::path run = dir / "run";
+  EXPECT_TRUE(fs::exists(run / "checkpoint/trainer.safetensors"));
+  EXPECT_TRUE(fs::exists(run / "checkpoint/model.safetensors"));
+  EXPECT_TRUE(fs::exists(run / "checkpoint/discriminator.safetensors"));
+  json fin = json::parse(read_text(run / "final.json"));
+  EXPECT_EQ(fin["test"]["count"], 32);
+  EXPECT_TRUE(fin["test"]["adv_acc"].is_number());
+  int epochs = 0, steps = 0;
+  std::ifstream m(run / "metrics.jsonl");
+  for (std::string line; std::getline(m, line);) {
+    json j = json::parse(line);
+    if (j["type"] == "epoch") {
+      ++epochs;
+      EXPECT_TRUE(j["train"].contains("l_d"));
+      EXPECT_TRUE(j["test"].contains("clean_acc"));
+    }
+    steps += j["type"] == "step";
+  }
+  EXPECT_EQ(epochs, 2);
+  EXPECT_EQ(steps, 8);  // 64 images / 16, two epochs
+  EXPECT_NE(r.err.find("epoch 2/2 done"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("AFD-WGAN over 1 seed(s)"), std::string::npos) << r.out;
+  // The resolved flags rerun the same config.
+  FlagSet set(flag_table(), kTrain);
+  TrainPlan again = resolve_train(set, set.read_flagfile(run / "resolved.flags"));
+  EXPECT_EQ(again.config.width, 2);
+  EXPECT_EQ(again.config.attack, "pgd-linf");
+}
+
+TEST(CliRun, SeedsReportMeanAndStd) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  auto args = tiny_run(dir / "mnist", dir / "run");
+  for (const char* a : {"--seeds", "2", "--seed", "5", "--method", "at", "--epochs", "1"}) args.push_back(a);
+  Result r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* s : {"seed-5", "seed-6"}) {
+    EXPECT_TRUE(fs::exists(fs::path(dir / "run") / s / "final.json")) << s;
+    EXPECT_NE(read_text(fs::path(dir / "run") / s / "resolved.flags").find("--seeds=1"), std::string::npos);
+  }
+  json sum = json::parse(read_text(dir / "run/summary.json"));
+  EXPECT_EQ(sum["seeds"].size(), 2u);
+  EXPECT_TRUE(sum["clean_acc"]["std"].is_number());
+  EXPECT_TRUE(sum["adv_acc"]["mean"].is_number());
+}
+
+TEST(CliRun, ValidationSplitKeepsTheBestCheckpoint) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  auto args = tiny_run(dir / "mnist", dir / "run");
+  for (const char* a : {"--val-size", "16", "--select-best", "clean"}) args.push_back(a);
+  Result r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "run/best/model.safetensors"));
+  json best = json::parse(read_text(dir / "run/best.json"));
+  EXPECT_GE(best["epoch"].get<int>(), 1);
+  json fin = json::parse(read_text(dir / "run/final.json"));
+  EXPECT_EQ(fin["train_images"], 48);
+  EXPECT_TRUE(fin.contains("best"));
+  expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "x", "--val-size", "64"}), 2,
+                  {"--val-size 64: the training split has only 64 images"});
+  expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "y", "--val-size", "16",
+                           "--train-subset", "60"}),
+                  2, {"--train-subset 60: only 48 training images"});
+}
+
+TEST(CliRun, EvalAttackAndData) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  Result e = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--names", "tiny", "--attacks", "pgd-linf,fgsm",
+                      "--eps", "0,0.1", "--attack-steps", "2", "--data-dir", dir / "mnist", "--out", dir / "eval",
+                      "--progress", "none"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  json ev = json::parse(read_text(dir / "eval/eval.json"));
+  ASSERT_EQ(ev["models"].size(), 1u);
+  EXPECT_EQ(ev["models"][0]["name"], "tiny");
+  EXPECT_EQ(ev["models"][0]["attacks"].size(), 2u);
+  EXPECT_EQ(ev["models"][0]["attacks"][0]["config"]["steps"], 2);
+  EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
+  EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
+
+  Result a = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "pgd-l2", "--attack-eps", "1",
+                      "--count", "20", "--eval-batch-size", "8", "--save-adv", "--data-dir", dir / "mnist", "--out",
+                      dir / "atk", "--progress", "none"});
+  ASSERT_EQ(a.code, 0) << a.err;
+  json aj = json::parse(read_text(dir / "atk/attack.json"));
+  EXPECT_EQ(aj["count"], 20);
+  EXPECT_EQ(aj["config"]["norm"], "l2");
+  SafetensorsFile adv = read_safetensors((dir / "atk/x_adv.safetensors"));
+  EXPECT_EQ(adv.get("x_adv").shape(), (Shape{20, 1, 28, 28}));
+  EXPECT_EQ(adv.get("norms").shape(), (Shape{20}));
+
+  Result d = run_cli({"data", "--data-dir", dir / "mnist", "--no-verify"});
+  EXPECT_EQ(d.code, 0) << d.err;
+  EXPECT_NE(d.out.find("mnist/train: 64 images, shape [1, 28, 28] u8, 10 classes"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("class histogram: 0:7 1:7 2:7 3:7 4:6"), std::string::npos) << d.out;
+  Result v = run_cli({"data", "--data-dir", dir / "mnist", "--no-describe"});
+  EXPECT_EQ(v.code, 1);  // synthetic files are not the official ones
+  EXPECT_NE(v.out.find("MISMATCH"), std::string::npos);
+}
+
+// ---- Ctrl-C and resume through the binary ----------------------------------------------------
+
+// Runs afd_run with `args`; once a line containing `trigger` appears on its stderr, sends SIGINT.
+// Returns the exit status.
+int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text) {
+  int pipefd[2];
+  EXPECT_EQ(::pipe(pipefd), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipefd[1], 2);
+    if (int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 1);
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    std::vector<char*> argv;
+    std::string exe = AFD_RUN_PATH;
+    argv.push_back(exe.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  std::string text;
+  bool sent = false;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) {
+    text.append(buf, size_t(n));
+    if (!sent && !trigger.empty() && text.find(trigger) != std::string::npos) {
+      ::kill(pid, SIGINT);
+      sent = true;
+    }
+  }
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (err_text) *err_text = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
+  TempDir dir;
+  write_mnist(dir / "mnist", 256, 16);
+  auto flags = [&](const fs::path& out) {
+    std::vector<std::string> a = tiny_run(dir / "mnist", out);
+    a.erase(a.begin());  // "train"
+    a.insert(a.begin(), "train");
+    for (const char* x : {"--batch-size", "8", "--epochs", "2", "--progress", "lines", "--progress-every", "1",
+                          "--test-subset", "8"})
+      a.push_back(x);
+    return a;
+  };
+  std::string err;
+  ASSERT_EQ(run_binary(flags(dir / "straight"), "", &err), 0) << err;
+  const int code = run_binary(flags(dir / "stopped"), "batch 2/32", &err);
+  ASSERT_EQ(code, 130) << err;
+  EXPECT_NE(err.find("Ctrl-C: finishing the current step"), std::string::npos) << err;
+  EXPECT_NE(err.find("checkpoint written to"), std::string::npos) << err;
+  ASSERT_TRUE(fs::exists(dir / "stopped/checkpoint/trainer.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "stopped/final.json"));
+  ASSERT_EQ(run_binary({"train", "--resume", dir / "stopped", "--progress", "none"}, "", &err), 0) << err;
+  EXPECT_NE(err.find("resumed from"), std::string::npos) << err;
+
+  SafetensorsFile a = read_safetensors(dir / "straight/checkpoint/trainer.safetensors");
+  SafetensorsFile b = read_safetensors(dir / "stopped/checkpoint/trainer.safetensors");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const Tensor& ta = a.tensors[i].second;
+    const Tensor& tb = b.tensors[i].second;
+    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
+    ASSERT_EQ(ta.nbytes(), tb.nbytes());
+    EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()), 0) << a.tensors[i].first;
+  }
+}
+
+}  // namespace
+}  // namespace afd::cli

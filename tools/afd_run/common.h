@@ -1,0 +1,88 @@
+// What afd_run's subcommands share: errors with exit status 1, devices and threads, data folders,
+// output folders, model loading, JSON lines and the progress line.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "afd/data/dataset.h"
+#include "afd/train/config.h"
+#include "nn/module.h"
+#include "tensor/device.h"
+#include "tools/afd_run/cli.h"
+
+namespace afd::cli {
+
+// A run that cannot go on (missing data, unwritable folder, bad checkpoint): exit status 1.
+class RunError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Subcommand entry points (train_command.cpp, eval_command.cpp, data_command.cpp).
+int train_command(const std::vector<std::string>& args, Io io);
+int eval_command(const std::vector<std::string>& args, Io io);
+int attack_command(const std::vector<std::string>& args, Io io);
+int data_command(const std::vector<std::string>& args, Io io);
+
+// Parses --device, checks the backend exists (RunError naming the flag otherwise) and sets the
+// CPU thread count (0 = every core).
+Device setup_device(const std::string& device, int64_t threads);
+
+// data/<folder> for a dataset name (mnist -> data/mnist, tiny-imagenet-32 -> data/tiny-imagenet-200).
+std::string default_data_dir(const std::string& dataset);
+// The command that fetches a dataset ("afd_run data --dataset D --fetch" or what to do by hand).
+std::string fetch_hint(const std::string& dataset, const std::string& dir);
+// Loads one split; a missing folder or file is a RunError naming it and the fetch command.
+data::Dataset load_split(const std::string& dataset, const std::string& dir, data::Split split);
+// Rows [begin, end) of a dataset (views, no copy).
+data::Dataset rows(const data::Dataset& d, int64_t begin, int64_t end, const std::string& name);
+
+// Creates `dir` and proves it writable (RunError naming `flag` and the folder otherwise).
+void prepare_out_dir(const std::string& dir, const std::string& flag);
+// Atomic text write (temp file + rename) and JSON-lines append.
+void write_text(const std::string& path, const std::string& text);
+void append_line(const std::string& path, const std::string& line);
+
+// A classifier loaded from a checkpoint folder (model.safetensors + its config) or a file.
+struct LoadedModel {
+  std::string name, path;
+  train::TrainConfig config;
+  std::shared_ptr<nn::Classifier> model;
+};
+LoadedModel load_model(const std::string& checkpoint, const std::string& model_override, int64_t width_override,
+                       const data::Dataset& test, Device device);
+
+// The images of rows [0, n) as f32 [n, C, H, W] in [0, 1] and labels i64 [n], on `device`.
+std::pair<Tensor, Tensor> as_tensors(const data::Dataset& d, int64_t n, Device device);
+
+// "1h02m", "3m05s", "12.3s".
+std::string duration(double seconds);
+// 0.9712 -> "97.12"
+std::string percent(double fraction);
+// NaN-safe JSON number (null for NaN).
+nlohmann::json number(double v);
+// An error message without the library's trailing " (file.cpp:123)".
+std::string clean_message(const std::string& what);
+
+// The progress line: live (rewritten with \r on a terminal) or plain lines every `every` calls.
+class ProgressLine {
+ public:
+  ProgressLine(Io io, const std::string& mode, int64_t every);
+  void update(const std::string& text, bool force = false);  // one progress report
+  void finish();                                              // ends a live line
+  bool enabled() const { return mode_ != "none"; }
+
+ private:
+  Io io_;
+  std::string mode_;
+  int64_t every_, calls_ = 0;
+  bool open_ = false;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace afd::cli

@@ -1,0 +1,482 @@
+// afd_run train: flags -> TrainConfig -> Trainer::fit, with progress, metrics.jsonl, checkpoints,
+// an optional validation split with best-checkpoint selection, several seeds, --resume and Ctrl-C.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+
+#include "afd/train/trainer.h"
+#include "tensor/error.h"
+#include "tools/afd_run/common.h"
+
+#ifndef AFD_VERSION
+#define AFD_VERSION "unknown"
+#endif
+
+namespace afd::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---- resolution ------------------------------------------------------------------------------
+
+namespace {
+
+std::string last_value(const std::vector<Assignment>& given, const std::string& name, const std::string& fallback) {
+  std::string v = fallback;
+  for (const Assignment& a : given)
+    if (a.name == name) v = a.value;
+  return v;
+}
+
+train::TrainConfig base_config(const std::vector<Assignment>& given) {
+  const std::string preset = last_value(given, "preset", "paper");
+  const std::string dataset = last_value(given, "dataset", "mnist");
+  const train::Method method = train::parse_method(last_value(given, "method", "afd"));
+  if (preset == "paper") return train::presets(dataset, method);
+  train::TrainConfig c;
+  c.dataset = dataset;
+  c.method = method;
+  return c;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> train_defaults(const FlagSet& set, const std::vector<Assignment>& given) {
+  const train::TrainConfig base = base_config(given);
+  std::map<std::string, std::string> d;
+  for (const Flag* f : set.flags()) {
+    if (f->get_train) d[f->name] = f->get_train(base);
+    else if (f->get_attack) d[f->name] = f->get_attack(base.attack_config);
+  }
+  d["data-dir"] = default_data_dir(base.dataset);
+  d["out"] = fmt::format("runs/{}_{}", base.dataset, train::method_name(base.method));
+  return d;
+}
+
+TrainPlan resolve_train(const FlagSet& set, const std::vector<Assignment>& given) {
+  TrainPlan plan;
+  plan.options = Options(set, train_defaults(set, given), given);
+  train::TrainConfig c = base_config(given);
+  for (const Flag* f : set.flags()) {
+    if (f->set_train) f->set_train(c, plan.options.get(f->name));
+    else if (f->set_attack) f->set_attack(c.attack_config, plan.options.get(f->name));
+  }
+  c.out_dir = plan.options.get("out");
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw UsageError(clean_message(e.what()));
+  }
+  plan.config = c;
+  return plan;
+}
+
+// ---- Ctrl-C ----------------------------------------------------------------------------------
+
+namespace {
+
+std::atomic<train::Trainer*> g_trainer{nullptr};
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  if (train::Trainer* t = g_trainer.load()) t->request_stop();
+  static const char msg[] =
+      "\nafd_run: Ctrl-C: finishing the current step, then writing a checkpoint (Ctrl-C again aborts)\n";
+  ssize_t ignored = ::write(2, msg, sizeof msg - 1);
+  (void)ignored;
+}
+
+// Installs on_sigint for its lifetime (SA_RESETHAND: a second Ctrl-C takes the default action).
+class SigintGuard {
+ public:
+  explicit SigintGuard(train::Trainer& t) {
+    g_trainer.store(&t);
+    struct sigaction sa = {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &previous_);
+    if (g_interrupted.load()) t.request_stop();
+  }
+  ~SigintGuard() {
+    g_trainer.store(nullptr);
+    sigaction(SIGINT, &previous_, nullptr);
+  }
+  SigintGuard(const SigintGuard&) = delete;
+  SigintGuard& operator=(const SigintGuard&) = delete;
+
+ private:
+  struct sigaction previous_ = {};
+};
+
+// ---- reporting -------------------------------------------------------------------------------
+
+std::string method_label(const train::TrainConfig& c) {
+  std::string m = train::method_name(c.method);
+  if (c.method == train::Method::afd) m += fmt::format("-{}", gan_loss_name(c.gan_loss));
+  for (char& ch : m) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  return m;  // "AFD-WGAN", "AT", ...
+}
+
+std::string attack_label(const train::TrainConfig& c) {
+  const auto& a = c.attack_config;
+  return fmt::format("{} {} eps {} x{}", c.attack, attacks::norm_name(a.norm), format_real(a.eps), a.steps);
+}
+
+// The running numbers a line shows, by method: "L_C 0.512 L_D -0.021 L_F 0.034 D clean/adv 0.62/0.71 adv 0.41".
+std::string metrics_text(const train::StepMetrics& m, train::Method method) {
+  std::string s;
+  auto add = [&](const char* label, double v, int digits = 3) {
+    if (!std::isnan(v)) s += fmt::format("{}{} {:.{}f}", s.empty() ? "" : " ", label, v, digits);
+  };
+  if (method == train::Method::afd) {
+    add("L_C", m.loss);
+    add("L_D", m.l_d);
+    add("L_F", m.l_f);
+    add("GP", m.gp);
+    if (!std::isnan(m.d_acc_clean))
+      s += fmt::format(" D clean/adv {:.2f}/{:.2f}", m.d_acc_clean, m.d_acc_adv);
+  } else {
+    add("loss", m.loss);
+    if (method == train::Method::trades) add("KL", m.kl);
+    if (method == train::Method::norm) add("dist", m.distance);
+  }
+  add("clean", m.clean_acc, 2);
+  add("adv", m.adv_acc, 2);
+  return s;
+}
+
+json metrics_json(const train::StepMetrics& m) {
+  json j = json::object();
+  for (const auto& [name, value] : m.named()) j[name] = number(value);
+  return j;
+}
+
+json eval_json(const train::EvalResult& r, const train::TrainConfig& c) {
+  return json{{"count", r.count},          {"clean_acc", number(r.clean_acc)},
+              {"adv_acc", number(r.adv_acc)}, {"clean_loss", number(r.clean_loss)},
+              {"attack", c.attack},          {"eps", c.attack_config.eps},
+              {"steps", c.attack_config.steps}, {"seconds", r.seconds}};
+}
+
+std::string eval_text(const train::EvalResult& r, const train::TrainConfig& c) {
+  std::string s = fmt::format("clean {}%", percent(r.clean_acc));
+  if (!std::isnan(r.adv_acc)) s += fmt::format(" {}({}) {}%", c.attack, format_real(c.attack_config.eps), percent(r.adv_acc));
+  return s + fmt::format(" ({} pts, {})", r.count, duration(r.seconds));
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string flagfile_header(const std::string& out) {
+  return fmt::format(
+      "# afd_run train, fully resolved ({} , afd_run {}).\n"
+      "# Rerun from scratch: afd_run train --flagfile {}/resolved.flags --overwrite\n"
+      "# Continue this run:  afd_run train --resume {}\n",
+      utc_now(), AFD_VERSION, out, out);
+}
+
+bool has_run(const fs::path& dir) {
+  return fs::exists(dir / "resolved.flags") || fs::exists(dir / "checkpoint" / "trainer.safetensors") ||
+         fs::exists(dir / "final.json") || fs::exists(dir / "metrics.jsonl");
+}
+
+void remove_run(const fs::path& dir) {
+  std::error_code ec;
+  for (const char* name : {"checkpoint", "best", "metrics.jsonl", "final.json", "best.json", "summary.json", "resolved.flags"})
+    fs::remove_all(dir / name, ec);
+  if (fs::is_directory(dir))
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_directory() && e.path().filename().string().rfind("seed-", 0) == 0) fs::remove_all(e.path(), ec);
+}
+
+struct SeedOutcome {
+  bool stopped = false;
+  json final;
+};
+
+// One seed's run in `dir`: fresh, or continued from dir/checkpoint when `resume`.
+SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, const fs::path& dir, bool resume,
+                     const data::Dataset& train_set, const data::Dataset& test_set, const std::optional<data::Dataset>& val_set,
+                     Io io, const std::string& tag, const std::function<void()>& commit) {
+  const Options& opt = plan.options;
+  SeedOutcome outcome;
+  train::Trainer trainer(config, train_set);
+  const fs::path ckpt = dir / "checkpoint";
+  if (resume && fs::exists(ckpt / "trainer.safetensors")) {
+    try {
+      trainer.load_checkpoint(ckpt.string());  // checks that the checkpoint is this run's
+    } catch (const Error& e) {
+      throw RunError(fmt::format("--resume {}: {}", dir.string(), clean_message(e.what())));
+    }
+    if (trainer.finished() && fs::exists(dir / "final.json")) {
+      std::ifstream f(dir / "final.json");
+      outcome.final = json::parse(f);
+      if (outcome.final.value("epochs", int64_t(-1)) == config.epochs) {
+        io.err << fmt::format("{}already finished: {}\n", tag, (dir / "final.json").string());
+        return outcome;
+      }
+    }
+    commit();
+    io.err << fmt::format("{}resumed from {} at epoch {} batch {} (step {})\n", tag, ckpt.string(), trainer.epoch() + 1,
+                          trainer.batch(), trainer.global_step());
+  }
+  commit();  // the flags are this run's: resolved.flags and the header (once)
+
+  // Validation state survives a resume through best.json.
+  double best_score = -1, best_clean = -1;
+  if (val_set && fs::exists(dir / "best.json")) {
+    std::ifstream f(dir / "best.json");
+    json b = json::parse(f);
+    best_score = b.value("score", -1.0);
+    best_clean = b.value("clean_acc", -1.0);
+  }
+
+  const std::string metrics_path = (dir / "metrics.jsonl").string();
+  const bool log_steps = opt.get_bool("metrics-steps");
+  const int64_t epochs = config.epochs;
+  ProgressLine progress(io, opt.get("progress"), opt.get_int("progress-every"));
+  std::optional<train::EvalResult> last_test;
+  int64_t last_test_epoch = -1;
+
+  train::FitOptions fit;
+  fit.test = &test_set;
+  fit.eval.limit = opt.get_int("test-subset");
+  fit.eval.attack = opt.get_bool("epoch-eval-attack");
+  fit.eval.progress = [&](int64_t done, int64_t total) {
+    progress.update(fmt::format("{}evaluating the test split {}/{}", tag, done, total));
+  };
+  fit.on_batch = [&](const train::Progress& p) {
+    const std::string line = fmt::format("{}epoch {}/{} batch {}/{} | {:.1f} img/s | ETA {} | {}", tag, p.epoch + 1, epochs,
+                                         p.batch + 1, p.batches, p.images_per_second, duration(p.eta_seconds),
+                                         metrics_text(p.running, config.method));
+    progress.update(line, p.batch + 1 == p.batches);
+    if (log_steps) {
+      json j{{"type", "step"},  {"seed", config.seed},        {"epoch", p.epoch + 1},
+             {"batch", p.batch + 1}, {"step", p.global_step}, {"images_per_second", p.images_per_second}};
+      j.update(metrics_json(p.step));
+      append_line(metrics_path, j.dump());
+    }
+  };
+  fit.on_epoch = [&](const train::EpochSummary& s) {
+    progress.finish();
+    json j{{"type", "epoch"},
+           {"seed", config.seed},
+           {"epoch", s.train.epoch + 1},
+           {"seconds", s.train.seconds},
+           {"images", s.train.images},
+           {"train", metrics_json(s.train.mean)},
+           {"lrs", s.lrs},
+           {"checkpoint", s.checkpoint}};
+    std::string line = fmt::format("{}epoch {}/{} done in {} | train {}", tag, s.train.epoch + 1, epochs,
+                                   duration(s.train.seconds), metrics_text(s.train.mean, config.method));
+    if (s.test) {
+      j["test"] = eval_json(*s.test, config);
+      line += " | test " + eval_text(*s.test, config);
+      last_test = s.test;
+      last_test_epoch = s.train.epoch + 1;
+    }
+    if (val_set) {
+      train::EvalOptions vo;
+      vo.attack = opt.get_bool("epoch-eval-attack") || opt.get("select-best") == "adv";
+      train::EvalResult v = trainer.evaluate(*val_set, vo);
+      const double score = opt.get("select-best") == "adv" ? v.adv_acc : v.clean_acc;
+      const bool better = score > best_score || (score == best_score && v.clean_acc > best_clean);
+      j["val"] = eval_json(v, config);
+      line += " | val " + eval_text(v, config);
+      if (better) {
+        best_score = score, best_clean = v.clean_acc;
+        trainer.save_checkpoint((dir / "best").string());
+        json b{{"epoch", s.train.epoch + 1}, {"score", score}, {"select", opt.get("select-best")}, {"clean_acc", v.clean_acc},
+               {"adv_acc", number(v.adv_acc)}, {"checkpoint", (dir / "best").string()}};
+        write_text((dir / "best.json").string(), b.dump(2) + "\n");
+        line += " (best)";
+        j["best"] = true;
+      }
+    }
+    if (!s.lrs.empty()) line += fmt::format(" | lr {}", format_real(s.lrs[0]));
+    append_line(metrics_path, j.dump());
+    io.err << line << "\n" << std::flush;
+  };
+
+  train::FitResult r;
+  {
+    SigintGuard guard(trainer);
+    r = trainer.fit(fit);
+  }
+  progress.finish();
+  if (r.stopped) {
+    outcome.stopped = true;
+    io.err << fmt::format("{}stopped at epoch {} batch {}: checkpoint written to {}; continue with: afd_run train --resume {}\n",
+                          tag, r.epoch + 1, r.batch, r.checkpoint.empty() ? "(none)" : r.checkpoint,
+                          plan.options.get("out"));
+    return outcome;
+  }
+  if (!last_test || last_test_epoch != epochs) {
+    train::EvalOptions eo = fit.eval;
+    eo.progress = {};
+    last_test = trainer.evaluate(test_set, eo);
+  }
+  json fin{{"seed", config.seed},
+           {"method", train::method_name(config.method)},
+           {"label", method_label(config)},
+           {"dataset", config.dataset},
+           {"epochs", epochs},
+           {"train_images", train_set.size()},
+           {"checkpoint", (dir / "checkpoint").string()},
+           {"test", eval_json(*last_test, config)}};
+  if (val_set && fs::exists(dir / "best.json")) {
+    std::ifstream f(dir / "best.json");
+    fin["best"] = json::parse(f);
+  }
+  write_text((dir / "final.json").string(), fin.dump(2) + "\n");
+  outcome.final = fin;
+  return outcome;
+}
+
+}  // namespace
+
+// ---- the command -----------------------------------------------------------------------------
+
+int train_command(const std::vector<std::string>& args, Io io) {
+  FlagSet set(flag_table(), kTrain);
+  bool help = false;
+  std::vector<Assignment> given = set.parse_args(args, &help);
+  const std::string resume = last_value(given, "resume", "");
+  if (!resume.empty()) {
+    const fs::path flags = fs::path(resume) / "resolved.flags";
+    if (!fs::exists(flags))
+      throw RunError(fmt::format("--resume {}: no resolved.flags there (not a folder written by afd_run train)", resume));
+    std::vector<Assignment> all = set.read_flagfile(flags.string());
+    bool out_given = false;
+    for (const Assignment& a : given) out_given |= a.name == "out";
+    if (!out_given) all.push_back({"out", resume, "--resume"});
+    all.insert(all.end(), given.begin(), given.end());
+    given = std::move(all);
+  }
+  if (help) {
+    io.out << help_text(kTrain, train_defaults(set, given));
+    return 0;
+  }
+  TrainPlan plan = resolve_train(set, given);
+  const Options& opt = plan.options;
+  plan.config.device = setup_device(opt.get("device"), opt.get_int("threads"));
+  const std::string dataset = opt.get("dataset");
+  const std::string data_dir = opt.get("data-dir");
+
+  // Output folder first: a typo there should not cost a data load.
+  const fs::path out(opt.get("out"));
+  prepare_out_dir(out.string(), "--out");
+  const bool overwrite = opt.get_bool("overwrite");
+  if (resume.empty() && has_run(out)) {
+    if (!overwrite)
+      throw RunError(fmt::format("--out {}: holds a run already; continue it with --resume {} or start afresh with --overwrite",
+                                 out.string(), out.string()));
+    remove_run(out);
+  }
+
+  const data::Dataset full = load_split(dataset, data_dir, data::Split::train);
+  const data::Dataset test = load_split(dataset, data_dir, data::Split::test);
+  const int64_t n = full.size(), val_size = opt.get_int("val-size"), subset = opt.get_int("train-subset");
+  if (val_size >= n) throw UsageError(fmt::format("--val-size {}: the training split has only {} images", val_size, n));
+  if (subset > n - val_size)
+    throw UsageError(fmt::format("--train-subset {}: only {} training images{}", subset, n - val_size,
+                                 val_size ? fmt::format(" outside the --val-size {} validation split", val_size) : ""));
+  const int64_t used = subset > 0 ? subset : n - val_size;
+  const data::Dataset train_set = rows(full, 0, used, fmt::format("{}/train[0:{}]", dataset, used));
+  std::optional<data::Dataset> val_set;
+  if (val_size > 0) val_set = rows(full, n - val_size, n, fmt::format("{}/train[{}:{}]", dataset, n - val_size, n));
+
+  const train::TrainConfig& c = plan.config;
+  const int64_t seeds = opt.get_int("seeds");
+  const int64_t eval_points = opt.get_int("test-subset") > 0 ? std::min(opt.get_int("test-subset"), test.size()) : test.size();
+  // Written once the run is known to be this one (a resume whose checkpoint does not match must not
+  // rewrite the run's resolved.flags).
+  bool committed = false;
+  auto commit = [&] {
+    if (committed) return;
+    committed = true;
+    write_text((out / "resolved.flags").string(), opt.resolved_flagfile(flagfile_header(out.string())));
+    io.err << fmt::format(
+        "afd_run train: {} on {} ({} of {} training images{}, test {} per epoch), {} width {}, {} epochs x {} batches of "
+        "{}, {}, seed {}{}, {} with {} threads -> {}\n",
+        method_label(c), dataset, used, n, val_size ? fmt::format(", validation {}", val_size) : "", eval_points, c.model,
+        c.width, c.epochs, (used + (c.drop_last ? 0 : c.batch_size - 1)) / c.batch_size, c.batch_size,
+        c.method == train::Method::nt ? "no attack"
+        : c.method == train::Method::trades
+            ? fmt::format("TRADES KL-PGD eps {} x{}", format_real(c.trades_attack.eps), c.trades_attack.steps)
+            : "attack " + attack_label(c),
+        c.seed, seeds > 1 ? fmt::format(" (+{} more seeds)", seeds - 1) : "", c.device.str(), num_threads(), out.string());
+  };
+
+  std::vector<json> finals;
+  for (int64_t k = 0; k < seeds; ++k) {
+    train::TrainConfig config = plan.config;
+    config.seed = plan.config.seed + uint64_t(k);
+    fs::path dir = out;
+    std::string tag;
+    if (seeds > 1) {
+      dir = out / fmt::format("seed-{}", config.seed);
+      tag = fmt::format("[seed {}] ", config.seed);
+      prepare_out_dir(dir.string(), "--out");
+    }
+    config.out_dir = dir.string();
+    bool seed_committed = false;
+    auto commit_seed = [&] {
+      commit();
+      if (seeds == 1 || seed_committed) return;
+      seed_committed = true;
+      Options one = opt;
+      one.set("seed", std::to_string(config.seed));
+      one.set("seeds", "1");
+      one.set("out", dir.string());
+      write_text((dir / "resolved.flags").string(), one.resolved_flagfile(flagfile_header(dir.string())));
+    };
+    SeedOutcome o = run_seed(plan, config, dir, !resume.empty(), train_set, test, val_set, io, tag, commit_seed);
+    if (o.stopped) return 130;
+    finals.push_back(o.final);
+    const json& t = o.final["test"];
+    io.err << fmt::format("{}final: {} on {} test points: clean {}%{}\n", tag, method_label(config), t.value("count", 0),
+                          percent(t.value("clean_acc", NAN)),
+                          t["adv_acc"].is_number()
+                              ? fmt::format(", {}({}) {}%", c.attack, format_real(c.attack_config.eps), percent(t["adv_acc"].get<double>()))
+                              : "");
+  }
+
+  json summary{{"method", train::method_name(c.method)}, {"label", method_label(c)}, {"dataset", dataset},
+               {"seeds", json::array()}};
+  std::vector<double> clean, adv;
+  for (const json& f : finals) {
+    summary["seeds"].push_back(f);
+    clean.push_back(f["test"].value("clean_acc", NAN));
+    if (f["test"]["adv_acc"].is_number()) adv.push_back(f["test"]["adv_acc"].get<double>());
+  }
+  auto [cm, cs] = mean_std(clean);
+  summary["clean_acc"] = {{"mean", number(cm)}, {"std", number(cs)}};
+  std::string line = fmt::format("afd_run train: {} over {} seed(s): clean {} +- {} %", method_label(c), finals.size(),
+                                 percent(cm), percent(cs));
+  if (adv.size() == clean.size() && !adv.empty()) {
+    auto [am, as] = mean_std(adv);
+    summary["adv_acc"] = {{"mean", number(am)}, {"std", number(as)}};
+    line += fmt::format(", {}({}) {} +- {} %", c.attack, format_real(c.attack_config.eps), percent(am), percent(as));
+  }
+  summary["std"] = "sample standard deviation over seeds (n - 1)";
+  write_text((out / "summary.json").string(), summary.dump(2) + "\n");
+  io.out << line << " (std over seeds, n-1; " << (out / "summary.json").string() << ")\n";
+  return 0;
+}
+
+}  // namespace afd::cli
