@@ -3,7 +3,11 @@
 
 #include "attacks/apgd.h"
 #include "attacks/attack.h"
+#include "attacks/autoattack.h"
+#include "attacks/fab.h"
 #include "attacks/gradient_attacks.h"
+#include "attacks/minimal_norm_attacks.h"
+#include "attacks/square.h"
 #include "tensor/error.h"
 
 namespace afd::attacks {
@@ -46,6 +50,19 @@ const std::vector<AttackInfo>& attack_registry() {
        apgd_with_loss(LossKind::dlr_targeted)},
       {"apgd", "Auto-PGD with the config's loss and norm",
        [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<APGD>(c, false, "apgd")); }},
+      {"ddn", "decoupled direction and norm, minimal L2 (Rony et al. 2019)", with_norm<DDN>(Norm::l2)},
+      {"deepfool-linf", "DeepFool, minimal Linf (Moosavi-Dezfooli et al. 2016)", with_norm<DeepFool>(Norm::linf)},
+      {"deepfool-l2", "DeepFool, minimal L2", with_norm<DeepFool>(Norm::l2)},
+      {"cw-l2", "Carlini-Wagner L2: Adam in tanh space, binary search over c (Carlini and Wagner 2017)",
+       with_norm<CarliniWagnerL2>(Norm::l2)},
+      {"fab-t", "targeted FAB (FAB-T, AutoAttack): the top n_target_classes classes in turn, norm from the config",
+       [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<FAB>(c, true)); }},
+      {"fab", "untargeted FAB, the full Jacobian per step (Croce and Hein 2020), norm from the config",
+       [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<FAB>(c, false)); }},
+      {"square", "Square Attack, score-based black box, margin loss (Andriushchenko et al. 2020), Linf or L2",
+       [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<Square>(c)); }},
+      {"autoattack", "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) at the config's norm and eps",
+       [](AttackConfig c) { return std::unique_ptr<Attack>(std::make_unique<AutoAttack>(c)); }},
   };
   return registry;
 }
