@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -86,6 +87,8 @@ void compare_with_references(int64_t count, double tolerance) {
     }
     double want = static_cast<double>(want_robust) / static_cast<double>(count);
     ours[c.ref] = curve.robust_accuracy[0];
+    std::printf("%-9s eps 0.3 on %lld points: ours %.2f%%, reference %.2f%%, %lld verdicts agree\n", c.attack.c_str(),
+                static_cast<long long>(count), 100 * curve.robust_accuracy[0], 100 * want, static_cast<long long>(agree));
     // A randomised attack's start differs from the reference's (Philox, not torch's generator): on a
     // subset its accuracy may sit below the reference's by sampling noise (AutoAttack's own seeds
     // move it by 0.5 pp on 1,000 points), but never above (a weaker attack) by more than `tolerance`.
