@@ -245,8 +245,9 @@ int64_t Trainer::batches_per_epoch() const { return loader_->batches_per_epoch()
 // ---- one step --------------------------------------------------------------------------------
 
 void Trainer::check_finite(double value, const char* phase, const char* term) const {
-  if (!std::isfinite(value))
-    AFD_FAIL("train step {} (epoch {}, batch {}), {}: {} = {}", global_step_, epoch_, batch_, phase, term, value);
+  if (!std::isfinite(value))  // NaN printed without a sign: fmt shows "-nan" for some bit patterns
+    AFD_FAIL("train step {} (epoch {}, batch {}), {}: {} = {}", global_step_, epoch_, batch_, phase, term,
+             std::isnan(value) ? std::string("nan") : fmt::format("{}", value));
 }
 
 uint64_t Trainer::next_attack_seed() {
