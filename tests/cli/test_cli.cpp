@@ -423,6 +423,15 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
   EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
 
+  // AutoAttack reports each component's cumulative robust accuracy.
+  Result aa = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "autoattack", "--count", "4",
+                       "--data-dir", dir / "mnist", "--out", dir / "eval_aa", "--progress", "none"});
+  ASSERT_EQ(aa.code, 0) << aa.err;
+  json aj0 = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["attacks"][0];
+  EXPECT_EQ(aj0["eps"], (std::vector<double>{0.3}));
+  ASSERT_EQ(aj0["components"].size(), 4u);
+  EXPECT_EQ(aj0["components"][0]["attack"], "apgd-ce");
+
   Result a = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "pgd-l2", "--attack-eps", "1",
                       "--count", "20", "--eval-batch-size", "8", "--save-adv", "--data-dir", dir / "mnist", "--out",
                       dir / "atk", "--progress", "none"});

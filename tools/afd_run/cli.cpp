@@ -2,6 +2,7 @@
 #include "tools/afd_run/cli.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -336,6 +337,13 @@ std::pair<Tensor, Tensor> as_tensors(const data::Dataset& d, int64_t n, Device d
   for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
   data::Batch b = data::make_batch(d, lo, 0, 0, order);
   return {b.images.to(device), b.labels.to(device)};
+}
+
+double cpu_seconds() {
+  struct rusage u = {};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return sec(u.ru_utime) + sec(u.ru_stime);
 }
 
 std::string duration(double s) {

@@ -60,6 +60,9 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
 // The images of rows [0, n) as f32 [n, C, H, W] in [0, 1] and labels i64 [n], on `device`.
 std::pair<Tensor, Tensor> as_tensors(const data::Dataset& d, int64_t n, Device device);
 
+// CPU time (user + system) of this process so far, in seconds: on a busy machine the compute a
+// run took, where wall time also counts the waits for a core.
+double cpu_seconds();
 // "1h02m", "3m05s", "12.3s".
 std::string duration(double seconds);
 // 0.9712 -> "97.12"

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "attacks/autoattack.h"
 #include "attacks/core.h"
 #include "attacks/evaluate.h"
 #include "nn/safetensors.h"
@@ -154,20 +155,49 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       std::vector<double> grid = opt.get("eps").empty() ? eval_preset(attack, dataset).eps : opt.get_real_list("eps");
       if (grid.empty()) throw UsageError("--eps: the grid is empty");
       const auto start = clock_type::now();
+      const double cpu_start = cpu_seconds();
       // eps 0 is the clean accuracy: fixed-eps attacks are not run for it.
       std::vector<double> attacked;
       for (double e : grid)
         if (e > 0) attacked.push_back(e);
       io.err << fmt::format("afd_run eval: {} / {} on {} points, eps {}\n", lm.name, attack, count, format_real_list(grid));
-      const attacks::RobustnessCurve curve = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo);
       std::vector<double> acc;
-      size_t k = 0;
-      for (double e : grid) acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
-      clean = curve.clean_accuracy;
+      json components = json::array();
+      if (attack == "autoattack") {
+        // The ensemble itself (attacks/autoattack.h), so that each component's cumulative robust
+        // accuracy and time are reported: standard version (apgd-ce, apgd-t, fab-t, square).
+        attacks::EvalOptions quiet = eo;
+        quiet.progress = false;
+        clean = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, {}, quiet).clean_accuracy;
+        for (double e : grid) {
+          if (e == 0) {
+            acc.push_back(clean);
+            continue;
+          }
+          attacks::AutoAttackOptions ao;
+          ao.norm = cfg.norm;
+          ao.eps = e;
+          ao.seed = cfg.seed;
+          ao.batch_size = opt.get_int("eval-batch-size");
+          ao.verbose = opt.get("progress") != "none";
+          const attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
+          acc.push_back(rep.final_robust_accuracy());
+          for (size_t c = 0; c < rep.attacks.size(); ++c)
+            components.push_back(json{{"eps", e}, {"attack", rep.attacks[c]}, {"robust_acc", rep.robust_accuracy[c]},
+                                      {"seconds", rep.seconds[c]}});
+        }
+      } else {
+        const attacks::RobustnessCurve curve = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo);
+        size_t k = 0;
+        for (double e : grid) acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
+        clean = curve.clean_accuracy;
+      }
       const double auc = curve_auc(grid, acc);
       const double secs = seconds_since(start);
       mj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", grid},
-                                   {"robust_acc", acc},  {"auc", number(auc)},            {"seconds", secs}});
+                                   {"robust_acc", acc},  {"auc", number(auc)},            {"seconds", secs},
+                                   {"cpu_seconds", cpu_seconds() - cpu_start}});
+      if (!components.empty()) mj["attacks"].back()["components"] = components;
       for (size_t j = 0; j < grid.size(); ++j) {
         if (grid[j] == 0) continue;
         if (m == 0) header.push_back(fmt::format("{} {}", attack, format_real(grid[j])));
@@ -249,6 +279,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   int64_t clean_correct = 0, robust = 0, fooled = 0;
   std::vector<double> fooled_norms;
   const auto start = clock_type::now();
+  const double cpu_start = cpu_seconds();
   for (int64_t b = 0; b < count; b += batch) {
     const int64_t e = std::min(b + batch, count);
     Tensor xb = x.slice(b, e), yb = y.slice(b, e);
@@ -309,7 +340,8 @@ int attack_command(const std::vector<std::string>& args, Io io) {
          {"success_norms",
           {{"norm", attacks::norm_name(cfg.norm)}, {"count", fooled_norms.size()}, {"mean", number(mean_norm)},
            {"median", number(q(0.5))}, {"min", number(q(0))}, {"max", number(q(1))}}},
-         {"seconds", secs}};
+         {"seconds", secs},
+         {"cpu_seconds", cpu_seconds() - cpu_start}};
   if (save) {
     const std::string path = (fs::path(out) / "x_adv.safetensors").string();
     write_safetensors(path, {{"x_adv", all_adv}, {"labels", y.to(Device::cpu())}, {"success", all_success}, {"norms", all_norms}},

@@ -100,7 +100,7 @@ std::vector<Flag> build_table() {
     t.push_back(e);
   }
   t.push_back(flag("data-dir", FlagType::path, kAll, "run",
-                   "folder with the dataset's files (\"\" = data/<dataset>; fetch with afd_run data --fetch)"));
+                   "folder with the dataset's files (\"\" = data/DATASET; fetch with afd_run data --fetch)"));
   {
     Flag f = flag("method", FlagType::choice, kTrain, "run",
                   "nt (natural), at (Madry), trades, afd (feature desensitisation), norm (paper 4.6)", "afd");
@@ -115,7 +115,7 @@ std::vector<Flag> build_table() {
     t.push_back(p);
   }
   t.push_back(flag("out", FlagType::path, kTrain, "run",
-                   "run folder: resolved.flags, metrics.jsonl, checkpoint/, best/, final.json (\"\" = runs/<dataset>_<method>)"));
+                   "run folder: resolved.flags, metrics.jsonl, checkpoint/, best/, final.json (\"\" = runs/DATASET_METHOD)"));
   t.push_back(flag("out", FlagType::path, kEval, "run", "output folder: resolved.flags, eval.json, eval.md", "runs/eval"));
   t.push_back(flag("out", FlagType::path, kAttack, "run", "output folder: resolved.flags, attack.json, x_adv.safetensors",
                    "runs/attack"));
@@ -136,7 +136,7 @@ std::vector<Flag> build_table() {
     s.set_train = [](TrainConfig& c, const std::string& v) { c.seed = uint64_t(parse_int("seed", v)); };
     t.push_back(s);
     Flag n = flag("seeds", FlagType::integer, kTrain, "run",
-                  "repeat the run with seeds seed .. seed+N-1 (in OUT/seed-<s>/) and report mean and std", "1");
+                  "repeat the run with seeds seed .. seed+N-1 (in OUT/seed-S/) and report mean and std", "1");
     at_least(n, 1);
     t.push_back(n);
   }

@@ -271,12 +271,15 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
       append_line(metrics_path, j.dump());
     }
   };
+  double cpu_mark = cpu_seconds();
   fit.on_epoch = [&](const train::EpochSummary& s) {
     progress.finish();
+    const double cpu_now = cpu_seconds();
     json j{{"type", "epoch"},
            {"seed", config.seed},
            {"epoch", s.train.epoch + 1},
            {"seconds", s.train.seconds},
+           {"cpu_seconds", cpu_now - cpu_mark},  // training and the test evaluation of this epoch
            {"images", s.train.images},
            {"train", metrics_json(s.train.mean)},
            {"lrs", s.lrs},
@@ -310,6 +313,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
     if (!s.lrs.empty()) line += fmt::format(" | lr {}", format_real(s.lrs[0]));
     append_line(metrics_path, j.dump());
     io.err << line << "\n" << std::flush;
+    cpu_mark = cpu_seconds();
   };
 
   train::FitResult r;
@@ -337,6 +341,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
            {"epochs", epochs},
            {"train_images", train_set.size()},
            {"checkpoint", (dir / "checkpoint").string()},
+           {"cpu_seconds", cpu_seconds()},  // of the whole process (all seeds so far)
            {"test", eval_json(*last_test, config)}};
   if (val_set && fs::exists(dir / "best.json")) {
     std::ifstream f(dir / "best.json");
