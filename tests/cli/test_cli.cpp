@@ -422,6 +422,16 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(ev["models"][0]["attacks"][0]["config"]["steps"], 2);
   EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
   EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
+  // The sanity report runs at the end of every evaluation, in the first attack's threat model.
+  const json& sanity = ev["models"][0]["sanity"];
+  EXPECT_EQ(sanity["norm"], "linf");
+  EXPECT_EQ(sanity["eps"], 0.1);
+  std::vector<std::string> checks;
+  for (const json& item : sanity["items"]) checks.push_back(item["check"]);
+  EXPECT_EQ(checks, (std::vector<std::string>{"randomised forward", "logits", "gradients", "unbounded budget",
+                                              "convergence", "iterative vs single step"}));
+  EXPECT_NE(read_text(dir / "eval/eval.md").find("Sanity report for tiny (linf eps 0.1"), std::string::npos);
+  EXPECT_NE(e.err.find("[ok] randomised forward"), std::string::npos) << e.err;
 
   // AutoAttack reports each component's cumulative robust accuracy.
   Result aa = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "autoattack", "--count", "4",
@@ -431,6 +441,13 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(aj0["eps"], (std::vector<double>{0.3}));
   ASSERT_EQ(aj0["components"].size(), 4u);
   EXPECT_EQ(aj0["components"][0]["attack"], "apgd-ce");
+  // After AutoAttack the report adds the Square-vs-white-box check; --sanity-points 0 turns it off.
+  const json aa_sanity = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["sanity"];
+  EXPECT_EQ(aa_sanity["items"].back()["check"], "square vs white-box");
+  Result off = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
+                        "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "eval_off", "--progress", "none"});
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_FALSE(json::parse(read_text(dir / "eval_off/eval.json"))["models"][0].contains("sanity"));
 
   Result a = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "pgd-l2", "--attack-eps", "1",
                       "--count", "20", "--eval-batch-size", "8", "--save-adv", "--data-dir", dir / "mnist", "--out",

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "attacks/autoattack.h"
 #include "attacks/core.h"
 #include "attacks/evaluate.h"
+#include "attacks/sanity.h"
 #include "nn/safetensors.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
@@ -143,6 +145,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   eo.progress = opt.get("progress") != "none";
   std::vector<std::string> header = {"model", "clean"};
   std::vector<std::vector<std::string>> table;
+  std::string sanity_md;  // one section per model
   for (size_t m = 0; m < checkpoints.size(); ++m) {
     LoadedModel lm = load_model(checkpoints[m], opt.get("model"), opt.get_int("width"), test, device);
     if (!names.empty()) lm.name = names[m];
@@ -150,6 +153,15 @@ int eval_command(const std::vector<std::string>& args, Io io) {
             {"attacks", json::array()}};
     std::vector<std::string> row = {lm.name};
     double clean = NAN;
+    // The threat model the sanity report checks: the first attack's norm at its largest eps.
+    attacks::SanityOptions sanity;
+    sanity.max_points = opt.get_int("sanity-points");
+    sanity.batch_size = opt.get_int("eval-batch-size");
+    sanity.seed = uint64_t(opt.get_int("seed"));
+    sanity.eps = 0;
+    std::optional<attacks::AutoAttackReport> last_autoattack;  // with its threat model, for the Square check
+    attacks::Norm aa_norm = attacks::Norm::linf;
+    double aa_eps = 0;
     for (const std::string& attack : attack_list) {
       const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
       std::vector<double> grid = opt.get("eps").empty() ? eval_preset(attack, dataset).eps : opt.get_real_list("eps");
@@ -180,17 +192,24 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           ao.seed = cfg.seed;
           ao.batch_size = opt.get_int("eval-batch-size");
           ao.verbose = opt.get("progress") != "none";
-          const attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
+          attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
           acc.push_back(rep.final_robust_accuracy());
           for (size_t c = 0; c < rep.attacks.size(); ++c)
             components.push_back(json{{"eps", e}, {"attack", rep.attacks[c]}, {"robust_acc", rep.robust_accuracy[c]},
                                       {"seconds", rep.seconds[c]}});
+          last_autoattack = std::move(rep);
+          aa_norm = cfg.norm;
+          aa_eps = e;
         }
       } else {
         const attacks::RobustnessCurve curve = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo);
         size_t k = 0;
         for (double e : grid) acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
         clean = curve.clean_accuracy;
+      }
+      if (attack == attack_list.front()) {
+        sanity.norm = cfg.norm;
+        sanity.eps = *std::max_element(grid.begin(), grid.end());
       }
       const double auc = curve_auc(grid, acc);
       const double secs = seconds_since(start);
@@ -216,6 +235,29 @@ int eval_command(const std::vector<std::string>& args, Io io) {
                             }(),
                             duration(secs));
     }
+    if (sanity.max_points > 0 && sanity.eps > 0) {
+      // Sanity report (attacks/sanity.h): failed items warn, they do not fail the evaluation.
+      const auto start = clock_type::now();
+      if (last_autoattack && aa_eps == sanity.eps && aa_norm == sanity.norm)
+        sanity.autoattack = &*last_autoattack;
+      const attacks::SanityReport rep = attacks::sanity_report(*lm.model, x, y, sanity);
+      json items = json::array();
+      for (const attacks::SanityItem& item : rep.items)
+        items.push_back(json{{"check", item.name}, {"ok", item.ok}, {"detail", item.detail}});
+      mj["sanity"] = json{{"points", std::min(sanity.max_points, count)}, {"norm", attacks::norm_name(sanity.norm)},
+                          {"eps", sanity.eps}, {"all_ok", rep.all_ok()}, {"items", items},
+                          {"seconds", seconds_since(start)}};
+      sanity_md += fmt::format("\nSanity report for {} ({} eps {}, first {} points{}):\n\n", lm.name,
+                               attacks::norm_name(sanity.norm), format_real(sanity.eps),
+                               std::min(sanity.max_points, count), rep.all_ok() ? ", all passed" : ", SOME FAILED");
+      for (const attacks::SanityItem& item : rep.items)
+        sanity_md += fmt::format("- [{}] {}: {}\n", item.ok ? "ok" : "!!", item.name, item.detail);
+      io.err << fmt::format("afd_run eval: sanity report for {} ({}):\n{}", lm.name, duration(seconds_since(start)),
+                            rep.str());
+      if (!rep.all_ok())
+        io.err << fmt::format("afd_run eval: warning: {} failed a sanity check: its robust accuracy may be "
+                              "overestimated (see eval.md)\n", lm.name);
+    }
     mj["clean_acc"] = clean;
     row.insert(row.begin() + 1, percent(clean));
     report["models"].push_back(mj);
@@ -232,6 +274,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     for (const auto& c : row) md += " " + c + " |";
     md += "\n";
   }
+  md += sanity_md;
   write_text((fs::path(out) / "eval.md").string(), md);
   io.out << md;
   return 0;

@@ -388,6 +388,13 @@ std::vector<Flag> build_table() {
     Flag cnt2 = flag("count", FlagType::integer, kAttack, "evaluation", "the first N points of the test split (0 = all)", "1000");
     at_least(cnt2, 0);
     t.push_back(cnt2);
+    Flag sp = flag("sanity-points", FlagType::integer, kEval, "evaluation",
+                   "after each model's attacks, the sanity report (attacks/sanity.h: randomised forward, logits, "
+                   "gradients, unbounded budget, convergence, FGSM vs PGD, Square vs white-box) on the first N "
+                   "points, in the first attack's norm at its largest eps (0 = off)",
+                   "200");
+    at_least(sp, 0);
+    t.push_back(sp);
     t.push_back(flag("save-adv", FlagType::boolean, kAttack, "evaluation",
                      "save x_adv, labels, success and norms to OUT/x_adv.safetensors", "false"));
     Flag pr = flag("progress", FlagType::choice, kTrain | kModelCmds, "evaluation",
