@@ -161,7 +161,7 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, T a, T b) {
     case UnaryOp::sqrt: return map_unary<T>(x, out, [](T v) { return std::sqrt(v); });
     case UnaryOp::abs: return map_unary<T>(x, out, [](T v) { return std::abs(v); });
     case UnaryOp::sign: return map_unary<T>(x, out, [](T v) { return T((v > 0) - (v < 0)); });
-    case UnaryOp::relu: return map_unary<T>(x, out, [](T v) { return v > 0 ? v : T(0); });
+    case UnaryOp::relu: return map_unary<T>(x, out, [](T v) { return v > 0 || v != v ? v : T(0); });  // NaN stays NaN
     case UnaryOp::sigmoid: return map_unary<T>(x, out, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
     case UnaryOp::tanh: return map_unary<T>(x, out, [](T v) { return std::tanh(v); });
     case UnaryOp::atanh: return map_unary<T>(x, out, [](T v) { return std::atanh(v); });

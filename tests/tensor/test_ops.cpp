@@ -54,6 +54,10 @@ TEST(Ops, ElementwiseValues) {
   EXPECT_EQ(ops::unary(UnaryOp::softplus, big, 1, 20).at<double>({1}), 0);
   EXPECT_NEAR(ops::sigmoid(x).at<double>({4}), 1 / (1 + std::exp(-2.0)), 1e-15);
   EXPECT_EQ(ops::pow(x, 2).to_vector<double>(), (std::vector<double>{4, 0.25, 0, 0.25, 4}));
+  // A NaN must survive relu (as in PyTorch): mapping it to 0 would hide a diverged network.
+  Tensor nan = Tensor::from_vector<double>({std::nan(""), -1}, {2});
+  EXPECT_TRUE(std::isnan(ops::relu(nan).at<double>({0})));
+  EXPECT_TRUE(std::isnan(ops::relu(nan.to(DType::f32)).to(DType::f64).at<double>({0})));
 }
 
 TEST(Ops, BroadcastingPatterns) {
