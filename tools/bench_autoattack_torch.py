@@ -12,13 +12,9 @@ reference's own log lines), the total time, threads, torch version and CPU.
     /usr/bin/python3 tools/bench_autoattack_torch.py --checkpoint runs/x/checkpoint --count 1000
 """
 import argparse
-import contextlib
-import io
 import json
 import os
-import re
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures", "attacks"))
@@ -27,6 +23,7 @@ import torch  # noqa: E402
 
 from refs_common import REPO_ROOT, cpu_name, load_mnist, read_safetensors, _prepare  # noqa: E402
 from make_model_fixtures import mnist_resnet18  # noqa: E402  (refs_common puts models/ on the path)
+from make_mnist_at_autoattack_refs import logged_run  # noqa: E402
 
 
 class Logits(torch.nn.Module):
@@ -36,16 +33,6 @@ class Logits(torch.nn.Module):
 
     def forward(self, x):
         return self.net(x)[0]
-
-
-class Tee(io.TextIOBase):
-    def __init__(self, out):
-        self.out, self.text = out, []
-
-    def write(self, s):
-        self.out.write(s)
-        self.text.append(s)
-        return len(s)
 
 
 def main():
@@ -74,17 +61,7 @@ def main():
     x, y = images.float() / 255, labels
 
     adversary = AutoAttack(model, norm="Linf", eps=args.eps, version="standard", device="cpu", seed=0)
-    tee = Tee(sys.stderr)
-    start = time.time()
-    with contextlib.redirect_stdout(tee):
-        adversary.run_standard_evaluation(x, y, bs=args.batch)
-    seconds = time.time() - start
-    log = "".join(tee.text)
-    components, previous = [], 0.0
-    for name, acc, total in re.findall(r"robust accuracy after ([A-Z0-9-]+): ([0-9.]+)% \(total time ([0-9.]+) s\)", log):
-        components.append({"attack": name.lower(), "robust_acc": float(acc) / 100, "seconds": float(total) - previous})
-        previous = float(total)
-    clean = float(re.search(r"initial accuracy: ([0-9.]+)%", log).group(1)) / 100
+    _, clean, components, seconds = logged_run(adversary, x, y, args.batch)
     print("JSON " + json.dumps({"impl": "torch", "version": torch.__version__, "autoattack": commit,
                                 "threads": args.threads, "cpu": cpu_name(), "count": args.count,
                                 "clean_acc": clean, "components": components, "seconds": seconds}))
