@@ -75,7 +75,7 @@ int main() {
     cfg.lr_f = 0.1;           // gamma, the F step
     cfg.gan_loss = GanLoss::wgan;
     cfg.gp_lambda = 1.0;      // lambda (the reference's default is 0, off)
-    cfg.attack = "pgd-linf";  // a tiny attack; the paper's MNIST runs use PGD/APGD with 40+ steps
+    cfg.attack = "pgd-linf";  // a tiny attack; the paper's MNIST preset is APGD-CE, eps 0.3, 40 steps
     cfg.attack_config.eps = 0.3;
     cfg.attack_config.steps = 2;
     cfg.attack_config.step_size = 0.1;

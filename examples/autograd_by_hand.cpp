@@ -78,6 +78,8 @@ int main() {
   Var vloss = cross_entropy(logits, y);  // mean over the 4 samples
   vloss.backward();
 
+  // In the printout, hidden unit 3 has z1 < 0 for all 4 samples: the relu mask zeroes its row of
+  // dL/dW1, its entry of dL/db1 and (since h = 0 there) its column of dL/dW2 (a "dead" unit).
   std::printf("loss: by hand %.12f, autograd %.12f\n", loss, vloss.data().item_double());
   struct Pair {
     const char* name;

@@ -44,7 +44,8 @@ ProgramRun run_example(const std::string& name, const std::string& args = "") {
   const int wait_status = ::pclose(pipe);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (wait_status != -1 && WIFEXITED(wait_status)) r.status = WEXITSTATUS(wait_status);
-  std::printf("[ example  ] %s %s: exit %d in %.2f s\n", name.c_str(), args.c_str(), r.status, r.seconds);
+  std::printf("[ example  ] %s%s%s: exit %d in %.2f s\n", name.c_str(), args.empty() ? "" : " ", args.c_str(),
+              r.status, r.seconds);
   return r;
 }
 
