@@ -98,8 +98,10 @@ struct AccuracyRow {
 };
 
 TEST(Examples, FgsmPgdMnistTable) {
-  if (kSanitized) GTEST_SKIP() << "FGSM and PGD-40 over 4 eps on 200 MNIST images (~1e10 flops) take minutes "
-                                  "under AddressSanitizer; the release build runs this check";
+  if (kSanitized)
+    GTEST_SKIP() << "FGSM and PGD-40 at 4 eps on 200 MNIST images (about 5e11 flops) take about 90 s under "
+                    "AddressSanitizer (15-35 s in release on 2 cores), over the minute an example may take; "
+                    "the release build runs this check";
   const ProgramRun r = run_example("fgsm_pgd_mnist", source_root_arg());
   expect_ran_ok(r);
   line_starting(r, "clean accuracy: ");
