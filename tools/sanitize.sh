@@ -9,8 +9,10 @@ build="${1:-build-asan}"
 
 bash tools/setup.sh
 if [[ ! -f "$build/build.ninja" ]]; then
+  # -O1 with line tables (-g1), as the AddressSanitizer docs suggest: half the compile time of
+  # debugoptimized (-O2 -g; measured on test_minimal_norm.cpp) with the same stack traces.
   meson setup "$build" -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false \
-    --buildtype=debugoptimized
+    --buildtype=plain -Doptimization=1 -Dcpp_args='-g1 -fno-omit-frame-pointer'
 fi
 ninja -C "$build"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
