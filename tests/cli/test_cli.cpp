@@ -202,6 +202,7 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   expect_one_line(run_cli({"train", "--attack", "pgd"}), 2, {"--attack: 'pgd' is not one of", "pgd-linf"});
   expect_one_line(run_cli({"train", "--device", "gpu0"}), 2, {"--device: 'gpu0' is not one of cpu, cuda, cuda:N"});
   expect_one_line(run_cli({"train", "--milestones", "80,50"}), 2, {"milestones must increase"});
+  expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
 }
 
 TEST(CliErrors, FlagfileErrorsNameTheFileAndLine) {
