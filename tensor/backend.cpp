@@ -24,22 +24,62 @@ void count_kernel(Kernel k) {
   g_kernel_calls[static_cast<size_t>(k)].fetch_add(1, std::memory_order_relaxed);
 }
 
-// The CUDA tensor backend (kernels, cuBLAS, cuDNN) is the next piece of work; until it lands,
-// CUDA devices are visible to the build but cannot hold tensors.
-constexpr bool kCudaTensorBackend = false;
+// ---- settings ----------------------------------------------------------------------------------
+namespace {
+std::atomic<Precision> g_precision{Precision::tf32};
+std::atomic<bool> g_deterministic{false};
+}  // namespace
+
+void set_precision(Precision p) { g_precision = p; }
+Precision precision() { return g_precision; }
+const char* precision_name(Precision p) { return p == Precision::strict ? "strict" : "tf32"; }
+Precision parse_precision(const std::string& text) {
+  if (text == "strict") return Precision::strict;
+  if (text == "tf32") return Precision::tf32;
+  AFD_FAIL("precision '{}' is not one of strict, tf32", text);
+}
+void set_deterministic(bool on) { g_deterministic = on; }
+bool deterministic() { return g_deterministic; }
+
+// ---- devices -------------------------------------------------------------------------------------
+namespace {
+// Throws unless `device` is a visible CUDA device of a CUDA build.
+void require_cuda(Device device) {
+  AFD_CHECK(cuda::built_with_cuda(), "device {}: this build has no CUDA backend (meson -Dcuda=enabled)",
+            device.str());
+  int count = cuda::device_count();
+  AFD_CHECK(device.index >= 0 && device.index < count, "device {}: {} CUDA device(s) visible", device.str(),
+            count);
+}
+}  // namespace
 
 bool backend_available(Device device) {
   if (device.is_cpu()) return true;
-  return kCudaTensorBackend && cuda::built_with_cuda() && device.index < cuda::device_count();
+  return cuda::built_with_cuda() && device.index >= 0 && device.index < cuda::device_count();
 }
 
 Backend& backend(Device device) {
   if (device.is_cpu()) return cpu::cpu_backend();
-  AFD_CHECK(cuda::built_with_cuda(), "device {}: this build has no CUDA backend (meson -Dcuda=enabled)",
-            device.str());
-  int count = cuda::device_count();
-  AFD_CHECK(device.index < count, "device {}: {} CUDA device(s) visible", device.str(), count);
-  AFD_FAIL("device {}: the CUDA tensor backend is not implemented yet", device.str());
+  require_cuda(device);
+  return cuda::device_backend(device.index);
+}
+
+MemoryStats memory_stats(Device device) {
+  if (device.is_cpu()) return {};
+  require_cuda(device);
+  return cuda::memory_stats(device.index);
+}
+
+void reset_peak_memory(Device device) {
+  if (device.is_cpu()) return;
+  require_cuda(device);
+  cuda::reset_peak_memory(device.index);
+}
+
+void synchronize(Device device) {
+  if (device.is_cpu()) return;
+  require_cuda(device);
+  cuda::synchronize(device.index);
 }
 
 }  // namespace afd

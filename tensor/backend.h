@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "tensor/tensor.h"
 
@@ -132,6 +133,35 @@ class Backend {
 Backend& backend(Device device);
 // Whether backend(device) would succeed: tests of device code skip (with the reason) when not.
 bool backend_available(Device device);
+
+// ---- GPU settings, memory and timing (no effect on the CPU backend) -----------------------------
+// strict: f32 convolutions and gemm in full fp32 with TF32 off (the parity tests use it);
+// tf32:   TF32 tensor cores for f32 convolutions and gemm (10-bit mantissa products, fp32 sums),
+//         the default, as PyTorch does for convolutions. f64 is never affected.
+enum class Precision : uint8_t { strict, tf32 };
+void set_precision(Precision p);
+Precision precision();
+const char* precision_name(Precision p);
+Precision parse_precision(const std::string& text);  // "strict" or "tf32"; throws naming the text
+// Deterministic mode: only deterministic cuDNN algorithms (every reduction kernel of the CUDA
+// backend is deterministic already: fixed-order sums, no atomics), so a run repeats bit for bit.
+void set_deterministic(bool on);
+bool deterministic();
+
+// Device memory through the caching allocator (a block freed by a tensor is kept for the next
+// request of its size class instead of going back to cudaFree).
+struct MemoryStats {
+  int64_t in_use_bytes = 0;    // held by live tensors (rounded to the size class)
+  int64_t peak_bytes = 0;      // highest in_use_bytes since the last reset_peak_memory
+  int64_t cached_bytes = 0;    // freed blocks kept for reuse
+  int64_t device_mallocs = 0;  // cudaMalloc calls since the process started
+  int64_t device_frees = 0;    // cudaFree calls (only when the cache is released)
+};
+// Zeros for the CPU. Throws like backend() for an unavailable CUDA device.
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+// Waits until all work queued on the device has finished (for timing). No-op on the CPU.
+void synchronize(Device device);
 
 // Threads the CPU backend uses (OpenMP); defaults to the number of cores.
 void set_num_threads(int n);
