@@ -11,24 +11,10 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/op_codes.h"
 #include "tensor/tensor.h"
 
 namespace afd {
-
-enum class UnaryOp : uint8_t {
-  neg, exp, log, sqrt, abs, sign, relu, sigmoid, tanh, atanh,
-  softplus,     // log(1 + exp(a x)) / a, linear where a x > b (PyTorch's beta = a, threshold = b)
-  leaky_relu,   // x > 0 ? x : a x
-  clamp,        // min(max(x, a), b)
-  pow,          // x^a
-  affine,       // a x + b
-  gt_scalar,    // x > a ? 1 : 0
-  in_range,     // a <= x <= b ? 1 : 0 (clamp's derivative mask, inclusive as in PyTorch)
-  leaky_slope,  // x > 0 ? 1 : a     (leaky_relu's derivative)
-  reciprocal,   // 1 / x
-};
-
-enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq };
 
 struct Conv2dParams {
   int64_t stride = 1, padding = 0;

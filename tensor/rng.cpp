@@ -5,30 +5,18 @@
 
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tensor/philox.h"
 
 namespace afd {
 
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;  // round multipliers
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;  // key schedule increments
-  auto [c0, c1, c2, c3] = counter;
-  auto [k0, k1] = key;
-  for (int round = 0; round < 10; ++round) {
-    uint64_t p0 = uint64_t(kMul0) * c0, p1 = uint64_t(kMul1) * c2;
-    uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
-    uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  return {c0, c1, c2, c3};
+  PhiloxBlock r = philox_rounds(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+  return {r.v[0], r.v[1], r.v[2], r.v[3]};
 }
 
 std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t block) {
-  return philox4x32_10({uint32_t(block), uint32_t(block >> 32), 0, 0}, {uint32_t(seed), uint32_t(seed >> 32)});
+  PhiloxBlock r = philox_block(seed, block);
+  return {r.v[0], r.v[1], r.v[2], r.v[3]};
 }
 
 uint64_t Generator::reserve(int64_t n, DType dtype) {

@@ -12,7 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/broadcast.h"
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/philox.h"
 #include "tensor/rng.h"
 
 namespace afd::cpu {
@@ -183,50 +185,6 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, T a, T b) {
   AFD_FAIL("unary: unknown op {}", static_cast<int>(op));
 }
 
-// Broadcast iteration over up to three operands that have the output's rank. Dimensions are
-// coalesced where every operand is contiguous across them, so [N, C, H, W] + [1, C, 1, 1]
-// becomes rows of H*W elements with the second operand constant along each row.
-struct Strided {
-  std::vector<int64_t> sizes;                 // coalesced output sizes, innermost last
-  std::vector<std::array<int64_t, 3>> strides;  // per dim, per operand (0 = broadcast)
-};
-
-Strided coalesce(const Shape& out, std::initializer_list<const Tensor*> ops) {
-  Strided s;
-  int rank = static_cast<int>(out.size());
-  std::array<int64_t, 3> running{1, 1, 1};
-  std::vector<std::array<int64_t, 3>> strides(rank);
-  for (int d = rank - 1; d >= 0; --d) {
-    int k = 0;
-    for (const Tensor* t : ops) {
-      bool broadcast = t->shape()[d] == 1 && out[d] != 1;
-      strides[d][k] = broadcast ? 0 : running[k];
-      running[k] *= t->shape()[d];
-      ++k;
-    }
-  }
-  for (int d = 0; d < rank; ++d) {
-    if (out[d] == 1) continue;
-    if (!s.sizes.empty()) {
-      auto& prev = s.strides.back();
-      bool merge = true;
-      for (size_t k = 0; k < ops.size(); ++k) merge &= prev[k] == strides[d][k] * out[d];
-      if (merge) {
-        s.sizes.back() *= out[d];
-        prev = strides[d];
-        continue;
-      }
-    }
-    s.sizes.push_back(out[d]);
-    s.strides.push_back(strides[d]);
-  }
-  if (s.sizes.empty()) {
-    s.sizes.push_back(1);
-    s.strides.push_back({1, 1, 1});
-  }
-  return s;
-}
-
 // Calls row(offsets, n, strides of the innermost dim) for every innermost row of the output.
 template <class Row>
 void for_each_row(const Strided& s, size_t nops, Row row) {
@@ -381,35 +339,18 @@ void reduce_middle(const T* x, T* out, int64_t P, int64_t R, int64_t Q) {
 }  // namespace
 
 void CpuBackend::sum_to(const Tensor& x, Tensor& out) {
-  // Reduce one run of consecutive reduced dims at a time, innermost run first.
   dispatch_float(x.dtype(), "sum", [&]<class T>() {
-    Tensor cur = x;
-    Shape shape = x.shape();
-    const Shape& target = out.shape();
-    int rank = static_cast<int>(shape.size());
-    int d = rank - 1;
-    while (true) {
-      while (d >= 0 && !(target[d] == 1 && shape[d] != 1)) --d;
-      if (d < 0) break;
-      int end = d;  // inclusive run [start, end] of dims to reduce
-      while (d >= 0 && (shape[d] == 1 || target[d] == 1)) --d;
-      int start = d + 1;
-      int64_t P = 1, R = 1, Q = 1;
-      for (int i = 0; i < start; ++i) P *= shape[i];
-      for (int i = start; i <= end; ++i) R *= shape[i];
-      for (int i = end + 1; i < rank; ++i) Q *= shape[i];
-      Shape next = shape;
-      for (int i = start; i <= end; ++i) next[i] = 1;
-      bool last = true;
-      for (int i = 0; i < start; ++i) last &= !(target[i] == 1 && next[i] != 1);
-      Tensor dst = last ? out : Tensor(next, x.dtype(), x.device());
-      reduce_middle<T>(cur.data<T>(), dst.data<T>(), P, R, Q);
-      cur = dst;
-      shape = next;
-      if (last) return;
+    std::vector<ReduceStep> plan = sum_to_plan(x.shape(), out.shape());
+    if (plan.empty()) {  // nothing to reduce (only size-1 dims differ): plain copy
+      std::memcpy(out.raw_data(), x.raw_data(), x.nbytes());
+      return;
     }
-    // Nothing to reduce (only size-1 dims differ in rank padding): plain copy.
-    std::memcpy(out.raw_data(), x.raw_data(), x.nbytes());
+    Tensor cur = x;
+    for (const ReduceStep& step : plan) {
+      Tensor dst = step.last ? out : Tensor(step.result, x.dtype(), x.device());
+      reduce_middle<T>(cur.data<T>(), dst.data<T>(), step.P, step.R, step.Q);
+      cur = dst;
+    }
   });
 }
 
@@ -561,10 +502,7 @@ void CpuBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, in
 // ---- random numbers (layout documented in tensor/rng.h) ----------------------------------------
 namespace {
 constexpr double k2pow32inv = 1.0 / 4294967296.0;
-constexpr double k2pow53inv = 1.0 / 9007199254740992.0;
-inline double u53(uint32_t hi, uint32_t lo) {
-  return static_cast<double>(((uint64_t(hi) << 32 | lo) >> 11)) * k2pow53inv;
-}
+inline double u53(uint32_t hi, uint32_t lo) { return philox_u53(hi, lo); }
 }  // namespace
 
 void CpuBackend::uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {

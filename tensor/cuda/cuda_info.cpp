@@ -15,13 +15,24 @@ void throw_gpu_error(const char* call, const char* message, const char* library,
 bool built_with_cuda() { return true; }
 
 int device_count() {
-  int count = 0;
-  // No driver or no device both mean "no GPU here": report 0 rather than throw.
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls do not see it
-    return 0;
-  }
+  // Asked once: the set of visible devices does not change while the process runs. No driver or
+  // no device both mean "no GPU here": report 0 rather than throw.
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // clear the error so later calls do not see it
+      return 0;
+    }
+    return n;
+  }();
   return count;
+}
+
+std::string device_name(int index) {
+  AFD_CHECK(index >= 0 && index < device_count(), "cuda:{}: {} CUDA device(s) visible", index, device_count());
+  cudaDeviceProp prop{};
+  AFD_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  return prop.name;
 }
 
 std::string library_versions() {
@@ -47,9 +58,7 @@ std::string smoke_test(int n, float value, float* out) {
     throw;
   }
   AFD_CUDA_CHECK(cudaFree(d));
-  cudaDeviceProp prop{};
-  AFD_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  return prop.name;
+  return device_name(0);
 }
 
 }  // namespace afd::cuda

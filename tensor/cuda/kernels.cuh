@@ -1,9 +1,125 @@
-// Launchers of the CUDA backend's own kernels (defined in .cu files, called from .cpp files).
+// Launchers of the CUDA backend's own kernels. They are defined in the .cu files (compiled by
+// nvcc) and called from cuda_backend.cpp (compiled by the C++ compiler), so this header holds only
+// plain types: raw device pointers, sizes and op codes, no Tensor (nvcc cannot take fmt).
+//
+// Every launcher queues its kernel on `stream` and checks the launch (AFD_CUDA_CHECK_LAUNCH).
+// Every sum is accumulated in double in a fixed order (no atomics), so results repeat bit for bit.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
+#include "tensor/op_codes.h"
+
 namespace afd::cuda {
 
+// Element types, numbered as afd::DType (cuda_backend.cpp checks that they agree).
+enum class Dt : int { f32, f64, i64, u8 };
+
+// Broadcasting over up to three operands in tensor/broadcast.h's coalesced form: output element i
+// has coordinates in `sizes` (innermost last) and operand k sits at sum_d coord_d * strides[k][d].
+constexpr int kMaxRank = 8;
+struct BroadcastGeometry {
+  int rank = 0;
+  int64_t sizes[kMaxRank] = {};
+  int64_t strides[3][kMaxRank] = {};
+};
+
+// Pooling over planes [planes, H, W] -> [planes, P, Q].
+struct PoolGeometry {
+  int64_t planes, H, W, P, Q, kernel, stride, padding;
+};
+
+// ---- memory-shaped ops (elementwise.cu) ---------------------------------------------------------
+void launch_fill(void* out, Dt dt, int64_t n, double value, cudaStream_t stream);
+void launch_arange(void* out, Dt dt, int64_t n, double start, double step, cudaStream_t stream);
+// dst[i] = static_cast<to>(src[i]).
+void launch_convert(const void* src, Dt from, void* dst, Dt to, int64_t n, cudaStream_t stream);
+
+template <class T>
+void launch_unary(UnaryOp op, const T* x, T* out, int64_t n, T a, T b, cudaStream_t stream);
+// geometry == nullptr: a, b and out have the same shape.
+template <class T>
+void launch_binary(BinaryOp op, const T* a, const T* b, T* out, int64_t n, const BroadcastGeometry* geometry,
+                   cudaStream_t stream);
+template <class T>
+void launch_where(const void* cond, Dt cond_dt, const T* a, const T* b, T* out, int64_t n,
+                  const BroadcastGeometry& geometry, cudaStream_t stream);
+
+// *first_bad = the smallest i with idx[i] outside [0, limit), or n when every index is in range.
+void launch_find_bad_index(const int64_t* idx, int64_t n, int64_t limit, unsigned long long* first_bad,
+                           cudaStream_t stream);
+// Along a dim seen as [outer, n, inner]: out[o, r, q] = x[o, idx[o, r, q], q] (idx shaped like out).
+template <class T>
+void launch_gather(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t x_n, int64_t idx_n,
+                   int64_t inner, cudaStream_t stream);
+// out[o, idx[o, r, q], q] += src[o, r, q]; one thread per (o, q) walks r in order.
+template <class T>
+void launch_scatter_add(T* out, const int64_t* idx, const T* src, int64_t outer, int64_t out_n, int64_t idx_n,
+                        int64_t inner, cudaStream_t stream);
+// out row i = table row idx[i] (rows of row_bytes bytes).
+void launch_index_select(const void* table, const int64_t* idx, void* out, int64_t rows, int64_t row_bytes,
+                         cudaStream_t stream);
+// out[idx[i], j] += src[i, j]; one thread per j walks i in order.
+template <class T>
+void launch_index_add(T* out, const int64_t* idx, const T* src, int64_t rows, int64_t row, cudaStream_t stream);
+
+// Philox streams laid out as tensor/rng.h documents, the same numbers as the CPU backend.
+template <class T>
+void launch_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high,
+                    cudaStream_t stream);
+template <class T>
+void launch_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean, double std,
+                   cudaStream_t stream);
+
+// ---- reductions (reduce.cu) ----------------------------------------------------------------------
+// Doubles of scratch that launch_sum_middle needs for these sizes (0: none).
+int64_t sum_middle_scratch(int64_t P, int64_t R, int64_t Q);
+// out[p, q] = sum_r x[p, r, q].
+template <class T>
+void launch_sum_middle(const T* x, T* out, int64_t P, int64_t R, int64_t Q, double* scratch,
+                       cudaStream_t stream);
+// values, idx = max over n of x viewed as [outer, n, inner] (first maximum wins, NaN is a maximum).
+template <class T>
+void launch_max_dim(const T* x, T* values, int64_t* idx, int64_t outer, int64_t n, int64_t inner,
+                    cudaStream_t stream);
+template <class T>
+void launch_softmax(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool log, cudaStream_t stream);
+// loss[n] = logsumexp(logits[n, :]) - logits[n, labels[n]].
+template <class T>
+void launch_cross_entropy(const T* logits, const int64_t* labels, T* loss, int64_t N, int64_t C,
+                          cudaStream_t stream);
+
+// Batch norm over x viewed as [N, C, M] (tensor/cpu/norm_pool.cpp has the equations).
+// Doubles of scratch the batch-norm launchers need.
+int64_t batch_norm_scratch(int64_t N, int64_t C, int64_t M);
+template <class T>
+void launch_bn_stats(const T* x, int64_t N, int64_t C, int64_t M, double eps, T* mean, T* var, T* invstd,
+                     double* scratch, cudaStream_t stream);
+// y = (x - mean) invstd gamma + beta.
+template <class T>
+void launch_bn_apply(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y,
+                     int64_t N, int64_t C, int64_t M, cudaStream_t stream);
+// Any of dx, dgamma, dbeta may be null.
+template <class T>
+void launch_bn_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* invstd, T* dx,
+                        T* dgamma, T* dbeta, int64_t N, int64_t C, int64_t M, double* scratch,
+                        cudaStream_t stream);
+
+// ---- pooling (pool.cu) -----------------------------------------------------------------------------
+template <class T>
+void launch_max_pool_forward(const T* x, T* y, int64_t* idx, const PoolGeometry& g, cudaStream_t stream);
+// dx = 0, then dx[plane, idx] += dy. `deterministic`: one thread per plane in order, else atomics
+// (which can reorder the sums only where windows overlap).
+template <class T>
+void launch_max_pool_backward(const T* dy, const int64_t* idx, T* dx, int64_t planes, int64_t HW, int64_t PQ,
+                              bool deterministic, cudaStream_t stream);
+template <class T>
+void launch_avg_pool_forward(const T* x, T* y, const PoolGeometry& g, cudaStream_t stream);
+template <class T>
+void launch_avg_pool_backward(const T* dy, T* dx, const PoolGeometry& g, cudaStream_t stream);
+
+// ---- smoke test (fill.cu) --------------------------------------------------------------------------
 // out[i] = value for i < n.
 void launch_fill_f32(float* out, long long n, float value, cudaStream_t stream);
 
