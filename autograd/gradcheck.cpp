@@ -19,23 +19,31 @@ Tensor evaluate(const VarFunction& f, const std::vector<Tensor>& inputs) {
 
 GradcheckResult gradcheck(const VarFunction& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options) {
-  std::vector<Tensor> x;
+  // x: the inputs f sees, each on its own device. host: the copies the perturbation writes into;
+  // on the CPU they are x itself (shared storage), on a GPU a host copy that is sent back to the
+  // device after every write.
+  std::vector<Tensor> x, host;
   for (const Tensor& t : inputs) {
     AFD_CHECK(t.dtype() == DType::f64, "gradcheck: inputs must be f64, got {}", t.str());
     x.push_back(t.clone());
+    host.push_back(t.device().is_cpu() ? x.back() : t.to(Device::cpu()));
   }
+  auto set_element = [&](size_t i, int64_t j, double value) {
+    host[i].data<double>()[j] = value;
+    if (!x[i].device().is_cpu()) x[i] = host[i].to(inputs[i].device());
+  };
   // Numeric Jacobian, one column per input element.
   int64_t out_numel = evaluate(f, x).numel();
   std::vector<std::vector<std::vector<double>>> numeric(x.size());  // [input][element][output]
   for (size_t i = 0; i < x.size(); ++i) {
-    double* p = x[i].data<double>();
+    const double* p = host[i].data<double>();
     for (int64_t j = 0; j < x[i].numel(); ++j) {
       double saved = p[j];
-      p[j] = saved + options.eps;
+      set_element(i, j, saved + options.eps);
       std::vector<double> plus = evaluate(f, x).to_vector<double>();
-      p[j] = saved - options.eps;
+      set_element(i, j, saved - options.eps);
       std::vector<double> minus = evaluate(f, x).to_vector<double>();
-      p[j] = saved;
+      set_element(i, j, saved);
       std::vector<double> col(out_numel);
       for (int64_t k = 0; k < out_numel; ++k) col[k] = (plus[k] - minus[k]) / (2 * options.eps);
       numeric[i].push_back(std::move(col));
@@ -52,6 +60,7 @@ GradcheckResult gradcheck(const VarFunction& f, const std::vector<Tensor>& input
   for (int64_t k = 0; k < out_numel; ++k) {
     Tensor seed = Tensor::zeros(out.shape(), DType::f64);
     seed.data<double>()[k] = 1;
+    seed = seed.to(out.device());  // no copy on the CPU
     std::vector<Var> g = out.requires_grad() ? grad({out}, vars, {seed}, /*retain_graph=*/true)
                                              : std::vector<Var>(vars.size());
     for (size_t i = 0; i < x.size(); ++i) {
@@ -85,7 +94,8 @@ GradcheckResult gradgradcheck(const VarFunction& f, const std::vector<Tensor>& i
     NoGradGuard no_grad;
     std::vector<Var> vars;
     for (const Tensor& t : inputs) vars.emplace_back(t);
-    seed = randn(f(vars).shape(), gen, DType::f64);
+    Var y = f(vars);
+    seed = randn(y.shape(), gen, DType::f64).to(y.device());  // drawn on the CPU on every device
   }
   VarFunction first_order = [&](const std::vector<Var>& in) {
     // Differentiable result in the analytic pass (grad mode on); plain numbers in the numeric pass.
@@ -97,7 +107,7 @@ GradcheckResult gradgradcheck(const VarFunction& f, const std::vector<Tensor>& i
     std::vector<Var> g = grad({y}, leaves, {seed}, /*retain_graph=*/true, /*create_graph=*/create_graph);
     std::vector<Var> flat;
     for (size_t i = 0; i < g.size(); ++i)
-      flat.push_back(g[i].defined() ? reshape(g[i], {-1}) : Var(Tensor::zeros({leaves[i].numel()}, DType::f64)));
+      flat.push_back(g[i].defined() ? reshape(g[i], {-1}) : Var(Tensor::zeros({leaves[i].numel()}, DType::f64, leaves[i].device())));
     return cat(flat, 0);
   };
   return gradcheck(first_order, inputs, options);

@@ -32,7 +32,9 @@ struct GradcheckResult {
 
 using VarFunction = std::function<Var(const std::vector<Var>&)>;
 
-// Inputs must be f64; each becomes a leaf that requires a gradient.
+// Inputs must be f64; each becomes a leaf that requires a gradient. They may live on a GPU: the
+// perturbation is written into a host copy that is moved to the input's device before each call of
+// f (so f must keep its constants on that device too).
 GradcheckResult gradcheck(const VarFunction& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
