@@ -39,7 +39,8 @@ print_table() {
   local counts
   counts=$(tr '\n' ' ' < "$logs/test_counts.txt" 2>/dev/null)
   printf "%-12s %s%s\n" "tests" "${counts:-no counts}" \
-    "$([[ $tests_status == ok ]] || echo " [meson test: $tests_status]")"
+    "$([[ $tests_status == ok ]] || echo " [meson test: $tests_status; suites done: $(grep -E '^ *[0-9]+/[0-9]+ ' \
+      "$logs/tests.log" 2>/dev/null | awk '{printf "%s %s, ", $2, $3}')see tests.log]")"
   printf "%-12s %s\n" "cuda" "$(head -2 "$logs/cuda_info.txt" 2>/dev/null | tr '\n' ' ')"
   printf "%-12s %s\n" "memcheck" "$memcheck_status"
   python3 tools/gpu_table.py "$logs/bench_gpu.log" "$logs/bench_gpu_torch.log"
