@@ -22,7 +22,7 @@ SumPlan sum_plan(int64_t P, int64_t R, int64_t Q) {
     int64_t S = P >= 256 ? 1 : std::clamp<int64_t>((R + 8191) / 8192, 1, 1024);
     return {true, S};
   }
-  int64_t outputs = P * Q;
+  int64_t outputs = std::max<int64_t>(P * Q, 1);
   int64_t S = std::clamp<int64_t>((65536 + outputs - 1) / outputs, 1, std::max<int64_t>(1, (R + 15) / 16));
   return {false, S};
 }
@@ -229,6 +229,7 @@ int64_t sum_middle_scratch(int64_t P, int64_t R, int64_t Q) {
 
 template <class T>
 void launch_sum_middle(const T* x, T* out, int64_t P, int64_t R, int64_t Q, double* scratch, cudaStream_t stream) {
+  if (P * Q == 0) return;
   SumPlan plan = sum_plan(P, R, Q);
   if (plan.rows)
     sum_rows_kernel<T><<<static_cast<unsigned>(P * plan.S), kBlock, 0, stream>>>(x, out, scratch, R, plan.S);

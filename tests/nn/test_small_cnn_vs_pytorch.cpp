@@ -23,22 +23,22 @@ using namespace afd;
 
 namespace {
 
-struct Precision {
+struct FixtureSet {
   const char* file;
   DType dtype;
   double rtol, atol;
 };
-const Precision kF32{"small_cnn_f32.safetensors", DType::f32, 1e-5, 1e-6};
-const Precision kF64{"small_cnn_f64.safetensors", DType::f64, 1e-10, 1e-12};
+const FixtureSet kF32{"small_cnn_f32.safetensors", DType::f32, 1e-5, 1e-6};
+const FixtureSet kF64{"small_cnn_f64.safetensors", DType::f64, 1e-10, 1e-12};
 
 const char* const kParams[] = {"conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight", "fc.bias"};
 
-SafetensorsFile load(const Precision& p) {
+SafetensorsFile load(const FixtureSet& p) {
   return read_safetensors(std::string(AFD_SOURCE_DIR) + "/tests/fixtures/" + p.file);
 }
 
 // Elementwise |actual - expected| <= atol + rtol |expected|; on failure, the worst element with both.
-void expect_close(const std::string& what, const Tensor& actual, const Tensor& expected, const Precision& p) {
+void expect_close(const std::string& what, const Tensor& actual, const Tensor& expected, const FixtureSet& p) {
   ASSERT_TRUE(actual.defined()) << what << ": afd produced no tensor";
   EXPECT_EQ(actual.dtype(), expected.dtype()) << what;
   ASSERT_EQ(actual.numel(), expected.numel())
@@ -54,7 +54,7 @@ void expect_close(const std::string& what, const Tensor& actual, const Tensor& e
 
 // Runs the network on the fixture's input and parameters, forward and backward, and compares with
 // the fixture's "<mode>." tensors.
-void check_against_pytorch(const Precision& p, bool training) {
+void check_against_pytorch(const FixtureSet& p, bool training) {
   SafetensorsFile f = load(p);
   const std::string mode = training ? "train." : "eval.";
 
@@ -96,7 +96,7 @@ void check_against_pytorch(const Precision& p, bool training) {
 }  // namespace
 
 TEST(SmallCnnVsPytorch, FixturesHoldWhatTheTestNeeds) {
-  for (const Precision& p : {kF32, kF64}) {
+  for (const FixtureSet& p : {kF32, kF64}) {
     SafetensorsFile f = load(p);
     EXPECT_EQ(f.get("input").dtype(), p.dtype);
     EXPECT_EQ(f.get("labels").dtype(), DType::i64);

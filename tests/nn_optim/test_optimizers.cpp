@@ -28,13 +28,13 @@ using afd::optim_test::max_abs_diff;
 
 namespace {
 
-struct Precision {
+struct FixtureSet {
   const char* file;
   DType dtype;
   double rtol, atol;
 };
-const Precision kF64{"optim_f64.safetensors", DType::f64, 1e-12, 1e-14};
-const Precision kF32{"optim_f32.safetensors", DType::f32, 1e-6, 1e-6};
+const FixtureSet kF64{"optim_f64.safetensors", DType::f64, 1e-12, 1e-14};
+const FixtureSet kF32{"optim_f32.safetensors", DType::f32, 1e-6, 1e-6};
 
 struct Problem {
   Var x, t, q, c;
@@ -78,7 +78,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<V
 // The optimizer's exported state against torch's state_dict()['state'] under `prefix`: the same
 // names (apart from our param_groups.0.lr) and the same values.
 void expect_state_matches(const std::string& prefix, const Optimizer& opt, const SafetensorsFile& f,
-                          const Precision& p) {
+                          const FixtureSet& p) {
   std::set<std::string> ours, theirs;
   for (const auto& [name, value] : opt.state()) {
     if (name == "param_groups.0.lr") {
@@ -97,7 +97,7 @@ void expect_state_matches(const std::string& prefix, const Optimizer& opt, const
   EXPECT_EQ(ours, theirs) << prefix;
 }
 
-void run_case(const Precision& p, const std::string& name) {
+void run_case(const FixtureSet& p, const std::string& name) {
   SafetensorsFile f = load_fixture(p.file);
   Problem m(f);
   ASSERT_EQ(m.W.dtype(), p.dtype);
@@ -140,7 +140,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, OptimizerVsTorch,
 
 // AFD's pattern: two optimizers over overlapping parameters (W in both), each with its own
 // momentum buffers; per step A on the main loss, then F on the feature loss.
-void run_overlap(const Precision& p) {
+void run_overlap(const FixtureSet& p) {
   SafetensorsFile f = load_fixture(p.file);
   Problem m(f);
   SGD opt_a(m.params(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});

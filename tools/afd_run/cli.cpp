@@ -199,7 +199,8 @@ int run(const std::vector<std::string>& args, Io io) {
 
 // ---- shared helpers --------------------------------------------------------------------------
 
-Device setup_device(const std::string& text, int64_t threads) {
+Device setup_device(const Options& opt) {
+  const std::string text = opt.get("device");
   Device device;
   try {
     device = Device::parse(text);
@@ -208,12 +209,12 @@ Device setup_device(const std::string& text, int64_t threads) {
   }
   if (!backend_available(device)) {
     const std::string why = !cuda::built_with_cuda() ? "this build has no CUDA (meson -Dcuda=enabled on a machine with nvcc)"
-                            : device.index >= cuda::device_count()
-                                ? fmt::format("{} CUDA device(s) visible", cuda::device_count())
-                                : "the CUDA tensor backend is not implemented yet";
+                                                     : fmt::format("{} CUDA device(s) visible", cuda::device_count());
     throw RunError(fmt::format("--device {}: not available: {}; use --device cpu", text, why));
   }
-  if (threads > 0) set_num_threads(int(threads));
+  if (int64_t threads = opt.get_int("threads"); threads > 0) set_num_threads(int(threads));
+  set_precision(parse_precision(opt.get("precision")));
+  set_deterministic(opt.get_bool("deterministic"));
   return device;
 }
 

@@ -31,7 +31,8 @@ int data_command(const std::vector<std::string>& args, Io io);
 
 // Parses --device, checks the backend exists (RunError naming the flag otherwise) and sets the
 // CPU thread count (0 = every core).
-Device setup_device(const std::string& device, int64_t threads);
+// Parses --device (and checks that it is there), applies --threads, --precision and --deterministic.
+Device setup_device(const Options& opt);
 
 // data/<folder> for a dataset name (mnist -> data/mnist, tiny-imagenet-32 -> data/tiny-imagenet-200).
 std::string default_data_dir(const std::string& dataset);

@@ -125,7 +125,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
     throw UsageError(fmt::format("--names: {} names for {} checkpoints", names.size(), checkpoints.size()));
-  const Device device = setup_device(opt.get("device"), opt.get_int("threads"));
+  const Device device = setup_device(opt);
   const std::string out = opt.get("out");
   prepare_out_dir(out, "--out");
 
@@ -294,7 +294,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   }
   const std::string checkpoint = opt.get("checkpoint");
   if (checkpoint.empty()) throw UsageError("--checkpoint: name a checkpoint folder (e.g. runs/x/checkpoint)");
-  const Device device = setup_device(opt.get("device"), opt.get_int("threads"));
+  const Device device = setup_device(opt);
   const std::string out = opt.get("out");
   prepare_out_dir(out, "--out");
   const std::string ck_dataset = checkpoint_dataset(checkpoint);

@@ -146,6 +146,13 @@ std::vector<Flag> build_table() {
     Flag th = flag("threads", FlagType::integer, kTrain | kModelCmds, "run", "CPU threads (0 = all cores)", "0");
     at_least(th, 0);
     t.push_back(th);
+    Flag pr = flag("precision", FlagType::choice, kTrain | kModelCmds, "run",
+                   "f32 convolutions and matrix products on a GPU: tf32 (tensor cores, as PyTorch's default for "
+                   "convolutions) or strict (full fp32)", "tf32");
+    pr.choices = {"tf32", "strict"};
+    t.push_back(pr);
+    t.push_back(flag("deterministic", FlagType::boolean, kTrain | kModelCmds, "run",
+                     "on a GPU, only deterministic cuDNN algorithms and reductions: a run repeats bit for bit", "false"));
   }
 
   // ---- model and data subset (train) ----

@@ -378,7 +378,7 @@ int train_command(const std::vector<std::string>& args, Io io) {
   }
   TrainPlan plan = resolve_train(set, given);
   const Options& opt = plan.options;
-  plan.config.device = setup_device(opt.get("device"), opt.get_int("threads"));
+  plan.config.device = setup_device(opt);
   const std::string dataset = opt.get("dataset");
   const std::string data_dir = opt.get("data-dir");
 
