@@ -10,6 +10,10 @@
 # runs under `timeout`, at most its own cap and never past the deadline minus what the later
 # stages need at least. DEVICE_CHECK_BENCH_ARGS adds flags to both benchmarks (a CPU smoke test:
 # "--device cpu --precision strict --batch 8 --warmup 0 --reps 1").
+#
+# On this workplace's lent GPU machines (no Debian packages, no network, 8 files back from $OUT):
+# here `bash tools/device_pack.sh`, then run with carry [".devpack"]:
+#   bash tools/device_check.sh /tmp/dc > $OUT/summary.txt 2>&1; tar czf $OUT/logs.tgz -C /tmp dc; cat $OUT/summary.txt
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs="${1:-${OUT:-device-logs}}"
