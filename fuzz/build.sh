@@ -1,38 +1,49 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets for the dataset parsers with clang 14 (ASan + UBSan) and, given a
-# duration, runs each for that many seconds on a seed corpus of small valid files.
+# Builds the libFuzzer targets for every parser of files from outside (IDX, CIFAR binary,
+# safetensors, afd_run flagfiles) with clang 14 (ASan + UBSan) and, given a duration, runs each for
+# that many seconds on its committed seed corpus (fuzz/corpus/TARGET/, small valid files).
 #
-#   bash fuzz/build.sh            # build build-fuzz/fuzz_idx and build-fuzz/fuzz_cifar
-#   bash fuzz/build.sh 60         # build, then fuzz each target for 60 s
+#   bash fuzz/build.sh              # build build-fuzz/fuzz_{idx,cifar,safetensors,flagfile}
+#   bash fuzz/build.sh 60           # build, then fuzz each target for 60 s (CI-sized: 20)
+#   bash fuzz/build.sh 600 idx      # only the named targets, 10 minutes each
 #
 # Needs clang-14 and libclang-rt-14-dev (libFuzzer), plus the project's packages (fmt, OpenBLAS, zlib).
+# A crash leaves its input as build-fuzz/crash-*; rerun one input with build-fuzz/fuzz_X FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build-fuzz
-mkdir -p "$out"
+mkdir -p "$out/obj"
 CXX=${CXX:-clang++-14}
-flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.)
-# The parsers need only the tensor core (Tensor allocation); OpenMP pragmas are ignored here.
-lib_sources=(afd/data/readers.cpp tensor/tensor.cpp tensor/backend.cpp tensor/ops.cpp tensor/rng.cpp
-             tensor/cpu/conv.cpp tensor/cpu/elementwise.cpp tensor/cpu/norm_pool.cpp tensor/cpu/threads.cpp
-             tensor/cuda/cuda_info_stub.cpp)
-for target in fuzz_idx fuzz_cifar; do
-  echo "fuzz: building $out/$target"
-  "$CXX" "${flags[@]}" -Wno-unknown-pragmas "fuzz/$target.cpp" "${lib_sources[@]}" -o "$out/$target" \
-    -lfmt -lopenblas -lz -lgomp
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I.
+       -Wno-unknown-pragmas)
+# The parsers need the tensor core (Tensor allocation) and their own file; OpenMP pragmas are ignored.
+core=(tensor/tensor.cpp tensor/backend.cpp tensor/broadcast.cpp tensor/ops.cpp tensor/rng.cpp
+      tensor/cpu/conv.cpp tensor/cpu/elementwise.cpp tensor/cpu/norm_pool.cpp tensor/cpu/threads.cpp
+      tensor/cuda/cuda_info_stub.cpp)
+declare -A extra=([idx]="afd/data/readers.cpp" [cifar]="afd/data/readers.cpp"
+                  [safetensors]="nn/safetensors.cpp" [flagfile]="tools/afd_run/flags.cpp")
+targets=(idx cifar safetensors flagfile)
+seconds=${1:-}
+[[ $# -ge 2 ]] && targets=("${@:2}")
+
+# Each source compiled once (again only when it changed), then every target linked from them.
+compile() {
+  local src=$1 obj="$out/obj/${1//\//_}.o"
+  if [[ ! -f $obj || $src -nt $obj ]]; then "$CXX" "${flags[@]}" -c "$src" -o "$obj"; fi
+  echo "$obj"
+}
+for t in "${targets[@]}"; do
+  objs=()
+  for src in "${core[@]}" ${extra[$t]} "fuzz/fuzz_$t.cpp"; do objs+=("$(compile "$src")"); done
+  echo "fuzz: linking $out/fuzz_$t"
+  "$CXX" -fsanitize=fuzzer,address,undefined "${objs[@]}" -o "$out/fuzz_$t" -lfmt -lopenblas -lz -lgomp
 done
 
-seconds=${1:-}
 [[ -n "$seconds" ]] || exit 0
-# Seed corpora: a tiny valid IDX label file and image file, one CIFAR-10 and one CIFAR-100 record.
-mkdir -p "$out/corpus_idx" "$out/corpus_cifar"
-printf '\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02\x09' > "$out/corpus_idx/labels"
-{ printf '\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x02'; printf '\x01\x02\x03\x04'; } \
-  > "$out/corpus_idx/images"
-{ printf '\x03'; head -c 3072 /dev/zero; } > "$out/corpus_cifar/c10"
-{ printf '\x03\x11'; head -c 3072 /dev/zero; } > "$out/corpus_cifar/c100"
-for target in fuzz_idx fuzz_cifar; do
-  corpus="$out/corpus_${target#fuzz_}"
-  echo "fuzz: running $target for $seconds s"
-  "$out/$target" -max_total_time="$seconds" -max_len=20000 -rss_limit_mb=4096 "$corpus" 2>&1 | tail -3
+for t in "${targets[@]}"; do
+  # libFuzzer adds what it finds to the first corpus folder: work on a copy, keep the seeds clean.
+  rm -rf "$out/corpus_$t" && cp -r "fuzz/corpus/$t" "$out/corpus_$t"
+  echo "fuzz: running fuzz_$t for $seconds s"
+  (cd "$out" && "./fuzz_$t" -max_total_time="$seconds" -max_len=20000 -rss_limit_mb=4096 -timeout=10 \
+    "corpus_$t" 2>&1 | grep -E "^#[0-9]+ *DONE|ERROR|SUMMARY|Done [0-9]+ runs" | tail -3)
 done

@@ -278,8 +278,17 @@ std::vector<Assignment> FlagSet::parse_args(const std::vector<std::string>& args
 
 std::vector<Assignment> FlagSet::read_flagfile(const std::string& path, int depth) const {
   if (depth > 8) throw UsageError(fmt::format("--flagfile {}: flagfiles nested more than 8 deep (a cycle?)", path));
-  std::ifstream in(path);
-  if (!in) throw UsageError(fmt::format("--flagfile {}: cannot read the file", path));
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw UsageError(fmt::format("--flagfile {}: cannot read the file", path));
+  // Read at most kMaxFlagfile bytes: a device (/dev/zero) or a huge file is not a flagfile, and
+  // must not hang the parser or fill the memory; pipes (--flagfile <(...)) still work.
+  constexpr std::streamsize kMaxFlagfile = 1 << 20;
+  std::string text(size_t(kMaxFlagfile) + 1, '\0');
+  file.read(text.data(), kMaxFlagfile + 1);
+  text.resize(size_t(file.gcount()));
+  if (text.size() > size_t(kMaxFlagfile))
+    throw UsageError(fmt::format("--flagfile {}: larger than 1 MiB, not a flagfile", path));
+  std::istringstream in(text);
   std::vector<Assignment> out;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
