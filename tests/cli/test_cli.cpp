@@ -213,6 +213,8 @@ TEST(CliErrors, FlagfileErrorsNameTheFileAndLine) {
   write_text_file(dir / "bad2.flags", "--epochs -1\n");
   expect_one_line(run_cli({"train", "--flagfile", dir / "bad2.flags"}), 2, {dir / "bad2.flags:1", "must be >= 0"});
   expect_one_line(run_cli({"train", "--flagfile", dir / "missing.flags"}), 2, {"missing.flags: cannot read the file"});
+  // A device or a huge file is read through a 1 MiB cap instead of hanging (found by fuzz/fuzz_flagfile's reasoning).
+  expect_one_line(run_cli({"train", "--flagfile", "/dev/zero"}), 2, {"--flagfile /dev/zero: larger than 1 MiB"});
 }
 
 TEST(CliErrors, MissingDataDirectoryNamesTheFetchCommand) {

@@ -1,5 +1,6 @@
 // The docs test (issue 12, acceptance 2): every command shown in README.md and docs/tour.md runs
-// as shown, and every file and symbol the tour names exists.
+// as shown, every file and symbol the tour names exists, and every test that the bad-input
+// catalogue (docs/bad-inputs.md, issue 11) names is defined.
 //
 // Commands are the lines of the fenced blocks without a language (or sh / bash) and the "Run:"
 // lines of the tour. They run from a temporary folder that holds tiny MNIST files where a reader
@@ -238,6 +239,35 @@ TEST(DocsTour, EveryRepositoryPathInBackticksExists) {
       }
   }
   EXPECT_GT(checked, 30);
+}
+
+// docs/bad-inputs.md: at least 30 bad inputs, and every test a row names ("`Suite.Name`, ...
+// (`tests/FILE.cpp`, ...)") is defined in one of the files the row names.
+TEST(DocsBadInputs, EveryRowNamesTestsThatExist) {
+  static const std::regex code("`([^`]+)`"), test_name(R"(^[A-Z][A-Za-z0-9]*\.[A-Z][A-Za-z0-9]*$)");
+  int rows = 0, tests = 0;
+  for (const std::string& line : lines_of(kSource / "docs/bad-inputs.md")) {
+    if (line.rfind("| ", 0) != 0 || line.rfind("| bad input", 0) == 0 || line.rfind("| ---", 0) == 0) continue;
+    const std::string last = line.substr(line.rfind(" | ", line.size() - 3));  // the test column
+    std::vector<std::string> names, files;
+    for (std::sregex_iterator it(last.begin(), last.end(), code), end; it != end; ++it) {
+      const std::string tok = (*it)[1];
+      if (std::regex_match(tok, test_name)) names.push_back(tok);
+      else if (tok.rfind("tests/", 0) == 0) files.push_back(tok);
+    }
+    ++rows;
+    EXPECT_FALSE(names.empty() || files.empty()) << "row without a test or its file: " << line;
+    for (const std::string& name : names) {
+      ++tests;
+      const std::string suite = name.substr(0, name.find('.')), test = name.substr(name.find('.') + 1);
+      const std::regex definition("TEST(_F|_P)?\\(" + suite + ", " + test + "\\)");
+      bool found = false;
+      for (const std::string& f : files) found |= std::regex_search(read_text(kSource / f), definition);
+      EXPECT_TRUE(found) << name << " is not defined in " << ::testing::PrintToString(files);
+    }
+  }
+  EXPECT_GE(rows, 30) << "the catalogue lists fewer than 30 bad inputs";
+  std::cout << "[ docs ] docs/bad-inputs.md: " << rows << " bad inputs, " << tests << " tests\n";
 }
 
 }  // namespace
