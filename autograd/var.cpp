@@ -1,7 +1,10 @@
 #include "autograd/var.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -23,6 +26,56 @@ std::array<double, static_cast<size_t>(Op::count_)> g_backward_scale = [] {
 bool grad_mode_enabled() { return t_grad_mode; }
 GradModeGuard::GradModeGuard(bool enabled) : previous_(t_grad_mode) { t_grad_mode = enabled; }
 GradModeGuard::~GradModeGuard() { t_grad_mode = previous_; }
+
+// ---- numerics checks ---------------------------------------------------------------------------
+namespace {
+std::atomic<bool> g_check_numerics{false};
+thread_local const OpInfo* t_backward_of = nullptr;  // the op whose backward is running, if any
+
+bool all_finite(const Tensor& t) {
+  if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return true;
+  // x * 0 is 0 for every finite x and NaN for NaN and +-Inf: one reduction answers.
+  return std::isfinite(ops::sum(ops::mul_scalar(t, 0.0)).item_double());
+}
+
+// "3 NaN and 1 Inf among 120 values of shape [4, 30] (the first at flat index 17)".
+std::string describe_non_finite(const Tensor& t) {
+  std::vector<double> v = t.to(Device::cpu()).to_vector<double>();
+  int64_t nan = 0, inf = 0, first = -1;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) continue;
+    (std::isnan(v[i]) ? nan : inf) += 1;
+    if (first < 0) first = int64_t(i);
+  }
+  return fmt::format("{} NaN and {} Inf among {} values of shape {} (the first at flat index {})", nan, inf,
+                     v.size(), shape_str(t.shape()), first);
+}
+
+void check_forward(Op op, const Tensor& out, const std::vector<Var>& inputs) {
+  if (all_finite(out)) return;
+  std::string why = "its inputs were finite";
+  for (size_t k = 0; k < inputs.size(); ++k)
+    if (!all_finite(inputs[k].data())) {
+      why = fmt::format("input {} was already non-finite (made outside the checked ops: data, a parameter or a "
+                        "constant)", k);
+      break;
+    }
+  const std::string inside = t_backward_of ? fmt::format(" (inside the backward of op '{}')", t_backward_of->name) : "";
+  AFD_FAIL("check-numerics: op '{}'{} produced {} in its output; {}", op_info(op).name, inside,
+           describe_non_finite(out), why);
+}
+
+void check_backward(Op op, size_t input, const Var& grad, const Var& grad_out) {
+  if (all_finite(grad.data())) return;
+  AFD_FAIL("check-numerics: the backward of op '{}' produced {} in the gradient for its input {}; {}",
+           op_info(op).name, describe_non_finite(grad.data()), input,
+           all_finite(grad_out.data()) ? "the gradient it received was finite"
+                                       : "the gradient it received was already non-finite");
+}
+}  // namespace
+
+void set_check_numerics(bool on) { g_check_numerics = on; }
+bool check_numerics() { return g_check_numerics; }
 
 void set_backward_scale_for_testing(Op op, double factor) {
   g_backward_scale[static_cast<size_t>(op)] = factor;
@@ -61,6 +114,7 @@ void Var::set_requires_grad(bool on) {
 Var Var::detach() const { return Var(data(), false); }
 
 Var record(Op op, Tensor data, const std::vector<Var>& inputs, BackwardFn backward) {
+  if (g_check_numerics) check_forward(op, data, inputs);
   Var out(std::move(data));
   if (!t_grad_mode) return out;
   bool any = false;
@@ -141,13 +195,22 @@ GradMap run_backward(const std::vector<Var>& roots, const std::vector<Var>& seed
         for (size_t k = 0; k < n->inputs.size(); ++k) needs[k] = input_leads(n->inputs[k]);
         // The output Var shares the node's output impl, so backward can use it (and its history).
         Var grad_out = g->second;
-        std::vector<Var> in_grads = n->backward(grad_out, Var::from_impl(out), needs);
+        t_backward_of = &op_info(n->op);
+        std::vector<Var> in_grads;
+        try {
+          in_grads = n->backward(grad_out, Var::from_impl(out), needs);
+        } catch (...) {
+          t_backward_of = nullptr;
+          throw;
+        }
+        t_backward_of = nullptr;
         AFD_CHECK(in_grads.size() == n->inputs.size(), "op '{}' backward returned {} gradients for {} inputs",
                   op_info(n->op).name, in_grads.size(), n->inputs.size());
         double scale = g_backward_scale[static_cast<size_t>(n->op)];
         for (size_t k = 0; k < n->inputs.size(); ++k) {
           if (!needs[k] || !in_grads[k].defined()) continue;
           Var gk = scale == 1.0 ? in_grads[k] : mul(in_grads[k], scale);
+          if (g_check_numerics) check_backward(n->op, k, gk, grad_out);
           AFD_CHECK(gk.shape() == n->inputs[k]->data.shape(),
                     "op '{}' backward returned a gradient of shape {} for input {} of shape {}",
                     op_info(n->op).name, shape_str(gk.shape()), k, shape_str(n->inputs[k]->data.shape()));

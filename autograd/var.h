@@ -101,6 +101,14 @@ class NoGradGuard : public GradModeGuard {
   NoGradGuard() : GradModeGuard(false) {}
 };
 
+// ---- numerics checks (a debug mode) ------------------------------------------------------------
+// While on, every op's output and every gradient its backward makes are checked for NaN and Inf;
+// the first non-finite value throws afd::Error naming the op (and whether its inputs, or the
+// gradient it received, were finite already), so a NaN is traced to where it was made. Costs a
+// reduction and a device-to-host read per op: off by default (afd_run --check-numerics).
+void set_check_numerics(bool on);
+bool check_numerics();
+
 // ---- the tape --------------------------------------------------------------------------------
 // backward(grad_out, out, needs) returns one gradient per input (undefined where needs[i] is
 // false); `out` is the node's output, for ops whose derivative is written in terms of it.

@@ -154,3 +154,32 @@ TEST(Engine, ReadmeExample) {
   EXPECT_TRUE(ops::allclose(g[0].data(), x.grad(), 0, 0).ok);  // same graph, same gradient
   EXPECT_TRUE(ops::allclose(w.grad(), w_grad, 0, 0).ok);
 }
+
+// The numerics debug mode names the op that made the first NaN or Inf, forward and backward.
+TEST(Engine, CheckNumericsNamesTheOpThatMadeANonFiniteValue) {
+  struct On {
+    On() { set_check_numerics(true); }
+    ~On() { set_check_numerics(false); }
+  };
+  Var x(Tensor::from_vector<double>({1.0, -2.0, 3.0}, {3}), true);
+  {
+    On on;
+    // log of a negative number: NaN made by 'log' from finite inputs.
+    expect_error([&] { log(x); }, "check-numerics: op 'log' produced 1 NaN and 0 Inf among 3 values");
+    expect_error([&] { log(x); }, "its inputs were finite");
+    // A NaN that comes in from outside is reported as such by the first op that sees it.
+    Var bad(Tensor::from_vector<double>({1.0, NAN}, {2}), true);
+    expect_error([&] { exp(bad); }, "input 0 was already non-finite");
+    // sqrt at 0 is finite, its gradient g / (2 sqrt(0)) is not: the division inside sqrt's
+    // backward is named, with the backward it belongs to.
+    Var z(Tensor::from_vector<double>({0.0, 4.0}, {2}), true);
+    Var s = sum(sqrt(z));
+    expect_error([&] { s.backward(); }, "op 'div' (inside the backward of op 'sqrt') produced 0 NaN and 1 Inf");
+    // An overflow: 1e308 * 10 is Inf, made by the scaling op.
+    Var big(Tensor::from_vector<double>({1e308, 1.0}, {2}), true);
+    expect_error([&] { relu(big) * 10.0; }, "op 'affine' produced 0 NaN and 1 Inf");
+  }
+  // Off (the default): the same NaN passes silently, as in PyTorch.
+  EXPECT_FALSE(check_numerics());
+  EXPECT_TRUE(std::isnan(log(x).data().to_vector<double>()[1]));
+}

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <regex>
 
+#include "autograd/var.h"
 #include "afd/train/trainer.h"
 #include "attacks/attack.h"
 #include "nn/checkpoint.h"
@@ -215,6 +216,7 @@ Device setup_device(const Options& opt) {
   if (int64_t threads = opt.get_int("threads"); threads > 0) set_num_threads(int(threads));
   set_precision(parse_precision(opt.get("precision")));
   set_deterministic(opt.get_bool("deterministic"));
+  set_check_numerics(opt.get_bool("check-numerics"));
   return device;
 }
 

@@ -31,7 +31,8 @@ int data_command(const std::vector<std::string>& args, Io io);
 
 // Parses --device, checks the backend exists (RunError naming the flag otherwise) and sets the
 // CPU thread count (0 = every core).
-// Parses --device (and checks that it is there), applies --threads, --precision and --deterministic.
+// Parses --device (and checks that it is there), applies --threads, --precision, --deterministic
+// and --check-numerics.
 Device setup_device(const Options& opt);
 
 // data/<folder> for a dataset name (mnist -> data/mnist, tiny-imagenet-32 -> data/tiny-imagenet-200).
