@@ -11,9 +11,9 @@
 #include <fstream>
 #include <regex>
 
-#include "autograd/var.h"
 #include "afd/train/trainer.h"
 #include "attacks/attack.h"
+#include "autograd/var.h"
 #include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
