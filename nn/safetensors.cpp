@@ -4,15 +4,19 @@
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
+#include <zlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -31,6 +35,11 @@ constexpr size_t kMaxJsonDepth = 16;                // a valid header nests 3 de
 [[noreturn]] void fail(Kind kind, const std::string& path, const std::string& what) {
   throw SafetensorsError(kind, fmt::format("safetensors {}: {} [{}]", path, what, safetensors_error_kind_name(kind)));
 }
+
+// afd's writer records the crc32 of the data buffer in the metadata under this key; the reader
+// checks it when present (files from elsewhere have none) and hides the key from the caller.
+constexpr const char* kCrcKey = "afd.crc32";
+std::string crc_hex(uLong crc) { return fmt::format("{:08x}", static_cast<uint32_t>(crc)); }
 
 // ---- dtypes --------------------------------------------------------------------------------------
 // How file elements become Tensor elements: copied as they are, or widened from a 16-bit float.
@@ -152,8 +161,23 @@ void read_exact(int fd, const std::string& path, uint64_t offset, void* dst, uin
   }
 }
 
+// The fault-injection hook (inject_write_fault_for_testing): bytes the writers may still write
+// before the fault strikes (-1: off), and what it does then.
+std::atomic<int64_t> g_fault_budget{-1};
+std::atomic<WriteFault> g_fault_action{WriteFault::fail};
+
 void write_all(int fd, const std::string& path, const void* src, size_t n) {
   const auto* in = static_cast<const char*>(src);
+  if (int64_t budget = g_fault_budget.load(); budget >= 0) {
+    if (int64_t(n) > budget) {  // write what fits, then fail as a full disk would, or die
+      if (budget > 0 && ::write(fd, in, size_t(budget)) < 0) {}
+      g_fault_budget = 0;
+      if (g_fault_action == WriteFault::kill) ::raise(SIGKILL);
+      errno = ENOSPC;
+      fail(Kind::io, path, fmt::format("write failed: {} (injected by the fault-injection hook)", errno_text()));
+    }
+    g_fault_budget = budget - int64_t(n);
+  }
   while (n > 0) {
     ssize_t put = ::write(fd, in, std::min<size_t>(n, 1u << 30));
     if (put < 0 && errno == EINTR) continue;
@@ -276,6 +300,11 @@ std::map<std::string, std::string> parse_metadata(const json& v, const std::stri
 
 }  // namespace
 
+void inject_write_fault_for_testing(int64_t bytes, WriteFault action) {
+  g_fault_action = action;
+  g_fault_budget = bytes;
+}
+
 const char* safetensors_error_kind_name(SafetensorsErrorKind kind) {
   switch (kind) {
     case Kind::io: return "io";
@@ -289,6 +318,7 @@ const char* safetensors_error_kind_name(SafetensorsErrorKind kind) {
     case Kind::offsets: return "offsets";
     case Kind::metadata: return "metadata";
     case Kind::invalid_argument: return "invalid_argument";
+    case Kind::checksum: return "checksum";
   }
   return "?";
 }
@@ -343,6 +373,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (name == "__metadata__") out.metadata = parse_metadata(value, path);
     else entries.push_back(parse_entry(name, value, path));
   }
+  // The checksum afd's writer adds: checked below, not part of what the caller sees.
+  std::optional<std::string> crc_text;
+  if (auto it = out.metadata.find(kCrcKey); it != out.metadata.end()) {
+    crc_text = it->second;
+    out.metadata.erase(it);
+  }
 
   // The byte ranges, in buffer order, must tile [0, buffer_len) exactly.
   const uint64_t data_start = 8 + header_len;
@@ -386,20 +422,27 @@ SafetensorsFile read_safetensors(const std::string& path) {
            fmt::format("tensor '{}' has dtype {}, which is unsupported (afd reads F32, F64, I64, U8, and F16/BF16 as F32)", e.name,
                        e.dtype->name));
 
+  uLong crc = ::crc32_z(0L, Z_NULL, 0);  // over the data buffer in file order (entries are sorted)
   for (const Entry& e : entries) {
     Tensor t(e.shape, e.dtype->dtype);
     if (e.dtype->widen == Widen::none) {
       read_exact(fd.get(), path, data_start + e.begin, t.raw_data(), e.end - e.begin);
+      crc = ::crc32_z(crc, static_cast<const Bytef*>(t.raw_data()), e.end - e.begin);
     } else {
       // F16 and BF16 are read as 16-bit words (little-endian) and widened to f32.
       std::vector<uint16_t> half(static_cast<size_t>(t.numel()));
       read_exact(fd.get(), path, data_start + e.begin, half.data(), e.end - e.begin);
+      crc = ::crc32_z(crc, reinterpret_cast<const Bytef*>(half.data()), e.end - e.begin);
       float* dst = t.data<float>();
       for (size_t i = 0; i < half.size(); ++i)
         dst[i] = e.dtype->widen == Widen::f16 ? half_to_float(half[i]) : bfloat16_to_float(half[i]);
     }
     out.tensors.emplace_back(e.name, std::move(t));
   }
+  if (crc_text && *crc_text != crc_hex(crc))
+    fail(Kind::checksum, path,
+         fmt::format("the data's crc32 is {} but the header records {}: the file is corrupt (bytes changed after "
+                     "it was written)", crc_hex(crc), *crc_text));
   return out;
 }
 
@@ -451,7 +494,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   std::set<std::string> names;
   std::vector<Tensor> host;  // the tensors on the CPU, in order
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
+  {  // first, as other writers put it; it always holds at least the checksum (added below)
     auto& m = header["__metadata__"] = nlohmann::ordered_json::object();
     for (const auto& [key, value] : metadata) m[key] = value;
   }
@@ -467,6 +510,10 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
+  if (metadata.count(kCrcKey)) fail(Kind::invalid_argument, path, fmt::format("metadata key '{}' is reserved", kCrcKey));
+  uLong crc = ::crc32_z(0L, Z_NULL, 0);
+  for (const Tensor& t : host) crc = ::crc32_z(crc, static_cast<const Bytef*>(t.raw_data()), t.nbytes());
+  header["__metadata__"][kCrcKey] = crc_hex(crc);
   std::string text;
   try {
     text = header.dump();

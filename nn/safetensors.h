@@ -13,7 +13,12 @@
 // Supported dtypes: F32, F64, I64, U8 (afd's dtypes), and F16 / BF16, which are widened to F32
 // exactly on load (half-precision checkpoints from PyTorch). The other safetensors dtypes (I32,
 // I16, I8, BOOL, ...) are recognised and rejected as unsupported.
+//
+// Integrity: the writer records the crc32 of the byte buffer in the metadata ("afd.crc32"); the
+// reader checks it where present (files from other writers have none) and drops the key from the
+// metadata it returns, so a bit flipped after writing is an error instead of a wrong weight.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -37,6 +42,7 @@ enum class SafetensorsErrorKind {
   offsets,            // offsets do not start at 0, overlap, leave holes or run past the buffer
   metadata,           // __metadata__ not an object of strings
   invalid_argument,   // writer input: duplicate or reserved names, undefined tensors
+  checksum,           // the data's crc32 differs from the one afd's writer recorded: corrupt
 };
 
 const char* safetensors_error_kind_name(SafetensorsErrorKind kind);
@@ -63,10 +69,18 @@ struct SafetensorsFile {
 // Reads and validates the whole file; tensors land on the CPU.
 SafetensorsFile read_safetensors(const std::string& path);
 
-// Writes `tensors` in the given order (CUDA tensors are copied to the host first), atomically:
+// Writes `tensors` in the given order (CUDA tensors are copied to the host first), with the
+// checksum in the metadata ("afd.crc32" is reserved), atomically:
 // the bytes go to `path`.tmp.<pid>, are fsync'ed, and the temp file is renamed over `path`. On any
 // error the temp file is removed and a SafetensorsError is thrown; `path` is never half-written.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// Fault injection for tests: once `bytes` more bytes have been written by write_safetensors (in
+// any file), the next write fails as a full disk does (WriteFault::fail: ENOSPC, an io error) or
+// the process kills itself with SIGKILL (WriteFault::kill: a crash in the middle of a file).
+// bytes = -1 turns it off.
+enum class WriteFault { fail, kill };
+void inject_write_fault_for_testing(int64_t bytes, WriteFault action = WriteFault::fail);
 
 }  // namespace afd

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <set>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "attacks/core.h"
@@ -27,6 +29,7 @@ namespace {
 
 constexpr const char* kFormat = "afd-trainer-1";
 constexpr const char* kCheckpointFile = "trainer.safetensors";
+constexpr const char* kPreviousFile = "trainer.prev.safetensors";  // the checkpoint before it
 // Philox counter bases (trainer.h, "Randomness"): model init starts at 0, the loader at 2^63.
 constexpr uint64_t kStepStream = uint64_t(1) << 62;                            // rng_: step draws
 constexpr uint64_t kEvalStream = (uint64_t(1) << 62) + (uint64_t(1) << 61);   // evaluate(): per batch
@@ -603,7 +606,20 @@ void Trainer::save_checkpoint(const std::string& dir) const {
       {"global_step", std::to_string(global_step_)},
       {"epoch_sums", epoch_sums_->to_json()}};
   const std::filesystem::path d(dir);
-  write_safetensors((d / kCheckpointFile).string(), all, meta);
+  // Keep the checkpoint being replaced as trainer.prev.safetensors (a hard link made under a temp
+  // name, then renamed: at every moment both names hold complete files), so a latest checkpoint
+  // found corrupt later still leaves one to resume from. The new one is written atomically.
+  const std::filesystem::path current = d / kCheckpointFile, previous = d / kPreviousFile;
+  if (std::filesystem::exists(current)) {
+    const std::filesystem::path tmp = d / (std::string(kPreviousFile) + ".tmp");
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    std::filesystem::create_hard_link(current, tmp, ec);
+    if (ec) std::filesystem::copy_file(current, tmp, ec);  // a filesystem without hard links
+    if (!ec) std::filesystem::rename(tmp, previous, ec);
+    AFD_CHECK(!ec, "save_checkpoint: cannot keep the previous checkpoint as {}: {}", previous.string(), ec.message());
+  }
+  write_safetensors(current.string(), all, meta);
   // Exports (not read back by load_checkpoint): each network alone, PyTorch-loadable.
   const std::map<std::string, std::string> export_meta = {{"config", config_json}, {"epoch", std::to_string(epoch_)},
                                                           {"batch", std::to_string(batch_)}};
@@ -613,11 +629,27 @@ void Trainer::save_checkpoint(const std::string& dir) const {
 
 namespace {
 
-SafetensorsFile read_checkpoint_file(const std::string& dir) {
+// The latest checkpoint of `dir`; when it is unreadable (truncated, corrupt, its checksum wrong)
+// and the previous one is there, the previous one, with a warning on stderr (once per folder).
+SafetensorsFile read_latest_or_previous(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / kCheckpointFile).string();
+  const std::string previous = (std::filesystem::path(dir) / kPreviousFile).string();
   AFD_CHECK(std::filesystem::exists(path), "load_checkpoint: {} does not exist (a checkpoint folder holds {})", path,
             kCheckpointFile);
-  SafetensorsFile f = read_safetensors(path);
+  try {
+    return read_safetensors(path);
+  } catch (const SafetensorsError& e) {
+    if (!std::filesystem::exists(previous)) throw;
+    static std::set<std::string> warned;
+    if (warned.insert(dir).second)
+      fmt::print(stderr, "warning: {}\nwarning: resuming from the previous checkpoint {} instead\n", e.what(), previous);
+    return read_safetensors(previous);
+  }
+}
+
+SafetensorsFile read_checkpoint_file(const std::string& dir) {
+  SafetensorsFile f = read_latest_or_previous(dir);
+  const std::string& path = f.path;
   auto format = f.metadata.find("format");
   AFD_CHECK(format != f.metadata.end() && format->second == kFormat,
             "load_checkpoint: {} is not a trainer checkpoint (metadata format '{}', expected '{}')", path,

@@ -69,6 +69,9 @@
 //   model.safetensors     the classifier alone, written after trainer.safetensors: loads in PyTorch
 //                         with load_state_dict(strict=True) and in nn::load_state_dict_file
 //   discriminator.safetensors   D alone (AFD)
+//   trainer.prev.safetensors    the checkpoint this one replaced (from the second save on). Every
+//                         file carries a crc32 of its data (nn/safetensors.h); when the latest is
+//                         unreadable or corrupt, loading falls back to this one with a warning.
 // Loading checks the method, the model, its width, the classes, the dtype, the seed and the training
 // set's size against this trainer, then every name, shape and dtype (strictly), and names the file
 // and the first difference. A failed load leaves the Trainer unusable: make a new one.

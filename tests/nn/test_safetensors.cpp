@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <string>
 
 #include "nn/safetensors.h"
@@ -193,6 +194,43 @@ TEST_F(Safetensors, FailedWriteRemovesItsTempFile) {
   for (const auto& item : fs::directory_iterator(dir_))
     EXPECT_EQ(item.path().filename().string().find(".tmp."), std::string::npos) << "left behind: " << item.path();
   EXPECT_TRUE(fs::is_directory(path("a_directory")));
+}
+
+TEST_F(Safetensors, AFullDiskMidWriteLeavesTheOldFileAndNoTempFile) {
+  std::string p = path("ckpt.safetensors");
+  write_safetensors(p, {{"step", Tensor::from_vector<int64_t>({1}, {})}});
+  Tensor big = Tensor::zeros({1000}, DType::f64);
+  inject_write_fault_for_testing(100);  // the disk fills 100 bytes into the next write
+  try {
+    write_safetensors(p, {{"step", Tensor::from_vector<int64_t>({2}, {})}, {"big", big}});
+    ADD_FAILURE() << "the injected ENOSPC must surface";
+  } catch (const SafetensorsError& e) {
+    EXPECT_EQ(e.kind(), SafetensorsErrorKind::io);
+    EXPECT_NE(std::string(e.what()).find("No space left on device"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+  inject_write_fault_for_testing(-1);
+  EXPECT_EQ(read_safetensors(p).get("step").item<int64_t>(), 1);  // the previous file, intact
+  for (const auto& item : fs::directory_iterator(dir_))
+    EXPECT_EQ(item.path().filename().string().find(".tmp."), std::string::npos) << "left behind: " << item.path();
+}
+
+TEST_F(Safetensors, ChecksumCatchesAFlippedDataByteAndStaysHidden) {
+  std::string p = path("ckpt.safetensors");
+  write_safetensors(p, {{"w", Tensor::from_vector<float>({1, 2, 3, 4}, {4})}}, {{"epoch", "3"}});
+  SafetensorsFile f = read_safetensors(p);
+  EXPECT_EQ(f.metadata, (std::map<std::string, std::string>{{"epoch", "3"}}));  // the key is hidden
+  // Flip one bit of the last data byte: a well-formed file whose numbers changed.
+  {
+    std::fstream io(p, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(-1, std::ios::end);
+    char c = 0;
+    io.get(c);
+    io.seekp(-1, std::ios::end);
+    io.put(static_cast<char>(c ^ 0x01));
+  }
+  expect_rejected(p, SafetensorsErrorKind::checksum, {"crc32", "the file is corrupt"});
+  EXPECT_THROW(write_safetensors(p, {{"w", Tensor::zeros({1})}}, {{"afd.crc32", "0"}}), SafetensorsError);
 }
 
 TEST_F(Safetensors, OverwritesAnExistingFile) {
