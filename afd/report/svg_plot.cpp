@@ -20,7 +20,7 @@ const char* kColors[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
 
 // A tick label: as few digits as tell the ticks apart ("0.1", "0.35", "100").
 std::string tick_text(double v, double step) {
-  if (std::abs(v) < step * 1e-9) v = 0;
+  if (std::abs(v) < step * 1e-9) return "0";
   const int decimals = std::max(0, int(std::ceil(-std::log10(step) - 1e-9)));
   return fmt::format("{:.{}f}", v, std::min(decimals, 6));
 }
