@@ -342,8 +342,9 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   const int64_t count = opt.get_int("count") > 0 ? std::min(opt.get_int("count"), test.size()) : test.size();
   const int64_t n_images = opt.get_int("save-images");
   if (n_images > count)
-    throw UsageError(fmt::format("--save-images {}: more than the {} points attacked (--count {}, test split of {})",
-                                 n_images, count, opt.get_int("count"), test.size()));
+    throw UsageError(fmt::format("--save-images {}: more than the {} points attacked ({})", n_images, count,
+                                 opt.get_int("count") > 0 ? fmt::format("--count {}, test split of {}", opt.get_int("count"), test.size())
+                                                          : "the whole test split"));
   auto [x, y] = as_tensors(test, count, device);
   write_text((fs::path(out) / "resolved.flags").string(),
              opt.resolved_flagfile("# afd_run attack, fully resolved; rerun: afd_run attack --flagfile " + out +
@@ -395,7 +396,9 @@ int attack_command(const std::vector<std::string>& args, Io io) {
       }
     }
     for (int64_t i = b; i < std::min(e, n_images); ++i) {
-      auto values = [](const Tensor& t, int64_t row) { return t.slice(row, row + 1).to(Device::cpu()).to(DType::f32).to_vector<float>(); };
+      auto values = [](const Tensor& t, int64_t row) {
+        return t.slice(row, row + 1).to(Device::cpu()).to(DType::f32).to_vector<float>();  // [C, H, W]
+      };
       pictures.push_back({values(x, i), values(x_eval, i - b), labels[size_t(i - b)], pred[size_t(i - b)],
                           pred_adv[size_t(i - b)]});
     }
