@@ -17,11 +17,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "afd/data/dataset.h"
 #include "afd/data/synthetic.h"
+#include "afd/report/image_grid.h"
+#include "afd/report/png.h"
 #include "afd/train/config.h"
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
 #include "tests/data/temp_dir.h"
+#include "tests/support/xml.h"
 #include "tools/afd_run/cli.h"
 
 namespace afd::cli {
@@ -470,6 +474,73 @@ TEST(CliRun, EvalAttackAndData) {
   Result v = run_cli({"data", "--data-dir", dir / "mnist", "--no-describe"});
   EXPECT_EQ(v.code, 1);  // synthetic files are not the official ones
   EXPECT_NE(v.out.find("MISMATCH"), std::string::npos);
+}
+
+TEST(CliRun, AttackPicturesAndEvalPlots) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  auto attack = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> a = {"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "pgd-linf",
+                                  "--attack-eps", "0.3", "--attack-steps", "2", "--count", "8", "--eval-batch-size", "3",
+                                  "--data-dir", dir / "mnist", "--out", dir / out, "--progress", "none"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a);
+  };
+  // The first 4 of 8 points, over batches of 3: a valid PNG of 4 rows of 28 x 28 images at scale 4.
+  Result a = attack("atk", {"--save-images", "4"});
+  ASSERT_EQ(a.code, 0) << a.err;
+  const report::Image img = report::read_png(dir / "atk/adversarial.png");
+  const report::GridLayout layout{1, 28, 28, 4};
+  EXPECT_EQ(img.width, layout.pad() + 3 * (layout.column_width() + layout.pad()));
+  EXPECT_EQ(img.height, layout.header_height() + layout.pad() + 4 * layout.row_height());
+  // The clean cell of row 2 is test image 2 upscaled.
+  const data::Dataset test = data::load_mnist(dir / "mnist", data::Split::test);
+  const std::vector<uint8_t> pixels = test.images.to_vector<uint8_t>();
+  const report::Point o = report::cell_origin(layout, 2, 0);
+  for (int64_t j = 0; j < 28 * 4; j += 3)
+    for (int64_t i = 0; i < 28 * 4; i += 3)
+      ASSERT_EQ(img.at(o.x + i, o.y + j, 0), pixels[size_t(2 * 28 * 28 + (j / 4) * 28 + i / 4)]) << i << ", " << j;
+  const json images = json::parse(read_text(dir / "atk/attack.json"))["images"];
+  EXPECT_EQ(images["points"], 4);
+  EXPECT_EQ(images["labels"], (std::vector<int>{0, 1, 2, 3}));
+  ASSERT_EQ(images["max_abs_delta"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_LE(images["max_abs_delta"][i].get<double>(), 0.3 + 1e-6);
+    if (images["max_abs_delta"][i].get<double>() > 0) {
+      EXPECT_NEAR(images["amplification"][i].get<double>(), 1 / (2 * images["max_abs_delta"][i].get<double>()), 1e-9);
+    }
+  }
+  EXPECT_NE(a.out.find("4 points drawn to"), std::string::npos) << a.out;
+  EXPECT_FALSE(fs::exists(dir / "atk0"));
+  // None by default; bad counts name the flag.
+  ASSERT_EQ(attack("atk0", {}).code, 0);
+  EXPECT_FALSE(fs::exists(dir / "atk0/adversarial.png"));
+  EXPECT_FALSE(json::parse(read_text(dir / "atk0/attack.json")).contains("images"));
+  expect_one_line(attack("bad", {"--save-images", "-1"}), 2, {"--save-images: must be >= 0, got -1"});
+  expect_one_line(attack("bad", {"--save-images", "9"}), 2, {"--save-images 9: more than the 8 points attacked"});
+  expect_one_line(attack("bad", {"--save-images", "2", "--image-scale", "0"}), 2, {"--image-scale: must be >= 1"});
+
+  // eval: one SVG per attack with one line per model, linked from eval.md.
+  Result e = run_cli({"eval", "--checkpoint", dir / "run/checkpoint," + dir / "run/checkpoint", "--names", "first,second <2>",
+                      "--attacks", "pgd-linf,fgsm", "--eps", "0,0.1,0.2", "--attack-steps", "2", "--count", "8",
+                      "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "eval", "--progress", "none"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  const std::string md = read_text(dir / "eval/eval.md");
+  const json ev = json::parse(read_text(dir / "eval/eval.json"));
+  for (const std::string attack_name : {"pgd-linf", "fgsm"}) {
+    const std::string file = "plots/accuracy_vs_eps_" + attack_name + ".svg";
+    EXPECT_NE(md.find("](" + file + ")"), std::string::npos) << md;
+    ASSERT_TRUE(fs::exists(dir / ("eval/" + file))) << file;
+    afd::testing::XmlElement svg;
+    ASSERT_NO_THROW(svg = afd::testing::parse_xml(read_text(dir / ("eval/" + file)))) << file;
+    const auto paths = svg.all("path");
+    ASSERT_EQ(paths.size(), 2u) << file;
+    EXPECT_EQ(paths[0]->attrs.at("data-series"), "first");
+    EXPECT_EQ(paths[1]->attrs.at("data-series"), "second <2>");
+    EXPECT_EQ(svg.all("circle").size(), 6u);  // 3 eps per model
+  }
+  EXPECT_EQ(ev["models"][1]["name"], "second <2>");
 }
 
 // ---- Ctrl-C and resume through the binary ----------------------------------------------------

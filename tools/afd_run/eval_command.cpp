@@ -1,13 +1,17 @@
-// afd_run eval (checkpoints x attacks x eps grids -> eval.json, eval.md) and afd_run attack (one
-// attack on N test points -> attack.json, optionally x_adv.safetensors).
+// afd_run eval (checkpoints x attacks x eps grids -> eval.json, eval.md, plots/*.svg) and afd_run
+// attack (one attack on N test points -> attack.json, optionally x_adv.safetensors and
+// adversarial.png).
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <optional>
 
+#include "afd/report/image_grid.h"
+#include "afd/report/svg_plot.h"
 #include "attacks/autoattack.h"
 #include "attacks/core.h"
 #include "attacks/evaluate.h"
@@ -100,6 +104,38 @@ std::string checkpoint_dataset(const std::string& checkpoint) {
   } catch (const std::exception&) {
   }
   return "";
+}
+
+// Figure 2 of the paper from eval.json's numbers: for each attack, robust accuracy (%) vs eps with
+// one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns eval.md's section
+// that embeds them.
+std::string write_accuracy_plots(const json& eval_json, const std::vector<std::string>& attack_list, const std::string& out) {
+  std::string md = "\n## Robust accuracy vs eps\n\n";
+  for (const std::string& attack : attack_list) {
+    report::LineChart chart;
+    chart.y_min = 0;
+    chart.y_max = 100;
+    chart.y_label = "robust accuracy (%)";
+    std::string norm;
+    for (const json& model : eval_json["models"])
+      for (const json& a : model["attacks"])
+        if (a["attack"] == attack) {
+          report::Series series{model["name"].get<std::string>(), a["eps"].get<std::vector<double>>(), {}};
+          for (const json& v : a["robust_acc"]) series.y.push_back(v.is_number() ? 100 * v.get<double>() : NAN);
+          norm = a["config"]["norm"].get<std::string>();
+          chart.series.push_back(std::move(series));
+        }
+    chart.title = fmt::format("{}: robust accuracy vs eps ({}, first {} test points)", attack,
+                              eval_json["dataset"].get<std::string>(), eval_json["count"].get<int64_t>());
+    chart.x_label = fmt::format("eps ({})", norm);
+    std::string file = attack;
+    for (char& c : file)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+    file = "plots/accuracy_vs_eps_" + file + ".svg";
+    report::write_svg((fs::path(out) / file).string(), chart);
+    md += fmt::format("![{}: robust accuracy vs eps, one line per model]({})\n\n", attack, file);
+  }
+  return md;
 }
 
 }  // namespace
@@ -275,6 +311,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     md += "\n";
   }
   md += sanity_md;
+  md += write_accuracy_plots(report, attack_list, out);
   write_text((fs::path(out) / "eval.md").string(), md);
   io.out << md;
   return 0;
@@ -303,6 +340,11 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
   LoadedModel lm = load_model(checkpoint, opt.get("model"), opt.get_int("width"), test, device);
   const int64_t count = opt.get_int("count") > 0 ? std::min(opt.get_int("count"), test.size()) : test.size();
+  const int64_t n_images = opt.get_int("save-images");
+  if (n_images > count)
+    throw UsageError(fmt::format("--save-images {}: more than the {} points attacked ({})", n_images, count,
+                                 opt.get_int("count") > 0 ? fmt::format("--count {}, test split of {}", opt.get_int("count"), test.size())
+                                                          : "the whole test split"));
   auto [x, y] = as_tensors(test, count, device);
   write_text((fs::path(out) / "resolved.flags").string(),
              opt.resolved_flagfile("# afd_run attack, fully resolved; rerun: afd_run attack --flagfile " + out +
@@ -319,6 +361,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
     all_success = Tensor({count}, DType::u8);
     all_norms = Tensor({count}, DType::f64);
   }
+  std::vector<report::AdversarialExample> pictures;  // the first --save-images points
   int64_t clean_correct = 0, robust = 0, fooled = 0;
   std::vector<double> fooled_norms;
   const auto start = clock_type::now();
@@ -351,6 +394,13 @@ int attack_command(const std::vector<std::string>& args, Io io) {
         ++fooled;
         fooled_norms.push_back(norms[i]);
       }
+    }
+    for (int64_t i = b; i < std::min(e, n_images); ++i) {
+      auto values = [](const Tensor& t, int64_t row) {
+        return t.slice(row, row + 1).to(Device::cpu()).to(DType::f32).to_vector<float>();  // [C, H, W]
+      };
+      pictures.push_back({values(x, i), values(x_eval, i - b), labels[size_t(i - b)], pred[size_t(i - b)],
+                          pred_adv[size_t(i - b)]});
     }
     if (save) {
       all_adv.slice(b, e).copy_(r.x_adv.to(Device::cpu()));
@@ -391,6 +441,34 @@ int attack_command(const std::vector<std::string>& args, Io io) {
                       {{"attack", attack}, {"config", attack_config_json(cfg).dump()}, {"checkpoint", lm.path}});
     j["x_adv"] = path;
   }
+  if (n_images > 0) {
+    // The picture (afd/report/image_grid.h): of the point evaluated, i.e. for minimal-norm attacks the
+    // found point clipped into the eps-ball.
+    const report::GridLayout layout{x.shape()[1], x.shape()[2], x.shape()[3], opt.get_int("image-scale")};
+    const report::AdversarialGrid grid = report::adversarial_grid(pictures, layout);
+    const std::string path = (fs::path(out) / "adversarial.png").string();
+    report::write_png(path, grid.image);
+    json amplification = json::array(), labels = json::array(), pred = json::array(), pred_adv = json::array();
+    for (size_t i = 0; i < pictures.size(); ++i) {
+      const double m = grid.max_abs_delta[i];
+      amplification.push_back(m > 0 ? json(1 / (2 * m)) : json(nullptr));
+      labels.push_back(pictures[i].label);
+      pred.push_back(pictures[i].pred_clean);
+      pred_adv.push_back(pictures[i].pred_adv);
+    }
+    j["images"] = json{{"path", path},
+                       {"points", n_images},
+                       {"scale", layout.scale},
+                       {"columns", {"clean", "perturbation", "adversarial"}},
+                       {"perturbation_display",
+                        "0.5 + delta / (2 max|delta|), delta = x_adv - x, max over the image's pixels and channels "
+                        "(grey = unchanged); amplification = 1 / (2 max|delta|)"},
+                       {"max_abs_delta", grid.max_abs_delta},
+                       {"amplification", amplification},
+                       {"labels", labels},
+                       {"pred_clean", pred},
+                       {"pred_adv", pred_adv}};
+  }
   write_text((fs::path(out) / "attack.json").string(), j.dump(2) + "\n");
   io.out << fmt::format(
       "{} on {} ({} {} points): clean {}%, robust at eps {} {}%, success {}% of the clean-correct; {} norms of the "
@@ -399,6 +477,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
       percent(double(robust) / double(count)), clean_correct ? percent(double(fooled) / double(clean_correct)) : "-",
       attacks::norm_name(cfg.norm), fmt::format("{:.4g}", q(0.5)), fmt::format("{:.4g}", mean_norm),
       fmt::format("{:.4g}", q(1)), duration(secs), double(count) / std::max(secs, 1e-9));
+  if (n_images > 0) io.out << fmt::format("{} points drawn to {}\n", n_images, j["images"]["path"].get<std::string>());
   return 0;
 }
 

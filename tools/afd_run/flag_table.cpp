@@ -116,8 +116,9 @@ std::vector<Flag> build_table() {
   }
   t.push_back(flag("out", FlagType::path, kTrain, "run",
                    "run folder: resolved.flags, metrics.jsonl, checkpoint/, best/, final.json (\"\" = runs/DATASET_METHOD)"));
-  t.push_back(flag("out", FlagType::path, kEval, "run", "output folder: resolved.flags, eval.json, eval.md", "runs/eval"));
-  t.push_back(flag("out", FlagType::path, kAttack, "run", "output folder: resolved.flags, attack.json, x_adv.safetensors",
+  t.push_back(flag("out", FlagType::path, kEval, "run",
+                   "output folder: resolved.flags, eval.json, eval.md, plots/accuracy_vs_eps_ATTACK.svg", "runs/eval"));
+  t.push_back(flag("out", FlagType::path, kAttack, "run", "output folder: resolved.flags, attack.json, x_adv.safetensors, adversarial.png",
                    "runs/attack"));
   {
     Flag r = flag("resume", FlagType::path, kTrain, "run",
@@ -407,6 +408,17 @@ std::vector<Flag> build_table() {
     t.push_back(sp);
     t.push_back(flag("save-adv", FlagType::boolean, kAttack, "evaluation",
                      "save x_adv, labels, success and norms to OUT/x_adv.safetensors", "false"));
+    Flag si = flag("save-images", FlagType::integer, kAttack, "evaluation",
+                   "draw the first N points to OUT/adversarial.png: a row per point with the clean image, the "
+                   "perturbation shown as 0.5 + delta / (2 max|delta|) per image and the adversarial image, "
+                   "captioned with the true label (Y) and the predictions (P) (0 = none)",
+                   "0");
+    at_least(si, 0);
+    t.push_back(si);
+    Flag sc = flag("image-scale", FlagType::integer, kAttack, "evaluation",
+                   "--save-images: each image pixel becomes an S x S square (nearest neighbour)", "4");
+    within(sc, 1, 32);
+    t.push_back(sc);
     Flag pr = flag("progress", FlagType::choice, kTrain | kModelCmds, "evaluation",
                    "progress on stderr: live (one line rewritten per batch), lines (a line every --progress-every "
                    "batches), none; auto = live on a terminal, else lines",
