@@ -429,6 +429,13 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(ev["models"][0]["attacks"][0]["config"]["steps"], 2);
   EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
   EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
+  // Table A4's representation numbers: the width-2 MNIST ResNet18 has 4 x width = 8 feature dims.
+  const json& rep = ev["models"][0]["representation"];
+  EXPECT_EQ(rep["features"], 8);
+  EXPECT_GE(rep["nonzero"].get<int64_t>(), 1);
+  EXPECT_LE(rep["nonzero"].get<int64_t>(), 8);
+  EXPECT_GE(rep["pca_99"].get<int64_t>(), 1);
+  EXPECT_NE(read_text(dir / "eval/eval.md").find("PCA components for 99% variance"), std::string::npos);
   // The sanity report runs at the end of every evaluation, in the first attack's threat model.
   const json& sanity = ev["models"][0]["sanity"];
   EXPECT_EQ(sanity["norm"], "linf");

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "afd/eval/representation.h"
 #include "afd/report/image_grid.h"
 #include "afd/report/svg_plot.h"
 #include "attacks/autoattack.h"
@@ -182,6 +183,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   std::vector<std::string> header = {"model", "clean"};
   std::vector<std::vector<std::string>> table;
   std::string sanity_md;  // one section per model
+  std::string representation_md;  // one row per model
   for (size_t m = 0; m < checkpoints.size(); ++m) {
     LoadedModel lm = load_model(checkpoints[m], opt.get("model"), opt.get_int("width"), test, device);
     if (!names.empty()) lm.name = names[m];
@@ -296,6 +298,10 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     }
     mj["clean_acc"] = clean;
     row.insert(row.begin() + 1, percent(clean));
+    // Representation dimensionality (the paper's Table A4) on the evaluated points.
+    const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, x, eo.batch_size));
+    mj["representation"] = json{{"features", dim.features}, {"nonzero", dim.nonzero}, {"pca_99", dim.pca_99}};
+    representation_md += fmt::format("| {} | {} | {} | {} |\n", lm.name, dim.features, dim.nonzero, dim.pca_99);
     report["models"].push_back(mj);
     table.push_back(row);
   }
@@ -310,6 +316,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     for (const auto& c : row) md += " " + c + " |";
     md += "\n";
   }
+  md += "\nRepresentation (Table A4 of the paper; z = F(x) on the clean points):\n\n| model | feature dims | non-zero "
+        "dims | PCA components for 99% variance |\n|---|---:|---:|---:|\n" + representation_md;
   md += sanity_md;
   md += write_accuracy_plots(report, attack_list, out);
   write_text((fs::path(out) / "eval.md").string(), md);
