@@ -7,12 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "afd/data/synthetic.h"
 #include "nn/safetensors.h"
@@ -95,11 +98,11 @@ std::vector<std::string> run_flags(const std::string& method, const fs::path& ou
                              "--method", method, "--model", "small-cnn", "--dtype", "f64", "--epochs", "1",
                              "--batch-size", "8", "--lr", "0.05", "--lr-d", "0.05", "--lr-f", "0.05", "--momentum",
                              "0.9", "--weight-decay", "1e-4", "--milestones", "", "--seed", "5", "--test-subset", "16",
-                             "--eval-batch-size", "8", "--epoch-eval-attack", "false", "--progress", "none",
+                             "--eval-batch-size", "8", "--epoch-eval-attack=false", "--progress", "none",
                              "--threads", "1", "--out", out.string(), "--nproc", std::to_string(nproc)};
   // A training attack without random start, so that each rank's shard is attacked exactly as the
   // same rows are in one process (random starts are drawn per rank).
-  for (const char* s : {"--attack", "fgsm", "--attack-eps", "0.1", "--attack-random-start", "false"}) a.push_back(s);
+  for (const char* s : {"--attack", "fgsm", "--attack-eps", "0.1", "--attack-random-start=false"}) a.push_back(s);
   if (method == "afd")
     for (const char* s : {"--gan-loss", "wgan", "--gp-lambda", "0.5"}) a.push_back(s);
   return a;
@@ -143,13 +146,31 @@ void expect_parity(const std::string& method) {
   for (int nproc : {2, 4}) {
     const fs::path one = root / "n1" / "checkpoint", many = root / fmt::format("n{}", nproc) / "checkpoint";
     EXPECT_GT(expect_close(many / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8), 100000);
-    if (method == "afd") EXPECT_GT(expect_close(many / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8), 1000);
+    if (method == "afd") {
+      EXPECT_GT(expect_close(many / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8), 1000);
+    }
     // The whole trainer state too: momentum buffers of every optimizer, position, step generator.
     expect_close(many / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
-    // Rank 0 alone writes the run's files: one metrics line per epoch, the same final test count.
-    EXPECT_TRUE(fs::exists(root / fmt::format("n{}", nproc) / "final.json"));
-    EXPECT_EQ(read_file(root / fmt::format("n{}", nproc) / "metrics.jsonl").find("\"epoch\":1"),
-              read_file(root / "n1" / "metrics.jsonl").find("\"epoch\":1"));
+    // Rank 0 alone writes the run's files: 10 step lines and one epoch line in metrics.jsonl, the
+    // epoch's training metrics reduced over the ranks (the single-process means), and final.json.
+    auto last_line = [](const std::string& text) {
+      const size_t end = text.find_last_not_of('\n');
+      return text.substr(text.rfind('\n', end) + 1, end - text.rfind('\n', end));
+    };
+    const std::string lines = read_file(root / fmt::format("n{}", nproc) / "metrics.jsonl");
+    ASSERT_EQ(std::count(lines.begin(), lines.end(), '\n'), 11) << lines;
+    const nlohmann::json many_epoch = nlohmann::json::parse(last_line(lines));
+    const nlohmann::json one_epoch = nlohmann::json::parse(last_line(read_file(root / "n1" / "metrics.jsonl")));
+    EXPECT_EQ(many_epoch["images"], one_epoch["images"]);
+    for (const char* term : {"loss", "clean_acc", "adv_acc", "l_d", "l_f", "gp"}) {
+      if (!one_epoch["train"].contains(term)) continue;
+      const double a = many_epoch["train"][term].get<double>(), b = one_epoch["train"][term].get<double>();
+      EXPECT_LE(std::abs(a - b), 1e-10 + 1e-8 * std::abs(b)) << term << ": " << a << " vs " << b;
+    }
+    const nlohmann::json many_final = nlohmann::json::parse(read_file(root / fmt::format("n{}", nproc) / "final.json"));
+    const nlohmann::json one_final = nlohmann::json::parse(read_file(root / "n1" / "final.json"));
+    EXPECT_EQ(many_final["test"]["count"], one_final["test"]["count"]);
+    EXPECT_EQ(many_final["test"]["clean_acc"], one_final["test"]["clean_acc"]);
   }
   fs::remove_all(root);
 }
@@ -206,6 +227,8 @@ TEST(DataParallel, KilledWorkerStopsTheLauncherWithin30Seconds) {
   pid_t victim = -1;
   const auto deadline = clock::now() + std::chrono::seconds(60);
   while (clock::now() < deadline) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(launcher.pid, &status, WNOHANG), 0) << "the launcher ended early:\n" << read_file(root / "log");
     victim = worker(1);
     if (victim > 0 && worker(0) > 0 && read_file(root / "log").find("afd_run train: NT") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
