@@ -12,6 +12,7 @@
 
 #include "afd/dist/communicator.h"
 #include "afd/dist/data_parallel.h"
+#include "tensor/cuda/cuda_info.h"
 #include "tensor/error.h"
 
 namespace afd::dist {
@@ -170,6 +171,38 @@ TEST(Communicator, GlooDeadPeerGivesAnErrorNotAHang) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
   EXPECT_LT(seconds, 15.0);
+  fs::remove_all(dir);
+}
+
+// The number of visible GPUs, counted in a child process: the parent must not initialise CUDA
+// before it forks the ranks.
+int visible_gpus() {
+  static const int count = [] {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(std::min(cuda::device_count(), 100));
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+  }();
+  return count;
+}
+
+// NCCL, one process per GPU. Skips without two GPUs (NCCL refuses two ranks on one device).
+TEST(Communicator, NcclAllReduceBroadcastBarrierOnTwoGpus) {
+  if (visible_gpus() < 2) GTEST_SKIP() << "needs 2 GPUs: the NCCL communicator is compiled but not run here";
+  const fs::path dir = fresh_dir("nccl");
+  std::vector<int> codes = run_ranks(2, [&](int rank) {
+    auto comm = make_nccl(options(rank, 2, dir), Device::cuda(rank));
+    Tensor t = Tensor::from_vector<float>({float(rank + 1), 2.f}, {2}).to(Device::cuda(rank));
+    comm->all_reduce_sum(t);
+    if (t.to(Device::cpu()).to_vector<float>() != std::vector<float>{3.f, 4.f}) return 4;
+    Tensor d = Tensor::from_vector<double>({double(rank), 7.0 * rank}, {2}).to(Device::cuda(rank));
+    comm->broadcast(d, 1);
+    if (d.to(Device::cpu()).to_vector<double>() != std::vector<double>{1.0, 7.0}) return 5;
+    comm->barrier();
+    return 0;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
   fs::remove_all(dir);
 }
 
