@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -33,22 +34,24 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-// 80 training images 16 x 16 (10 steps of a global batch of 8), 16 test images; labels i % 10.
-fs::path tiny_mnist() {
-  static const fs::path dir = [] {
-    fs::path d = fresh_dir("data");
+// `n` training images 16 x 16 (80: 10 steps of a global batch of 8), 16 test images; labels 7i % 10.
+fs::path tiny_mnist(int64_t n = 80) {
+  static std::map<int64_t, fs::path> made;
+  if (made.count(n)) return made[n];
+  fs::path dir = [n] {
+    fs::path d = fresh_dir(fmt::format("data{}", n));
     auto labels = [](int64_t n) {
       std::vector<uint8_t> l;
       for (int64_t i = 0; i < n; ++i) l.push_back(uint8_t((i * 7) % 10));
       return l;
     };
-    data::write_idx_images((d / "train-images-idx3-ubyte").string(), 80, 16, 16);
-    data::write_idx_labels((d / "train-labels-idx1-ubyte").string(), labels(80));
+    data::write_idx_images((d / "train-images-idx3-ubyte").string(), n, 16, 16);
+    data::write_idx_labels((d / "train-labels-idx1-ubyte").string(), labels(n));
     data::write_idx_images((d / "t10k-images-idx3-ubyte").string(), 16, 16, 16);
     data::write_idx_labels((d / "t10k-labels-idx1-ubyte").string(), labels(16));
     return d;
   }();
-  return dir;
+  return made[n] = dir;
 }
 
 std::string read_file(const fs::path& p) {
@@ -93,8 +96,8 @@ int wait_for(Proc p, double seconds) {
   return -1;
 }
 
-std::vector<std::string> run_flags(const std::string& method, const fs::path& out, int nproc) {
-  std::vector<std::string> a{"train", "--dataset", "mnist", "--data-dir", tiny_mnist().string(), "--preset", "none",
+std::vector<std::string> run_flags(const std::string& method, const fs::path& out, int nproc, int64_t n_train = 80) {
+  std::vector<std::string> a{"train", "--dataset", "mnist", "--data-dir", tiny_mnist(n_train).string(), "--preset", "none",
                              "--method", method, "--model", "small-cnn", "--dtype", "f64", "--epochs", "1",
                              "--batch-size", "8", "--lr", "0.05", "--lr-d", "0.05", "--lr-f", "0.05", "--momentum",
                              "0.9", "--weight-decay", "1e-4", "--milestones", "", "--seed", "5", "--test-subset", "16",
@@ -202,6 +205,20 @@ TEST(DataParallel, TwoGpusOverNcclMatchOneGpu) {
   }
   EXPECT_GT(expect_close(root / "n2" / "checkpoint" / "model.safetensors", root / "n1" / "checkpoint" / "model.safetensors",
                          1e-6, 1e-4), 100000);
+  fs::remove_all(root);
+}
+
+// 85 images: 10 batches of 8, then one of 5, which 2 ranks split 3 + 2: the gradients weighted by
+// 3/5 and 2/5 still give the single-process update.
+TEST(DataParallel, UnevenLastBatchStaysExact) {
+  const fs::path root = fresh_dir("uneven");
+  for (int nproc : {1, 2}) {
+    const int status = wait_for(start(run_flags("nt", root / fmt::format("n{}", nproc), nproc, 85),
+                                      root / fmt::format("n{}.log", nproc)), 120);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(root / fmt::format("n{}.log", nproc));
+  }
+  EXPECT_GT(expect_close(root / "n2" / "checkpoint" / "trainer.safetensors", root / "n1" / "checkpoint" / "trainer.safetensors",
+                         1e-10, 1e-8), 100000);
   fs::remove_all(root);
 }
 
