@@ -5,7 +5,8 @@
 // ibverbs are built in (tcp used here); the stores are FileStore, HashStore, PrefixStore and
 // RedisStore (no TCP store), hence the shared folder. Context::setTimeout bounds both the
 // rendezvous (connectFullMesh waits for the other ranks' addresses) and every collective; a peer
-// whose process dies closes its sockets, so the others fail at once rather than at the timeout.
+// whose process dies closes its sockets, so the others fail at once rather than at the timeout
+// (SIGPIPE is ignored so that writing to such a socket is an error, not a silent death).
 // Gloo reports failures as gloo::Exception or gloo::EnforceNotMet: both become afd::Error here.
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
@@ -15,6 +16,8 @@
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
+
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
@@ -29,6 +32,10 @@ namespace {
 class GlooCommunicator final : public Communicator {
  public:
   explicit GlooCommunicator(const DistOptions& o) : rank_(o.rank), size_(o.world_size) {
+    // Gloo writes to its sockets without MSG_NOSIGNAL: a write to a dead peer would raise SIGPIPE
+    // and kill this process silently. Ignored (process-wide), the write fails with EPIPE and Gloo
+    // throws, which names the failure.
+    ::signal(SIGPIPE, SIG_IGN);
     const auto timeout = std::chrono::milliseconds(int64_t(o.timeout_seconds * 1000));
     guarded("rendezvous", [&] {
       std::filesystem::create_directories(o.rendezvous);

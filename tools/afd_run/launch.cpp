@@ -9,7 +9,7 @@
 //
 // The launcher waits for the workers. A worker that exits non-zero (other than 130) or dies from a
 // signal makes it stop the others (SIGTERM, then SIGKILL after 5 s) and exit 1 naming the rank and
-// how it died. Exit status 130 (a worker stopped by Ctrl-C after writing its checkpoint) is not a
+// how it died (a death by signal is named as the cause over the "peer died" errors it provokes). Exit status 130 (a worker stopped by Ctrl-C after writing its checkpoint) is not a
 // failure: the stop reaches every rank through the step's metric reduction, so all of them write
 // nothing more and exit 130, and so does the launcher. The launcher ignores SIGINT itself (the
 // terminal delivers Ctrl-C to the workers, which are in its process group) and passes SIGTERM on.
@@ -160,7 +160,35 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
       continue;
     }
     if (!failure.empty() || terminating) continue;  // the first failure is the one reported
-    failure = fmt::format("worker rank {} (pid {}) {}", r, pid, describe(status));
+    // A rank killed by a signal makes the others fail in their next collective ("connection closed
+    // by peer") within milliseconds, and waitpid may report those first: collect what ends within
+    // 300 ms and name a signal death as the cause when there is one.
+    struct Ended {
+      int64_t rank;
+      pid_t pid;
+      int status;
+    };
+    std::vector<Ended> ended{{r, pid, status}};
+    const auto grace = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    while (alive > 0 && std::chrono::steady_clock::now() < grace) {
+      int st = 0;
+      const pid_t p = ::waitpid(-1, &st, WNOHANG);
+      if (const int64_t q = p > 0 ? rank_of(p) : -1; q >= 0) {
+        pids[size_t(q)] = -1, --alive;
+        ended.push_back({q, p, st});
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    const Ended* cause = &ended.front();
+    for (const Ended& e : ended)
+      if (WIFSIGNALED(e.status)) {
+        cause = &e;
+        break;
+      }
+    failure = fmt::format("worker rank {} (pid {}) {}", cause->rank, cause->pid, describe(cause->status));
+    for (const Ended& e : ended)
+      if (&e != cause) failure += fmt::format(" (then rank {} {})", e.rank, describe(e.status));
     io.err << fmt::format("afd_run train: {}; stopping the other {} worker(s)\n", failure, alive) << std::flush;
     // SIGTERM, then SIGKILL for any worker still there after 5 s.
     stop_all(SIGTERM);
