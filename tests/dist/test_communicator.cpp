@@ -174,6 +174,33 @@ TEST(Communicator, GlooDeadPeerGivesAnErrorNotAHang) {
   fs::remove_all(dir);
 }
 
+// A peer that is alive but never joins the collective: the survivor's call throws after the
+// timeout (2 s here), not later.
+TEST(Communicator, GlooHungPeerTimesOut) {
+  const fs::path dir = fresh_dir("hung");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int> codes = run_ranks(2, [&](int rank) {
+    auto comm = make_gloo(options(rank, 2, dir, /*timeout=*/2));
+    comm->barrier();
+    if (rank == 1) {
+      ::sleep(3);  // hangs (alive, sockets open), then leaves
+      ::_exit(0);
+    }
+    Tensor t = Tensor::from_vector<double>({1}, {1});
+    const auto before = std::chrono::steady_clock::now();
+    try {
+      comm->all_reduce_sum(t);
+    } catch (const Error& e) {
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - before).count();
+      return waited > 1.5 && waited < 4.5 ? 0 : 4;
+    }
+    return 5;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+  fs::remove_all(dir);
+}
+
 // The number of visible GPUs, counted in a child process: the parent must not initialise CUDA
 // before it forks the ranks.
 int visible_gpus() {
