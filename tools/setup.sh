@@ -8,7 +8,7 @@
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config g++ libfmt-dev libgtest-dev libopenblas-dev zlib1g-dev
-          nlohmann-json3-dev python3 libjpeg62-turbo-dev libpng-dev)
+          nlohmann-json3-dev python3 libjpeg62-turbo-dev libpng-dev libgloo-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then packages+=(python3-torch python3-numpy python3-pil python3-torchvision); fi
 
 missing=()

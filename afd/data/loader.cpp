@@ -103,9 +103,14 @@ void augment_image(const uint8_t* src, float* dst, int64_t C, int64_t H, int64_t
 Batch make_batch(const Dataset& data, const LoaderOptions& options, int64_t epoch, int64_t index,
                  const std::vector<int64_t>& order, bool as_float) {
   const int64_t n = int64_t(order.size());
-  const int64_t begin = index * options.batch_size;
+  int64_t begin = index * options.batch_size;
   AFD_CHECK(begin >= 0 && begin < n, "loader: batch {} starts at sample {} of {}", index, begin, n);
-  const int64_t count = std::min(options.batch_size, n - begin);
+  int64_t count = std::min(options.batch_size, n - begin);
+  if (options.shard_count > 1) {  // this shard's slice of the global batch (dist::shard_of)
+    const int64_t base = count / options.shard_count, extra = count % options.shard_count;
+    begin += options.shard_rank * base + std::min<int64_t>(options.shard_rank, extra);
+    count = base + (options.shard_rank < extra ? 1 : 0);
+  }
   const int64_t C = data.images.size(1), H = data.images.size(2), W = data.images.size(3);
   const int64_t image_size = C * H * W;
   Batch b;
@@ -139,6 +144,8 @@ Loader::Loader(const Dataset& data, LoaderOptions options) : data_(data), option
   AFD_CHECK(options_.crop_padding >= 0 && options_.crop_padding <= 1024,
             "loader: crop_padding {} (expected 0 to 1024)", options_.crop_padding);
   AFD_CHECK(options_.prefetch >= 0, "loader: prefetch {} (expected >= 0)", options_.prefetch);
+  AFD_CHECK(options_.shard_count >= 1 && options_.shard_rank >= 0 && options_.shard_rank < options_.shard_count,
+            "loader: shard {} of {} (expected 0 <= shard_rank < shard_count)", options_.shard_rank, options_.shard_count);
   AFD_CHECK(data_.size() > 0, "loader: dataset {} is empty", data_.name);
 }
 

@@ -51,6 +51,10 @@ struct LoaderOptions {
   bool flip = false;          // random horizontal flip with probability 1/2
   int64_t prefetch = 2;       // batches prepared ahead by the background thread; 0 = no thread
   Device device = Device::cpu();
+  // Data parallel: every batch (of up to batch_size rows, the GLOBAL batch) is cut into shard_count
+  // contiguous slices, the first (rows % shard_count) one row longer, and this loader yields slice
+  // shard_rank only (afd/dist/data_parallel.h, shard_of). Order and augmentation are unchanged.
+  int shard_rank = 0, shard_count = 1;
 };
 
 struct Batch {

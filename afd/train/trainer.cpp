@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "afd/dist/data_parallel.h"
 #include "attacks/core.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
@@ -172,8 +173,9 @@ std::shared_ptr<nn::Classifier> make_classifier(const TrainConfig& config, int64
 
 // ---- construction ----------------------------------------------------------------------------
 
-Trainer::Trainer(TrainConfig config, data::Dataset train_set)
-    : config_(std::move(config)), train_set_(std::move(train_set)), epoch_sums_(std::make_unique<Accumulator>()) {
+Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<dist::Communicator> comm)
+    : config_(std::move(config)), train_set_(std::move(train_set)), comm_(std::move(comm)),
+      epoch_sums_(std::make_unique<Accumulator>()) {
   config_.validate();
   train_set_.validate();
   AFD_CHECK(train_set_.size() >= 1, "Trainer: the training set '{}' is empty", train_set_.name);
@@ -185,6 +187,17 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set)
             "Trainer: with {} training images and batch_size {} the last batch holds one image, and BatchNorm "
             "needs more than one value per channel in training: set drop_last or another batch size",
             n, config_.batch_size);
+  if (distributed()) {
+    const int64_t world = comm_->size(), last = n % config_.batch_size;
+    AFD_CHECK(config_.batch_size % world == 0,
+              "Trainer: the global batch size {} does not divide by the world size {}: every rank trains on batch_size "
+              "/ world_size images; choose a batch size that is a multiple of {}",
+              config_.batch_size, world, world);
+    AFD_CHECK(config_.drop_last || last == 0 || last / world >= 2,
+              "Trainer: the last batch of {} images split over {} ranks leaves a rank with fewer than 2 images (BatchNorm "
+              "needs more than one per channel): set drop_last or another batch size",
+              last, world);
+  }
 
   Generator gen(config_.seed);
   model_ = make_classifier(config_, images.size(1), images.size(2), train_set_.classes, gen);
@@ -214,10 +227,35 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set)
   lo.flip = config_.flip;
   lo.prefetch = config_.prefetch;
   lo.device = config_.device;
+  if (distributed()) {
+    lo.shard_rank = comm_->rank();
+    lo.shard_count = comm_->size();
+  }
   loader_ = std::make_unique<data::Loader>(train_set_, lo);
   AFD_CHECK(loader_->batches_per_epoch() >= 1, "Trainer: {} training images give no batch of {} (drop_last)", n,
             config_.batch_size);
   rng_ = Generator(config_.seed, kStepStream);
+  broadcast_networks();
+}
+
+bool Trainer::distributed() const { return comm_ && comm_->size() > 1; }
+
+int Trainer::rank() const { return comm_ ? comm_->rank() : 0; }
+
+int Trainer::world_size() const { return comm_ ? comm_->size() : 1; }
+
+// Rank 0's parameters and buffers everywhere (the same seed already gives the same init; this also
+// covers a resumed run and any difference in how a rank built its networks).
+void Trainer::broadcast_networks() {
+  if (!distributed()) return;
+  dist::broadcast_module(*comm_, *model_);
+  if (disc_) dist::broadcast_module(*comm_, *disc_);
+}
+
+// Before an optimizer step: the gradients of `opt`'s parameters summed over the ranks, each rank's
+// weighted by its share of the global batch (data_parallel.h).
+void Trainer::sync_gradients(const Optimizer& opt) {
+  if (distributed()) dist::average_gradients(*comm_, opt.params(), shard_weight_);
 }
 
 Trainer::~Trainer() = default;
@@ -255,7 +293,9 @@ void Trainer::check_finite(double value, const char* phase, const char* term) co
 
 uint64_t Trainer::next_attack_seed() {
   const uint64_t block = rng_.reserve(4, DType::f32);  // one Philox block
-  return seed_from_block(rng_.seed, block);
+  const uint64_t seed = seed_from_block(rng_.seed, block);
+  // Data parallel: each rank attacks its own rows, with its own random starts.
+  return distributed() ? seed_from_block(seed, uint64_t(comm_->rank())) : seed;
 }
 
 StepMetrics Trainer::train_step(const Tensor& x_in, const Tensor& y_in, const StepOverrides& given) {
@@ -268,6 +308,16 @@ StepMetrics Trainer::train_step(const Tensor& x_in, const Tensor& y_in, const St
   ++global_step_;
   StepMetrics m;
   m.batch_size = x.size(0);
+  if (distributed()) {
+    // x is this rank's shard of the global batch: its size and place (dist::shard_of).
+    const int64_t n = x.size(0);
+    global_batch_ = int64_t(dist::sum_over_ranks(*comm_, {double(n)}, config_.device)[0]);
+    const dist::Shard s = dist::shard_of(global_batch_, comm_->rank(), comm_->size());
+    AFD_CHECK(s.count == n, "train_step: rank {} of {} got {} rows of a global batch of {}, expected {}", comm_->rank(),
+              comm_->size(), n, global_batch_, s.count);
+    shard_begin_ = s.begin;
+    shard_weight_ = double(n) / double(global_batch_);
+  }
   const Tensor x_adv = config_.method == Method::nt ? Tensor() : adversarial(x, y, given, m);
   switch (config_.method) {
     case Method::nt:
@@ -276,7 +326,22 @@ StepMetrics Trainer::train_step(const Tensor& x_in, const Tensor& y_in, const St
     case Method::norm: step_norm(x, y, x_adv, m); break;
     case Method::afd: step_afd(x, y, x_adv, given.gp_alpha, m); break;
   }
+  if (distributed()) reduce_metrics(m);
   return m;
+}
+
+// Every set term becomes its mean over the global batch (each rank's mean weighted by its rows);
+// the last entry carries request_stop() so that every rank stops after the same step.
+void Trainer::reduce_metrics(StepMetrics& m) {
+  const auto& fields = metric_fields();
+  std::vector<double> v;
+  for (const auto& [name, field] : fields) v.push_back(std::isnan(m.*field) ? 0.0 : m.*field * double(m.batch_size));
+  v.push_back(stop_requested() ? 1.0 : 0.0);
+  v = dist::sum_over_ranks(*comm_, v, config_.device);
+  for (size_t i = 0; i < fields.size(); ++i)
+    if (!std::isnan(m.*fields[i].second)) m.*fields[i].second = v[i] / double(global_batch_);
+  m.batch_size = global_batch_;
+  if (v.back() > 0) request_stop();
 }
 
 Tensor Trainer::adversarial(const Tensor& x, const Tensor& y, const StepOverrides& given, StepMetrics& m) {
@@ -329,6 +394,7 @@ void Trainer::step_nt_at(const Tensor& x, const Tensor& y, const Tensor& x_adv, 
   m.loss = m.ce = scalar_of(ce);
   check_finite(m.ce, "classifier step", "CE");
   ce.backward();
+  sync_gradients(*opt_fc_);
   opt_fc_->step();
   if (!adv) m.clean_acc = accuracy(logits.data(), y);
 }
@@ -349,6 +415,7 @@ void Trainer::step_trades(const Tensor& x, const Tensor& y, const Tensor& x_adv,
   check_finite(m.kl, "classifier step", "KL");
   check_finite(m.loss, "classifier step", "loss");
   loss.backward();
+  sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(logits.data(), y);
 }
@@ -369,6 +436,7 @@ void Trainer::step_norm(const Tensor& x, const Tensor& y, const Tensor& x_adv, S
   check_finite(m.distance, "classifier step", "distance");
   check_finite(m.loss, "classifier step", "loss");
   loss.backward();
+  sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(out.logits.data(), y);
 }
@@ -386,6 +454,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
   m.loss = m.ce = scalar_of(l_c);
   check_finite(m.ce, "C step", "L_C");
   l_c.backward();
+  sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(logits.data(), y);
 
@@ -410,6 +479,9 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
       AFD_CHECK(gp_alpha.shape() == Shape{x.size(0)}, "train_step: given gp_alpha has shape {}, expected [{}]",
                 shape_str(gp_alpha.shape()), x.size(0));
       alpha = gp_alpha.to(config_.device).to(config_.dtype);
+    } else if (distributed()) {
+      // The global batch's weights, drawn alike on every rank; this rank's rows of them.
+      alpha = rand({global_batch_}, rng_, config_.dtype, config_.device).slice(shard_begin_, shard_begin_ + x.size(0));
     } else {
       alpha = rand({x.size(0)}, rng_, config_.dtype, config_.device);
     }
@@ -425,6 +497,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
     d_total = l_d + gp * config_.gp_lambda;
   }
   d_total.backward();
+  sync_gradients(*opt_d_);
   opt_d_->step();
   std::vector<double> dc = host_values(d_clean.data()), da = host_values(d_adv.data());
   double sum_c = 0, sum_a = 0, right_c = 0, right_a = 0;
@@ -447,6 +520,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
     check_finite(m.l_f, "F step", "L_F");
     l_f.backward();
   }
+  sync_gradients(*opt_f_);
   opt_f_->step();
 }
 
@@ -510,7 +584,10 @@ EvalResult Trainer::evaluate(const data::Dataset& data, const EvalOptions& optio
   EvalResult r;
   int64_t clean_correct = 0, robust = 0;
   double loss_sum = 0;
-  for (int64_t b = 0; b * lo.batch_size < n; ++b) {
+  // Data parallel: rank r evaluates batches r, r + W, r + 2W, ...; the sums are reduced below. Each
+  // batch's attack seed depends on b only, so the result equals the single-process one.
+  const int64_t stride = world_size(), first = rank();
+  for (int64_t b = first; b * lo.batch_size < n; b += stride) {
     data::Batch batch = data::make_batch(data, lo, 0, b, order);
     const Tensor x = batch.images.to(config_.device).to(config_.dtype);
     const Tensor y = batch.labels.to(config_.device);
@@ -543,6 +620,11 @@ EvalResult Trainer::evaluate(const data::Dataset& data, const EvalOptions& optio
     }
     r.count += int64_t(pred.size());
     if (options.progress) options.progress(r.count, n);
+  }
+  if (distributed()) {
+    std::vector<double> sums = dist::sum_over_ranks(
+        *comm_, {double(clean_correct), double(robust), loss_sum, double(r.count)}, config_.device);
+    clean_correct = int64_t(sums[0]), robust = int64_t(sums[1]), loss_sum = sums[2], r.count = int64_t(sums[3]);
   }
   r.clean_acc = double(clean_correct) / double(r.count);
   r.clean_loss = loss_sum / double(r.count);
@@ -583,6 +665,7 @@ FitResult Trainer::fit(const FitOptions& options) {
 // ---- checkpoints -----------------------------------------------------------------------------
 
 void Trainer::save_checkpoint(const std::string& dir) const {
+  if (rank() != 0) return;  // data parallel: every rank holds the same state; rank 0 writes it
   std::filesystem::create_directories(dir);
   NamedTensors all;
   for (auto& [name, t] : model_->state_dict()) all.emplace_back("model." + name, t);
@@ -759,6 +842,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
   } catch (const std::exception& e) {
     AFD_FAIL("load_checkpoint: {}: bad epoch_sums metadata: {}", path, e.what());
   }
+  broadcast_networks();
 }
 
 }  // namespace afd::train

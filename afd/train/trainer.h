@@ -75,6 +75,27 @@
 // Loading checks the method, the model, its width, the classes, the dtype, the seed and the training
 // set's size against this trainer, then every name, shape and dtype (strictly), and names the file
 // and the first difference. A failed load leaves the Trainer unusable: make a new one.
+//
+// ---- Data parallel (a Communicator of size W > 1, afd/dist/) -----------------------------------
+// One Trainer per process, each built with the same config (config.batch_size is the GLOBAL batch,
+// a multiple of W) and the same training set, plus its communicator:
+//   - at construction and after load_checkpoint: rank 0's parameters and buffers are broadcast;
+//   - the loader gives rank r its slice dist::shard_of(B, r, W) of every global batch (the same
+//     shuffle from the same seed on every rank), so the ranks together see the single-process batch;
+//   - the training attack runs on each rank's shard, with the step's seed mixed with the rank;
+//   - after each backward (C, D and F steps of AFD alike), before the optimizer step, the gradients
+//     are summed over the ranks in ~1 MB buckets, each rank's weighted by its share of the global
+//     batch (data_parallel.h): every rank applies the single-process update. Not overlapped with
+//     the backward pass;
+//   - the GP's mixing weights are drawn for the whole global batch on every rank (each takes its rows);
+//   - BatchNorm statistics are per rank (as PyTorch DDP without SyncBatchNorm): a model with BN then
+//     trains differently from one process; there is no synchronised BN yet;
+//   - train_step returns metrics averaged over the global batch (batch_size = the global size), and
+//     request_stop() on any rank stops every rank after the same step;
+//   - evaluate() splits the batches over the ranks and sums the counts (the same numbers as one process);
+//   - save_checkpoint writes on rank 0 only (the other ranks return at once).
+// Collectives per step: one for the batch size, one per bucket per optimizer step, one for metrics.
+// Without a communicator (or with size 1) none of this runs: the single-process path is unchanged.
 #pragma once
 #include <atomic>
 #include <cmath>
@@ -89,6 +110,7 @@
 
 #include "afd/data/dataset.h"
 #include "afd/data/loader.h"
+#include "afd/dist/communicator.h"
 #include "afd/train/config.h"
 #include "nn/models/discriminator.h"
 #include "nn/module.h"
@@ -194,12 +216,16 @@ class Trainer {
   // Builds the classifier (and D for AFD) from config.seed, the optimizers, the schedule and the
   // loader over `train_set` (kept by shared storage). Validates the config; the training set must
   // have images [N, C, H, H] with N >= 1.
-  Trainer(TrainConfig config, data::Dataset train_set);
+  // `comm`: the data-parallel group this trainer is one rank of (null: a single process).
+  Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<dist::Communicator> comm = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
   const TrainConfig& config() const { return config_; }
+  bool distributed() const;  // a communicator of size > 1
+  int rank() const;          // 0 without a communicator
+  int world_size() const;    // 1 without a communicator
   nn::Classifier& classifier() { return *model_; }
   std::shared_ptr<nn::Classifier> classifier_ptr() const { return model_; }
   nn::SNPDFC3* discriminator() { return disc_.get(); }  // null unless AFD
@@ -217,7 +243,8 @@ class Trainer {
   const Generator& rng() const { return rng_; }
 
   // One training step on a batch x [N, C, H, W] in [0, 1] (any float dtype; converted to the
-  // config's dtype and device), labels i64 [N]. Advances global_step() but not the loader position
+  // config's dtype and device), labels i64 [N]. Data parallel: x and y are this rank's shard
+  // dist::shard_of(global N, rank, W) of the global batch, and the metrics are global. Advances global_step() but not the loader position
   // (train_epoch does that). Throws on NaN/Inf in a loss, before the bad update is applied.
   StepMetrics train_step(const Tensor& x, const Tensor& y, const StepOverrides& given = {});
 
@@ -259,6 +286,9 @@ class Trainer {
   void step_norm(const Tensor& x, const Tensor& y, const Tensor& x_adv, StepMetrics& m);
   void step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, const Tensor& gp_alpha, StepMetrics& m);
   void check_finite(double value, const char* phase, const char* term) const;
+  void broadcast_networks();
+  void sync_gradients(const Optimizer& opt);
+  void reduce_metrics(StepMetrics& m);
   std::string checkpoint_dir() const;
 
   TrainConfig config_;
@@ -270,6 +300,9 @@ class Trainer {
   std::unique_ptr<data::Loader> loader_;
   Generator rng_;
   int64_t epoch_ = 0, batch_ = 0, global_step_ = 0;
+  std::shared_ptr<dist::Communicator> comm_;
+  int64_t global_batch_ = 0, shard_begin_ = 0;  // data parallel: this step's global size, our first row
+  double shard_weight_ = 1;                     // our rows / global rows
   std::unique_ptr<Accumulator> epoch_sums_;
   std::atomic<bool> stop_{false};
 };

@@ -28,6 +28,9 @@ int train_command(const std::vector<std::string>& args, Io io);
 int eval_command(const std::vector<std::string>& args, Io io);
 int attack_command(const std::vector<std::string>& args, Io io);
 int data_command(const std::vector<std::string>& args, Io io);
+// afd_run train --nproc N (launch.cpp): runs N workers `afd_run train ARGS --rank R --world-size N
+// --rendezvous DIR`, waits, and on a worker's failure stops the rest and throws RunError naming it.
+int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Options& opt, Io io);
 
 // Parses --device, checks the backend exists (RunError naming the flag otherwise) and sets the
 // CPU thread count (0 = every core).

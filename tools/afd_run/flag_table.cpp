@@ -159,6 +159,33 @@ std::vector<Flag> build_table() {
                      "(slow)", "false"));
   }
 
+  // ---- data parallel (train; README "Multi-process and multi-GPU training") ----
+  {
+    auto dist_flag = [&](std::string name, FlagType type, std::string help, std::string fallback) -> Flag& {
+      Flag f = flag(std::move(name), type, kTrain, "data parallel", std::move(help), std::move(fallback));
+      f.resolved = false;  // how a run was launched is not part of what it is
+      t.push_back(f);
+      return t.back();
+    };
+    at_least(dist_flag("nproc", FlagType::integer,
+                       "launch N local worker processes, one rank each (data parallel; --batch-size is the global "
+                       "batch, a multiple of N)", "1"), 1);
+    at_least(dist_flag("rank", FlagType::integer,
+                       "advanced (set by --nproc or an external launcher): this process's rank in [0, --world-size)",
+                       "0"), 0);
+    at_least(dist_flag("world-size", FlagType::integer,
+                       "advanced: the number of ranks (processes) of the run, on every machine together", "1"), 1);
+    dist_flag("rendezvous", FlagType::path,
+              "advanced: an empty folder every rank can read and write (a shared filesystem across machines), "
+              "where the ranks find each other (\"\" = a fresh temporary one with --nproc)", "");
+    dist_flag("dist-host", FlagType::text,
+              "advanced: the address the other ranks reach this rank at (Gloo; set it on each machine of a "
+              "multi-machine run)", "127.0.0.1");
+    above(dist_flag("dist-timeout", FlagType::real,
+                    "advanced: seconds a collective (or the rendezvous) may wait for the other ranks before the "
+                    "run stops with an error", "300"), 0);
+  }
+
   // ---- model and data subset (train) ----
   {
     Flag m = flag("model", FlagType::choice, kTrain, "model", "classifier architecture");

@@ -12,7 +12,9 @@
 #include <functional>
 #include <optional>
 
+#include "afd/dist/communicator.h"
 #include "afd/train/trainer.h"
+#include "tensor/cuda/cuda_info.h"
 #include "tensor/error.h"
 #include "tools/afd_run/common.h"
 
@@ -82,6 +84,30 @@ TrainPlan resolve_train(const FlagSet& set, const std::vector<Assignment>& given
 // ---- Ctrl-C ----------------------------------------------------------------------------------
 
 namespace {
+
+// Data parallel (--world-size > 1): this process's rank's communicator, and whether it is rank 0,
+// the one that writes the run's files (the Trainer writes checkpoints on rank 0 only itself).
+// Set by train_command for its duration (DistScope).
+struct DistRun {
+  std::shared_ptr<dist::Communicator> comm;
+  bool lead = true;
+};
+DistRun g_dist;
+
+class DistScope {
+ public:
+  explicit DistScope(DistRun run) { g_dist = std::move(run); }
+  ~DistScope() { g_dist = DistRun(); }
+  DistScope(const DistScope&) = delete;
+  DistScope& operator=(const DistScope&) = delete;
+};
+
+void lead_write_text(const std::string& path, const std::string& text) {
+  if (g_dist.lead) write_text(path, text);
+}
+void lead_append_line(const std::string& path, const std::string& line) {
+  if (g_dist.lead) append_line(path, line);
+}
 
 std::atomic<train::Trainer*> g_trainer{nullptr};
 std::atomic<bool> g_interrupted{false};
@@ -214,7 +240,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
                      Io io, const std::string& tag, const std::function<void()>& commit) {
   const Options& opt = plan.options;
   SeedOutcome outcome;
-  train::Trainer trainer(config, train_set);
+  train::Trainer trainer(config, train_set, g_dist.comm);
   const fs::path ckpt = dir / "checkpoint";
   if (resume && fs::exists(ckpt / "trainer.safetensors")) {
     try {
@@ -268,7 +294,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
       json j{{"type", "step"},  {"seed", config.seed},        {"epoch", p.epoch + 1},
              {"batch", p.batch + 1}, {"step", p.global_step}, {"images_per_second", p.images_per_second}};
       j.update(metrics_json(p.step));
-      append_line(metrics_path, j.dump());
+      lead_append_line(metrics_path, j.dump());
     }
   };
   double cpu_mark = cpu_seconds();
@@ -305,13 +331,13 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
         trainer.save_checkpoint((dir / "best").string());
         json b{{"epoch", s.train.epoch + 1}, {"score", score}, {"select", opt.get("select-best")}, {"clean_acc", v.clean_acc},
                {"adv_acc", number(v.adv_acc)}, {"checkpoint", (dir / "best").string()}};
-        write_text((dir / "best.json").string(), b.dump(2) + "\n");
+        lead_write_text((dir / "best.json").string(), b.dump(2) + "\n");
         line += " (best)";
         j["best"] = true;
       }
     }
     if (!s.lrs.empty()) line += fmt::format(" | lr {}", format_real(s.lrs[0]));
-    append_line(metrics_path, j.dump());
+    lead_append_line(metrics_path, j.dump());
     io.err << line << "\n" << std::flush;
     cpu_mark = cpu_seconds();
   };
@@ -347,7 +373,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
     std::ifstream f(dir / "best.json");
     fin["best"] = json::parse(f);
   }
-  write_text((dir / "final.json").string(), fin.dump(2) + "\n");
+  lead_write_text((dir / "final.json").string(), fin.dump(2) + "\n");
   outcome.final = fin;
   return outcome;
 }
@@ -356,7 +382,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
 
 // ---- the command -----------------------------------------------------------------------------
 
-int train_command(const std::vector<std::string>& args, Io io) {
+int train_command(const std::vector<std::string>& args, Io io_in) {
   FlagSet set(flag_table(), kTrain);
   bool help = false;
   std::vector<Assignment> given = set.parse_args(args, &help);
@@ -373,20 +399,55 @@ int train_command(const std::vector<std::string>& args, Io io) {
     given = std::move(all);
   }
   if (help) {
-    io.out << help_text(kTrain, train_defaults(set, given));
+    io_in.out << help_text(kTrain, train_defaults(set, given));
     return 0;
   }
   TrainPlan plan = resolve_train(set, given);
   const Options& opt = plan.options;
+  const int64_t nproc = opt.get_int("nproc"), world = opt.get_int("world-size"), rank = opt.get_int("rank");
+  if (nproc > 1) {
+    if (world != 1)
+      throw UsageError(fmt::format("--nproc {} starts its own {} ranks: give no --world-size (it is {})", nproc, nproc, world));
+    return launch_workers(args, nproc, opt, io_in);
+  }
+  if (rank >= world) throw UsageError(fmt::format("--rank {}: outside [0, --world-size {})", rank, world));
+  if (world > 1 && opt.get("rendezvous").empty())
+    throw UsageError(fmt::format("--world-size {}: needs --rendezvous DIR, a folder every rank can reach", world));
   plan.config.device = setup_device(opt);
+  // --device cuda (no index) with several ranks: one GPU per rank, rank r on cuda:(r mod the
+  // visible devices) (on each machine of a multi-machine run, ranks should then be numbered so that
+  // a machine's ranks are consecutive).
+  if (world > 1 && plan.config.device.is_cuda() && opt.get("device") == "cuda")
+    plan.config.device = Device::cuda(int(rank % std::max(1, cuda::device_count())));
+  // Data parallel: join the other ranks first (before the data load, so that they meet early).
+  DistRun dist_run;
+  if (world > 1) {
+    dist::DistOptions d;
+    d.rank = int(rank);
+    d.world_size = int(world);
+    d.rendezvous = opt.get("rendezvous");
+    d.host = opt.get("dist-host");
+    d.timeout_seconds = opt.get_real("dist-timeout");
+    try {
+      dist_run.comm = dist::connect(d, plan.config.device);
+    } catch (const Error& e) {
+      throw RunError(clean_message(e.what()));
+    }
+    dist_run.lead = rank == 0;
+  }
+  DistScope dist_scope(dist_run);
+  // Only rank 0 talks: the other ranks' progress and summaries go nowhere (errors still reach stderr).
+  static std::ostream quiet(nullptr);
+  const bool lead = dist_run.lead;
+  Io io = lead ? io_in : Io{quiet, quiet, false};
   const std::string dataset = opt.get("dataset");
   const std::string data_dir = opt.get("data-dir");
 
   // Output folder first: a typo there should not cost a data load.
   const fs::path out(opt.get("out"));
-  prepare_out_dir(out.string(), "--out");
+  if (lead) prepare_out_dir(out.string(), "--out");
   const bool overwrite = opt.get_bool("overwrite");
-  if (resume.empty() && has_run(out)) {
+  if (lead && resume.empty() && has_run(out)) {
     if (!overwrite)
       throw RunError(fmt::format("--out {}: holds a run already; continue it with --resume {} or start afresh with --overwrite",
                                  out.string(), out.string()));
@@ -414,7 +475,7 @@ int train_command(const std::vector<std::string>& args, Io io) {
   auto commit = [&] {
     if (committed) return;
     committed = true;
-    write_text((out / "resolved.flags").string(), opt.resolved_flagfile(flagfile_header(out.string())));
+    lead_write_text((out / "resolved.flags").string(), opt.resolved_flagfile(flagfile_header(out.string())));
     io.err << fmt::format(
         "afd_run train: {} on {} ({} of {} training images{}, test {} per epoch), {} width {}, {} epochs x {} batches of "
         "{}, {}, seed {}{}, {} with {} threads -> {}\n",
@@ -436,7 +497,7 @@ int train_command(const std::vector<std::string>& args, Io io) {
     if (seeds > 1) {
       dir = out / fmt::format("seed-{}", config.seed);
       tag = fmt::format("[seed {}] ", config.seed);
-      prepare_out_dir(dir.string(), "--out");
+      if (lead) prepare_out_dir(dir.string(), "--out");
     }
     config.out_dir = dir.string();
     bool seed_committed = false;
@@ -448,7 +509,7 @@ int train_command(const std::vector<std::string>& args, Io io) {
       one.set("seed", std::to_string(config.seed));
       one.set("seeds", "1");
       one.set("out", dir.string());
-      write_text((dir / "resolved.flags").string(), one.resolved_flagfile(flagfile_header(dir.string())));
+      lead_write_text((dir / "resolved.flags").string(), one.resolved_flagfile(flagfile_header(dir.string())));
     };
     SeedOutcome o = run_seed(plan, config, dir, !resume.empty(), train_set, test, val_set, io, tag, commit_seed);
     if (o.stopped) return 130;
@@ -479,7 +540,7 @@ int train_command(const std::vector<std::string>& args, Io io) {
     line += fmt::format(", {}({}) {} +- {} %", c.attack, format_real(c.attack_config.eps), percent(am), percent(as));
   }
   summary["std"] = "sample standard deviation over seeds (n - 1)";
-  write_text((out / "summary.json").string(), summary.dump(2) + "\n");
+  lead_write_text((out / "summary.json").string(), summary.dump(2) + "\n");
   io.out << line << " (std over seeds, n-1; " << (out / "summary.json").string() << ")\n";
   return 0;
 }

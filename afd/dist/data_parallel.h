@@ -1,0 +1,48 @@
+// Data parallelism over a Communicator: which rows of a global batch a rank trains on, the
+// start-of-run broadcast of the networks, and the gradient all-reduce in buckets.
+//
+//   dist::Shard s = dist::shard_of(global_n, comm.rank(), comm.size());   // rows [s.begin, s.begin + s.count)
+//   dist::broadcast_module(comm, model);            // every rank starts from rank 0's weights
+//   loss.backward();                                // mean over this rank's s.count rows
+//   dist::average_gradients(comm, opt.params(), double(s.count) / double(global_n));
+//   opt.step();                                     // the same update on every rank
+//
+// Why the weight: the loss of one rank is a mean over its n_r rows, the single-process loss is a
+// mean over all N = sum_r n_r rows, so the single-process gradient is sum_r (n_r / N) g_r. With
+// equal shards the weight is 1 / size(), the plain average of DDP; unequal shards (the last partial
+// batch of an epoch) stay exact.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "afd/dist/communicator.h"
+#include "autograd/var.h"
+#include "nn/module.h"
+
+namespace afd::dist {
+
+// Rank `rank`'s rows of a batch of n rows split over `size` ranks: contiguous slices in rank
+// order, the first n % size ranks one row longer.
+struct Shard {
+  int64_t begin = 0, count = 0;
+};
+Shard shard_of(int64_t n, int rank, int size);
+
+// Every parameter and buffer of `module` takes rank `root`'s values (in place).
+void broadcast_module(Communicator& comm, nn::Module& module, int root = 0);
+
+// For every Var of `params` with a gradient: grad = sum over ranks of weight * grad. The gradients
+// are flattened into buckets of about `bucket_bytes` (consecutive parameters of one dtype), one
+// all-reduce per bucket; afterwards each grad is a view into its bucket. Every rank must pass the
+// same parameters with gradients of the same shapes. The all-reduce runs after backward() has
+// finished: it is NOT overlapped with the backward pass (the tape has no per-leaf hook to start a
+// bucket early), which costs one extra pass over the gradients' memory per step.
+void average_gradients(Communicator& comm, const std::vector<Var>& params, double weight,
+                       size_t bucket_bytes = size_t(1) << 20);
+
+// Element-wise sum over ranks of a few host numbers (metrics, counts), through a tensor on
+// `device` (the communicator's kind of tensor).
+std::vector<double> sum_over_ranks(Communicator& comm, const std::vector<double>& values, Device device);
+
+}  // namespace afd::dist
