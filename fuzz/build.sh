@@ -26,15 +26,22 @@ targets=(idx cifar safetensors flagfile)
 seconds=${1:-}
 [[ $# -ge 2 ]] && targets=("${@:2}")
 
-# Each source compiled once (again only when it changed), then every target linked from them.
-compile() {
-  local src=$1 obj="$out/obj/${1//\//_}.o"
-  if [[ ! -f $obj || $src -nt $obj ]]; then "$CXX" "${flags[@]}" -c "$src" -o "$obj"; fi
-  echo "$obj"
-}
+# Each source compiled once (again only when it changed), all cores at once; then every target
+# linked from the objects.
+obj_of() { echo "$out/obj/${1//\//_}.o"; }
+stale=()
+for src in "${core[@]}" $(for t in "${targets[@]}"; do echo "${extra[$t]} fuzz/fuzz_$t.cpp"; done | tr ' ' '\n' | sort -u); do
+  obj=$(obj_of "$src")
+  [[ -f $obj && ! $src -nt $obj ]] || stale+=("$src")
+done
+if ((${#stale[@]})); then
+  echo "fuzz: compiling ${#stale[@]} sources"
+  printf '%s\n' "${stale[@]}" |
+    xargs -P "$(nproc)" -I{} sh -c '"$0" "$@" -c "{}" -o "'"$out"'/obj/$(echo "{}" | tr / _).o"' "$CXX" "${flags[@]}"
+fi
 for t in "${targets[@]}"; do
   objs=()
-  for src in "${core[@]}" ${extra[$t]} "fuzz/fuzz_$t.cpp"; do objs+=("$(compile "$src")"); done
+  for src in "${core[@]}" ${extra[$t]} "fuzz/fuzz_$t.cpp"; do objs+=("$(obj_of "$src")"); done
   echo "fuzz: linking $out/fuzz_$t"
   "$CXX" -fsanitize=fuzzer,address,undefined "${objs[@]}" -o "$out/fuzz_$t" -lfmt -lopenblas -lz -lgomp
 done
