@@ -63,18 +63,6 @@ int64_t AttackResult::success_count() const {
 
 namespace {
 
-// Rows `idx` of t (any dtype, any device).
-Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx) {
-  if (!t.defined()) return t;
-  Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) return ops::index_select(t, index.to(t.device()));
-  Shape s = t.shape();
-  s[0] = static_cast<int64_t>(idx.size());
-  Tensor out(s, t.dtype(), t.device());
-  for (size_t j = 0; j < idx.size(); ++j) out.select(static_cast<int64_t>(j)).copy_(t.select(idx[j]));
-  return out;
-}
-
 void check_labels(const Tensor& t, const char* what, int64_t n) {
   AFD_CHECK(t.defined(), "perturb: {} labels are required", what);
   AFD_CHECK(t.dtype() == DType::i64 && t.dim() == 1 && t.size(0) == n, "perturb: expected {} labels i64 [{}], got {}",

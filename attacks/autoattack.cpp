@@ -1,6 +1,7 @@
 #include "attacks/autoattack.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "attacks/autoattack_state.h"
 #include "attacks/core.h"
 #include "nn/safetensors.h"
 #include "tensor/error.h"
@@ -55,12 +57,6 @@ std::vector<std::pair<std::string, AttackConfig>> autoattack_components(const Au
 
 namespace {
 
-std::string flags_string(const std::vector<uint8_t>& f) {
-  std::string s(f.size(), '0');
-  for (size_t i = 0; i < f.size(); ++i) s[i] = f[i] ? '1' : '0';
-  return s;
-}
-
 // FNV-1a over the bytes of x (as f32) and y: a resumed evaluation must see the same data.
 std::string fingerprint(const Tensor& x, const Tensor& y) {
   uint64_t h = 1469598103934665603ull;
@@ -74,25 +70,55 @@ std::string fingerprint(const Tensor& x, const Tensor& y) {
   return fmt::format("{:016x}", h);
 }
 
-// The evaluation's progress, as saved in the state file.
-struct State {
-  std::vector<uint8_t> robust;
-  size_t completed = 0;                 // attacks finished
-  std::vector<int64_t> current_points;  // the points the current attack attacks
-  size_t batches_done = 0;              // of the current attack
-  std::vector<std::string> batch_files; // adversarial rows found so far, one file per batch
-  std::vector<double> robust_accuracy, seconds;
-};
-
-void write_json_atomic(const std::string& path, const nlohmann::json& j) {
+void write_text_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
     AFD_CHECK(out.good(), "autoattack: cannot write the state file {}", tmp);
-    out << j.dump(1) << "\n";
+    out << text;
     AFD_CHECK(out.good(), "autoattack: writing the state file {} failed", tmp);
   }
   fs::rename(tmp, path);
+}
+
+// One batch file of a state's broken points: index i64 [k] and x_adv [k, ...] with x's row shape,
+// written into x_adv's rows (bad indices or shapes are errors, not writes out of bounds).
+void load_batch_file(const std::string& path, Tensor& x_adv) {
+  SafetensorsFile f = read_safetensors(path);
+  const Tensor index = f.get("index"), rows = f.get("x_adv");
+  std::vector<int64_t> row_shape = x_adv.shape();
+  row_shape[0] = index.dim() == 1 ? index.size(0) : -1;
+  AFD_CHECK(index.dtype() == DType::i64 && index.dim() == 1 && rows.shape() == row_shape,
+            "autoattack: batch file {}: expected index i64 [k] and x_adv [k, {}], got {} and {}", path,
+            fmt::join(x_adv.shape().begin() + 1, x_adv.shape().end(), ", "), index.str(), rows.str());
+  const std::vector<int64_t> idx = index.to_vector<int64_t>();
+  for (size_t k = 0; k < idx.size(); ++k) {
+    AFD_CHECK(idx[k] >= 0 && idx[k] < x_adv.size(0), "autoattack: batch file {}: point index {} outside [0, {})",
+              path, idx[k], x_adv.size(0));
+    x_adv.select(idx[k]).copy_(rows.select(static_cast<int64_t>(k)).to(x_adv.dtype()).to(x_adv.device()));
+  }
+}
+
+// A resumed state must agree with the model: a point still robust was classified correctly, and a
+// point it says was broken has a stored adversarial that the model misclassifies. So a damaged or
+// edited state file cannot lower (or raise) the robust accuracy the evaluation reports.
+void check_resumed_state(const AutoAttackState& st, const std::vector<uint8_t>& clean_correct, const Tensor& x_adv,
+                         const std::vector<int64_t>& labels, int64_t batch_size,
+                         const std::function<std::vector<int64_t>(const Tensor&)>& predict, const std::string& path) {
+  std::vector<int64_t> broken;
+  for (size_t i = 0; i < st.robust.size(); ++i) {
+    AFD_CHECK(!st.robust[i] || clean_correct[i], "autoattack: state file {} says point {} is robust, but the model "
+              "misclassifies it (delete the state file to start over)", path, i);
+    if (clean_correct[i] && !st.robust[i]) broken.push_back(static_cast<int64_t>(i));
+  }
+  for (size_t b = 0; b < broken.size(); b += static_cast<size_t>(batch_size)) {
+    const std::vector<int64_t> idx(broken.begin() + static_cast<int64_t>(b),
+                                   broken.begin() + static_cast<int64_t>(std::min(broken.size(), b + batch_size)));
+    const std::vector<int64_t> pred = predict(take_rows(x_adv, idx));
+    for (size_t k = 0; k < idx.size(); ++k)
+      AFD_CHECK(pred[k] != labels[idx[k]], "autoattack: state file {} says point {} was broken, but its stored "
+                "adversarial example is classified correctly (delete the state file to start over)", path, idx[k]);
+  }
 }
 
 }  // namespace
@@ -113,10 +139,6 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
   auto predict = [&](const Tensor& rows) {
     return ops::argmax(logits_of(model, rows), 1).to(Device::cpu()).to_vector<int64_t>();
   };
-  auto take = [&](const Tensor& t, const std::vector<int64_t>& idx) {
-    Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-    return ops::index_select(t, index.to(t.device()));
-  };
 
   AutoAttackReport rep;
   rep.count = n;
@@ -124,65 +146,34 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
   rep.x_adv = x.clone();
 
   // Clean accuracy, in batches.
-  State st;
-  st.robust.assign(static_cast<size_t>(n), 0);
+  std::vector<uint8_t> clean_correct(static_cast<size_t>(n), 0);
   for (int64_t b = 0; b < n; b += options.batch_size) {
     std::vector<int64_t> pred = predict(x.slice(b, std::min(n, b + options.batch_size)));
-    for (size_t j = 0; j < pred.size(); ++j) st.robust[b + j] = pred[j] == labels[b + j];
+    for (size_t j = 0; j < pred.size(); ++j) clean_correct[b + j] = pred[j] == labels[b + j];
   }
   int64_t clean = 0;
-  for (uint8_t r : st.robust) clean += r;
+  for (uint8_t r : clean_correct) clean += r;
   rep.clean_accuracy = n ? static_cast<double>(clean) / static_cast<double>(n) : 0;
 
-  // Resume from the state file, refusing one made by another evaluation.
-  const std::string fp = fingerprint(x, y);
-  nlohmann::json header = {{"format", "afd-autoattack-state/1"}, {"norm", norm_name(options.norm)},
-                           {"eps", options.eps}, {"seed", options.seed}, {"attacks", rep.attacks},
-                           {"count", n}, {"data", fp}};
+  // Resume from the state file (attacks/autoattack_state.h), refusing one made by another evaluation.
+  const nlohmann::json header = autoattack_state_header(norm_name(options.norm), options.eps, options.seed,
+                                                        options.batch_size, rep.attacks, n, fingerprint(x, y));
   const std::string side_dir = options.state_path.empty() ? "" : options.state_path + ".d";
+  AutoAttackState st;
+  st.robust = clean_correct;
   if (!options.state_path.empty() && fs::exists(options.state_path)) {
-    std::ifstream in(options.state_path);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      AFD_FAIL("autoattack: state file {} is not valid JSON: {}", options.state_path, e.what());
-    }
-    for (const auto& [key, value] : header.items())
-      AFD_CHECK(j.contains(key) && j[key] == value, "autoattack: state file {} belongs to another evaluation: {} is "
-                "{} there, {} here (delete it to start over)", options.state_path, key,
-                j.contains(key) ? j[key].dump() : "missing", value.dump());
-    std::string flags = j.at("robust");
-    AFD_CHECK(static_cast<int64_t>(flags.size()) == n, "autoattack: state file {}: {} robust flags for {} points",
-              options.state_path, flags.size(), n);
-    for (int64_t i = 0; i < n; ++i) st.robust[i] = flags[i] == '1';
-    st.completed = j.at("completed");
-    st.current_points = j.at("current_points").get<std::vector<int64_t>>();
-    st.batches_done = j.at("batches_done");
-    st.batch_files = j.at("batch_files").get<std::vector<std::string>>();
-    st.robust_accuracy = j.at("robust_accuracy").get<std::vector<double>>();
-    st.seconds = j.at("seconds").get<std::vector<double>>();
-    for (const std::string& file : st.batch_files) {
-      SafetensorsFile f = read_safetensors(side_dir + "/" + file);
-      std::vector<int64_t> idx = f.get("index").to_vector<int64_t>();
-      Tensor rows = f.get("x_adv");
-      for (size_t k = 0; k < idx.size(); ++k) rep.x_adv.select(idx[k]).copy_(rows.select(static_cast<int64_t>(k)));
-    }
+    std::ifstream in(options.state_path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    AFD_CHECK(in.good() || in.eof(), "autoattack: cannot read the state file {}", options.state_path);
+    st = parse_autoattack_state(text, header, options.state_path);
+    for (const std::string& file : st.batch_files) load_batch_file(side_dir + "/" + file, rep.x_adv);
+    check_resumed_state(st, clean_correct, rep.x_adv, labels, options.batch_size, predict, options.state_path);
     if (options.verbose)
       fmt::print(stderr, "autoattack: resuming from {} ({} of {} attacks done)\n", options.state_path, st.completed,
                  components.size());
   }
   auto save_state = [&] {
-    if (options.state_path.empty()) return;
-    nlohmann::json j = header;
-    j["robust"] = flags_string(st.robust);
-    j["completed"] = st.completed;
-    j["current_points"] = st.current_points;
-    j["batches_done"] = st.batches_done;
-    j["batch_files"] = st.batch_files;
-    j["robust_accuracy"] = st.robust_accuracy;
-    j["seconds"] = st.seconds;
-    write_json_atomic(options.state_path, j);
+    if (!options.state_path.empty()) write_text_atomic(options.state_path, autoattack_state_json(header, st));
   };
   auto robust_fraction = [&] {
     int64_t c = 0;
@@ -209,7 +200,7 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
                                st.current_points.begin() + static_cast<int64_t>(std::min(total, b + bs)));
       std::vector<int64_t> yb;
       for (int64_t i : idx) yb.push_back(labels[i]);
-      Tensor xb = take(x, idx);  // always the original images
+      Tensor xb = take_rows(x, idx);  // always the original images
       Tensor adv = atk->perturb(model, xb, Tensor::from_vector<int64_t>(yb, {static_cast<int64_t>(yb.size())})
                                                 .to(y.device())).x_adv;
       std::vector<int64_t> pred = predict(adv);  // the model's own verdict decides
@@ -229,7 +220,7 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
           std::string file = fmt::format("{}_{}.safetensors", a, st.batches_done - 1);
           write_safetensors(side_dir + "/" + file,
                             {{"index", Tensor::from_vector<int64_t>(rows_idx, {static_cast<int64_t>(rows_idx.size())})},
-                             {"x_adv", take(adv, broken).to(Device::cpu())}});
+                             {"x_adv", take_rows(adv, broken).to(Device::cpu())}});
           st.batch_files.push_back(file);
         }
         if (st.seconds.size() <= a) st.seconds.resize(a + 1, 0.0);

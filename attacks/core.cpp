@@ -233,4 +233,15 @@ Tensor random_in_ball(const Tensor& like, const std::vector<double>& eps, Norm p
   AFD_FAIL("random_in_ball: unknown norm");
 }
 
+Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx) {
+  if (!t.defined()) return t;
+  Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
+  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) return ops::index_select(t, index.to(t.device()));
+  Shape s = t.shape();
+  s[0] = static_cast<int64_t>(idx.size());
+  Tensor out(s, t.dtype(), t.device());
+  for (size_t j = 0; j < idx.size(); ++j) out.select(static_cast<int64_t>(j)).copy_(t.select(idx[j]));
+  return out;
+}
+
 }  // namespace afd::attacks

@@ -63,6 +63,9 @@ Tensor success_mask(const Tensor& logits, const Tensor& y, const Tensor& target,
 // with random signs (uniform in the unit L1 ball) times eps_i. Returns a perturbation like `like`.
 Tensor random_in_ball(const Tensor& like, const std::vector<double>& eps, Norm p, Generator& gen);
 
+// Rows `idx` of t (any dtype, any device; a new tensor).
+Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx);
+
 // ---- host helpers for row algorithms that sort (top-k, projections) --------------------------
 // Row-major f64 copy of x on the CPU, and back into a tensor of `like`'s dtype and device.
 std::vector<double> host_rows(const Tensor& x);

@@ -1,12 +1,15 @@
 // The AutoAttack ensemble: the standard list, cumulative accuracies, the self-check, the state file
-// (an interrupted evaluation resumes to the same flags; a different evaluation is refused).
+// (an interrupted evaluation resumes to the same flags; a different evaluation, a damaged or an
+// edited state file is refused).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "attacks/autoattack.h"
+#include "attacks/autoattack_state.h"
 #include "attacks/core.h"
+#include "nn/safetensors.h"
 #include "nn/layers.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
@@ -136,6 +139,105 @@ TEST(AutoAttack, InterruptedEvaluationResumesToTheSameResult) {
   Tensor x2 = s.x.clone();
   x2.fill_(0.5);
   expect_error([&] { run_autoattack(*s.model, x2, s.y, o); }, "belongs to another evaluation: data");
+  fs::remove_all(dir);
+}
+
+// The state file's parser on hand-made files: a valid one round-trips; every damaged field is an
+// error naming the file and the field, never a crash or a read outside the state's folder.
+TEST(AutoAttackState, ParserChecksEveryField) {
+  const nlohmann::json header = autoattack_state_header("linf", 0.3, 0, 2, {"apgd-ce", "square"}, 4, "abc");
+  AutoAttackState st;
+  st.robust = {1, 0, 1, 0};
+  st.completed = 1;
+  st.current_points = {0, 2};
+  st.batches_done = 1;
+  st.batch_files = {"0_0.safetensors", "1_0.safetensors"};
+  st.robust_accuracy = {0.5};
+  st.seconds = {1.5, 0.25};
+  const std::string good = autoattack_state_json(header, st);
+  const AutoAttackState back = parse_autoattack_state(good, header, "s.json");
+  EXPECT_EQ(back.robust, st.robust);
+  EXPECT_EQ(back.current_points, st.current_points);
+  EXPECT_EQ(back.batch_files, st.batch_files);
+  EXPECT_EQ(back.seconds, st.seconds);
+
+  auto edited = [&](const char* key, nlohmann::json value) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    if (value.is_null()) j.erase(key); else j[key] = value;
+    return j.dump();
+  };
+  auto refused = [&](const std::string& text, const std::string& message) {
+    expect_error([&] { parse_autoattack_state(text, header, "s.json"); }, message);
+  };
+  refused("{\"robust\": ", "s.json is not valid JSON");
+  refused("[1, 2]", "not a JSON object");
+  refused(edited("batch_size", 3), "belongs to another evaluation: batch_size");
+  refused(edited("robust", nlohmann::json()), "has no 'robust'");
+  refused(edited("robust", 1010), "'robust' has the wrong type");
+  refused(edited("robust", "101"), "3 robust flags for 4 points");
+  refused(edited("robust", "10x0"), "other than 0 and 1");
+  refused(edited("completed", 3), "'completed' is 3, but there are 2 attacks");
+  refused(edited("completed", -1), "'completed' must be a whole number >= 0");
+  refused(edited("completed", 0.5), "'completed' must be a whole number >= 0");
+  refused(edited("current_points", {2, 0}), "'current_points' must ascend inside [0, 4), got 0 at position 1");
+  refused(edited("current_points", {0, 4}), "got 4 at position 1");
+  refused(edited("current_points", {0, 0}), "got 0 at position 1");
+  refused(edited("batches_done", 2), "'batches_done' is 2, but the current attack has 1 batches");
+  refused(edited("batch_files", {"../../etc/passwd"}), "batch file name '../../etc/passwd'");
+  refused(edited("batch_files", {"0_0.safetensors/../x"}), "is not <attack>_<batch>.safetensors");
+  refused(edited("batch_files", {"2_0.safetensors"}), "batch file name '2_0.safetensors'");  // attack 2 of 2
+  refused(edited("batch_files", {"_0.safetensors"}), "batch file name");
+  refused(edited("robust_accuracy", {0.5, 0.5}), "2 robust accuracies for 1 finished attacks");
+  refused(edited("robust_accuracy", {1.5}), "robust accuracy of 1.5 is outside [0, 1]");
+  refused(edited("seconds", nlohmann::json::array()), "0 attack times for 1 finished of 2 attacks");
+  refused(edited("seconds", {1.0, -2.0}), "an attack time of -2 s");
+}
+
+// A state file edited to call a robust point broken (or a broken one robust), or a batch file
+// with rows out of range, is caught against the model when the evaluation resumes.
+TEST(AutoAttackState, EditedStateIsCaughtOnResume) {
+  Scene s = make_scene(40);
+  AutoAttackOptions o = small_options();
+  const fs::path dir = fs::temp_directory_path() / "afd_autoattack_tamper";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  o.state_path = (dir / "state.json").string();
+  const AutoAttackReport full = run_autoattack(*s.model, s.x, s.y, o);
+  const std::string saved = [&] {
+    std::ifstream in(o.state_path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }();
+  auto write_state = [&](const nlohmann::json& j) { std::ofstream(o.state_path) << j.dump(); };
+  nlohmann::json j = nlohmann::json::parse(saved);
+  std::string flags = j["robust"];
+  const size_t robust_point = flags.find('1'), misclassified = 0;  // point 0's label was changed (make_scene)
+  ASSERT_NE(robust_point, std::string::npos);
+  ASSERT_EQ(full.robust[misclassified], 0);
+
+  flags[robust_point] = '0';  // "broken", but no adversarial example was stored for it
+  j["robust"] = flags;
+  write_state(j);
+  expect_error([&] { run_autoattack(*s.model, s.x, s.y, o); },
+               fmt::format("says point {} was broken, but its stored adversarial example is classified correctly",
+                           robust_point));
+  flags = nlohmann::json::parse(saved)["robust"];
+  flags[misclassified] = '1';
+  j["robust"] = flags;
+  write_state(j);
+  expect_error([&] { run_autoattack(*s.model, s.x, s.y, o); }, "says point 0 is robust, but the model misclassifies it");
+
+  // A batch file whose index points outside the data.
+  j = nlohmann::json::parse(saved);
+  ASSERT_FALSE(j["batch_files"].empty());
+  const std::string batch = o.state_path + ".d/" + std::string(j["batch_files"][0]);
+  SafetensorsFile f = read_safetensors(batch);
+  std::vector<int64_t> idx = f.get("index").to_vector<int64_t>();
+  idx[0] = 40;
+  write_safetensors(batch, {{"index", Tensor::from_vector<int64_t>(idx, {int64_t(idx.size())})}, {"x_adv", f.get("x_adv")}});
+  write_state(j);
+  expect_error([&] { run_autoattack(*s.model, s.x, s.y, o); }, "point index 40 outside [0, 40)");
+  write_safetensors(batch, {{"index", f.get("index")}, {"x_adv", f.get("x_adv").slice(0, 0)}});
+  expect_error([&] { run_autoattack(*s.model, s.x, s.y, o); }, "expected index i64 [k] and x_adv [k, 1, 8, 8]");
   fs::remove_all(dir);
 }
 
