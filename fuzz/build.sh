@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets for every parser of files from outside (IDX, CIFAR binary,
-# safetensors, afd_run flagfiles, AutoAttack state files) with clang 14 (ASan + UBSan) and, given a duration, runs each for
+# safetensors, afd_run flagfiles, AutoAttack state files, checkpoint configs) with clang 14 (ASan + UBSan) and, given a duration, runs each for
 # that many seconds on its committed seed corpus (fuzz/corpus/TARGET/, small valid files).
 #
-#   bash fuzz/build.sh              # build build-fuzz/fuzz_{idx,cifar,safetensors,flagfile,autoattack_state}
+#   bash fuzz/build.sh              # build build-fuzz/fuzz_{idx,cifar,safetensors,flagfile,autoattack_state,train_config}
 #   bash fuzz/build.sh 60           # build, then fuzz each target for 60 s (CI-sized: 20)
 #   bash fuzz/build.sh 600 idx      # only the named targets, 10 minutes each
 #
@@ -22,8 +22,9 @@ core=(tensor/tensor.cpp tensor/backend.cpp tensor/broadcast.cpp tensor/ops.cpp t
       tensor/cuda/cuda_info_stub.cpp)
 declare -A extra=([idx]="afd/data/readers.cpp" [cifar]="afd/data/readers.cpp"
                   [safetensors]="nn/safetensors.cpp" [flagfile]="tools/afd_run/flags.cpp"
-                  [autoattack_state]="attacks/autoattack_state.cpp")
-targets=(idx cifar safetensors flagfile autoattack_state)
+                  [autoattack_state]="attacks/autoattack_state.cpp"
+                  [train_config]="afd/train/config_json.cpp attacks/config.cpp nn/optim/loss_names.cpp")
+targets=(idx cifar safetensors flagfile autoattack_state train_config)
 seconds=${1:-}
 [[ $# -ge 2 ]] && targets=("${@:2}")
 

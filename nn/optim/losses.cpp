@@ -60,22 +60,6 @@ Var hinge_feature_loss(const Var& d_adv) {
   return neg(mean(d_adv));
 }
 
-GanLoss parse_gan_loss(const std::string& name) {
-  if (name == "dcgan") return GanLoss::dcgan;
-  if (name == "wgan") return GanLoss::wgan;
-  if (name == "hinge") return GanLoss::hinge;
-  AFD_FAIL("unknown GAN loss '{}' (expected dcgan, wgan or hinge)", name);
-}
-
-const char* gan_loss_name(GanLoss kind) {
-  switch (kind) {
-    case GanLoss::dcgan: return "dcgan";
-    case GanLoss::wgan: return "wgan";
-    case GanLoss::hinge: return "hinge";
-  }
-  return "?";
-}
-
 Var discriminator_loss(GanLoss kind, const Var& d_clean, const Var& d_adv) {
   switch (kind) {
     case GanLoss::dcgan: return dcgan_discriminator_loss(d_clean, d_adv);

@@ -162,6 +162,18 @@ TEST(TrainConfig, JsonRejectsUnknownKeysAndTypes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown key 'attack_config.iters'"), std::string::npos) << e.what();
   }
+  // Numbers outside the field's type (converting them would be undefined behaviour), or of another kind.
+  for (const char* text : {R"({"epochs": 1e30})", R"({"epochs": 10000000000000000000})", R"({"epochs": 2.5})",
+                           R"({"seed": -1})", R"({"milestones": [1, "2"]})", R"({"flip": 1})", R"({"lr": "0.1"})",
+                           R"({"attack_config": {"steps": 1e300}})"}) {
+    try {
+      config_from_json(text);
+      ADD_FAILURE() << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("has the wrong type or is out of range"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(config_from_json(R"({"epochs": 7, "seed": 18446744073709551615, "lr": 1})").seed, 18446744073709551615ull);
   EXPECT_THROW(config_from_json("{"), Error);
   EXPECT_EQ(config_from_json("{}").epochs, TrainConfig().epochs);  // missing keys keep the defaults
 }
