@@ -14,6 +14,7 @@
 #include <string>
 
 #include "nn/safetensors.h"
+#include "tests/support/checks.h"
 
 using namespace afd;
 namespace fs = std::filesystem;
@@ -221,14 +222,7 @@ TEST_F(Safetensors, ChecksumCatchesAFlippedDataByteAndStaysHidden) {
   SafetensorsFile f = read_safetensors(p);
   EXPECT_EQ(f.metadata, (std::map<std::string, std::string>{{"epoch", "3"}}));  // the key is hidden
   // Flip one bit of the last data byte: a well-formed file whose numbers changed.
-  {
-    std::fstream io(p, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(-1, std::ios::end);
-    char c = 0;
-    io.get(c);
-    io.seekp(-1, std::ios::end);
-    io.put(static_cast<char>(c ^ 0x01));
-  }
+  afd::testing::flip_byte_from_end(p, 1, 0x01);
   expect_rejected(p, SafetensorsErrorKind::checksum, {"crc32", "the file is corrupt"});
   EXPECT_THROW(write_safetensors(p, {{"w", Tensor::zeros({1})}}, {{"afd.crc32", "0"}}), SafetensorsError);
 }

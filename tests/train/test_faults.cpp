@@ -22,6 +22,7 @@
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
 #include "tests/train/tiny_run.h"
+#include "tests/support/checks.h"
 
 extern char** environ;
 
@@ -187,14 +188,7 @@ TEST(Faults, ACorruptLatestCheckpointFallsBackToThePreviousWithAWarning) {
     t.train_epoch();
     t.save_checkpoint(ckpt);  // epoch 2; epoch 1 kept as trainer.prev.safetensors
   }
-  {  // One flipped bit in the data: well-formed, but its crc32 no longer matches.
-    std::fstream io(latest, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(-3, std::ios::end);
-    char c = 0;
-    io.get(c);
-    io.seekp(-3, std::ios::end);
-    io.put(static_cast<char>(c ^ 0x10));
-  }
+  afd::testing::flip_byte_from_end(latest, 3, 0x10);  // well-formed, but its crc32 no longer matches
   ::testing::internal::CaptureStderr();
   Trainer again(Trainer::read_checkpoint_config(ckpt), train_set());
   again.load_checkpoint(ckpt);
