@@ -1,9 +1,9 @@
 #include "attacks/autoattack_state.h"
 
 #include <cmath>
-#include <type_traits>
 
 #include "tensor/error.h"
+#include "tensor/strict_json.h"
 
 namespace afd::attacks {
 
@@ -33,18 +33,15 @@ std::string autoattack_state_json(const json& header, const AutoAttackState& st)
 
 namespace {
 
-// j[key] as T, or Error naming the file and the key (a missing key, or a value of another type).
+// j[key] as T, or Error naming the file and the key (a missing key, a value of another kind or out
+// of T's range: tensor/strict_json.h).
 template <typename T>
 T field(const json& j, const char* key, const std::string& path) {
   AFD_CHECK(j.contains(key), "autoattack: state file {} has no '{}' (delete it to start over)", path, key);
-  if constexpr (std::is_integral_v<T>)
-    AFD_CHECK(j.at(key).is_number_unsigned(), "autoattack: state file {}: '{}' must be a whole number >= 0, got {}",
-              path, key, j.at(key).dump().substr(0, 80));
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    AFD_FAIL("autoattack: state file {}: '{}' has the wrong type: {}", path, key, j.at(key).dump().substr(0, 80));
-  }
+  T out{};
+  AFD_CHECK(strict_json_get(j.at(key), out), "autoattack: state file {}: '{}' has the wrong type or is out of range: "
+            "{}", path, key, j.at(key).dump().substr(0, 80));
+  return out;
 }
 
 // A batch file is named "<attack>_<batch>.safetensors" (decimal numbers), inside <state>.d/: no

@@ -1,13 +1,11 @@
 // TrainConfig's names (method, adv-keep-failed) and its JSON form, stored in every checkpoint. A
 // checkpoint may come from anywhere: config_from_json reads only known keys of the right types
 // (fuzzed: fuzz/fuzz_train_config.cpp); TrainConfig::validate then checks the values.
-#include <cstdint>
-#include <limits>
 #include <nlohmann/json.hpp>
-#include <type_traits>
 
 #include "afd/train/config.h"
 #include "tensor/error.h"
+#include "tensor/strict_json.h"
 
 namespace afd::train {
 
@@ -73,40 +71,12 @@ json attack_to_json(const attacks::AttackConfig& a) {
               {"p_init", a.p_init}};
 }
 
-// One JSON value as T, strictly: integers must be JSON integers inside T's range (1e30 is not an
-// int: converting it would be undefined behaviour), numbers must be numbers, and so on.
-template <class T>
-bool value_as(const json& v, T& out) {
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!v.is_boolean()) return false;
-  } else if constexpr (std::is_integral_v<T>) {
-    if (!v.is_number_integer()) return false;
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(std::numeric_limits<T>::max())
-                               : (v.get<int64_t>() < int64_t(std::numeric_limits<T>::min()) ||
-                                  (std::is_signed_v<T> && v.get<int64_t>() > int64_t(std::numeric_limits<T>::max()))))
-      return false;
-  } else if constexpr (std::is_floating_point_v<T>) {
-    if (!v.is_number()) return false;
-  } else if constexpr (std::is_same_v<T, std::string>) {
-    if (!v.is_string()) return false;
-  } else {  // a list
-    if (!v.is_array()) return false;
-    T list;
-    for (const json& e : v)
-      if (!value_as(e, list.emplace_back())) return false;
-    out = std::move(list);
-    return true;
-  }
-  out = v.get<T>();
-  return true;
-}
-
 // Reads `key` of `j` into `out` when present, with the key named in a type error.
 template <class T>
 void read(const json& j, const char* where, const char* key, T& out) {
   auto it = j.find(key);
   if (it == j.end()) return;
-  AFD_CHECK(value_as(*it, out), "config JSON: '{}{}' has the wrong type or is out of range ({})", where, key,
+  AFD_CHECK(strict_json_get(*it, out), "config JSON: '{}{}' has the wrong type or is out of range ({})", where, key,
             it->dump().substr(0, 80));
 }
 

@@ -173,12 +173,13 @@ TEST(AutoAttackState, ParserChecksEveryField) {
   refused("[1, 2]", "not a JSON object");
   refused(edited("batch_size", 3), "belongs to another evaluation: batch_size");
   refused(edited("robust", nlohmann::json()), "has no 'robust'");
-  refused(edited("robust", 1010), "'robust' has the wrong type");
+  refused(edited("robust", 1010), "'robust' has the wrong type or is out of range");
   refused(edited("robust", "101"), "3 robust flags for 4 points");
   refused(edited("robust", "10x0"), "other than 0 and 1");
   refused(edited("completed", 3), "'completed' is 3, but there are 2 attacks");
-  refused(edited("completed", -1), "'completed' must be a whole number >= 0");
-  refused(edited("completed", 0.5), "'completed' must be a whole number >= 0");
+  refused(edited("completed", -1), "'completed' has the wrong type or is out of range");
+  refused(edited("completed", 0.5), "'completed' has the wrong type or is out of range");
+  refused(edited("current_points", {0, 1e52}), "'current_points' has the wrong type or is out of range");  // fuzz find
   refused(edited("current_points", {2, 0}), "'current_points' must ascend inside [0, 4), got 0 at position 1");
   refused(edited("current_points", {0, 4}), "got 4 at position 1");
   refused(edited("current_points", {0, 0}), "got 0 at position 1");
