@@ -5,12 +5,14 @@
 // Commands are the lines of the fenced blocks without a language (or sh / bash) and the "Run:"
 // lines of the tour. They run from a temporary folder that holds tiny MNIST files where a reader
 // looks for the real ones (data/mnist), so relative paths (runs/..., data/...) stay inside it:
-//   afd_run ...          in-process, as shown, with flags appended that make it tiny (later flags
+//   afd_run ...          (or build/afd_run ...) in-process, as shown, with flags appended that make it tiny (later flags
 //                        win: one epoch, width 2, a few points, one or two attack steps); `data`
 //                        runs without --fetch and with --no-verify (fetching needs the network,
 //                        and tiny files are not the official ones: tests/data covers both)
 //   bash tools/X.sh ...  the script exists and parses (bash -n); not run: the main job takes 15
-//                        minutes, tools/test.sh is this suite, fetch_data.sh needs the network
+//                        minutes (its two trainings run tiny from its flagfiles instead, so the
+//                        commands that use its checkpoints run), tools/test.sh is this suite,
+//                        fetch_data.sh needs the network
 //   build/examples/X     the example's source and its built program exist (tests/examples runs them)
 // A command of any other shape fails the test, so a new kind of command gets a rule here.
 #include <gtest/gtest.h>
@@ -125,7 +127,7 @@ void write_tiny_mnist(const fs::path& dir) {
 std::string try_command(const Command& c) {
   std::vector<std::string> w = words(c.text);
   if (w.empty()) return "empty";
-  if (w[0] == "afd_run") {
+  if (w[0] == "afd_run" || w[0] == "build/afd_run") {
     std::vector<std::string> args(w.begin() + 1, w.end());
     const std::string command = args.empty() ? "" : args[0];
     // Flagfiles named relative to the repository.
@@ -146,6 +148,17 @@ std::string try_command(const Command& c) {
     EXPECT_EQ(std::system(("bash -n '" + script.string() + "'").c_str()), 0) << c.where << ": " << w[1] << " does not parse";
     if (w[1] == "tools/fetch_data.sh" && w.size() >= 3)  // the dataset is one the script knows
       EXPECT_NE(read_text(script).find(w[2]), std::string::npos) << c.where << ": fetch_data.sh knows no " << w[2];
+    if (w[1] == "tools/main_job.sh") {
+      // Its two trainings, from its own flagfiles, made tiny: the checkpoints that the commands
+      // after it in the README use (runs/main_job/afd_wgan, runs/main_job/at).
+      for (const char* flags : {"configs/main_job_afd_wgan.flags", "configs/main_job_at.flags"}) {
+        std::vector<std::string> args = {"train", "--flagfile", (kSource / flags).string()};
+        for (const std::string& f : tiny_flags("train")) args.push_back(f);
+        std::ostringstream out, err;
+        EXPECT_EQ(afd::cli::run(args, {out, err, false}), 0) << c.where << ": " << flags << " failed:\n" << err.str();
+      }
+      return "script parses; its two trainings ran in-process, tiny";
+    }
     return "script exists and parses (not run)";
   }
   if (w[0].rfind("build/examples/", 0) == 0) {
