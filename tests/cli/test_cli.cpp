@@ -465,6 +465,14 @@ TEST(CliRun, EvalAttackAndData) {
   // After AutoAttack the report adds the Square-vs-white-box check; --sanity-points 0 turns it off.
   const json aa_sanity = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["sanity"];
   EXPECT_EQ(aa_sanity["items"].back()["check"], "square vs white-box");
+  // The tiny AFD run has D: AutoAttack's x_adv also gets the H-divergence estimate.
+  const json aa_model = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0];
+  ASSERT_EQ(aa_model["h_divergence"].size(), 1u);
+  const json& aa_h = aa_model["h_divergence"][0];
+  EXPECT_EQ(aa_h["attack"], "autoattack");
+  EXPECT_EQ(aa_h["eps"], 0.3);
+  EXPECT_DOUBLE_EQ(aa_h["error_gap"].get<double>(),
+                   aa_model["clean_acc"].get<double>() - aa_model["attacks"][0]["robust_acc"][0].get<double>());
   Result off = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
                         "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "eval_off", "--progress", "none"});
   ASSERT_EQ(off.code, 0) << off.err;
