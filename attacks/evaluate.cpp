@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <limits>
 
 #include "attacks/core.h"
 #include "tensor/error.h"
@@ -64,7 +65,8 @@ RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attac
                n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0, secs);
   };
   // Re-evaluates x_eval with one forward pass: the number reported is the model's own answer.
-  auto score = [&](const Tensor& x_eval, const std::vector<int64_t>& idx, std::vector<uint8_t>& robust) {
+  auto score = [&](size_t eps_index, const Tensor& x_eval, const std::vector<int64_t>& idx, std::vector<uint8_t>& robust) {
+    if (options.on_adversarial) options.on_adversarial(eps_index, idx, x_eval);
     std::vector<int64_t> pred_adv = ops::argmax(logits_of(model, x_eval), 1).to(Device::cpu()).to_vector<int64_t>();
     int64_t count = 0;
     for (size_t j = 0; j < idx.size(); ++j) count += robust[idx[j]] = pred_adv[j] == labels[idx[j]];
@@ -80,19 +82,26 @@ RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attac
   if (once->minimal_norm()) {
     // One run; each eps clips the found perturbation into its ball.
     std::vector<std::pair<Tensor, Tensor>> found;  // (clean rows, x_adv) per batch
+    curve.norms.assign(static_cast<size_t>(n), 0.0);  // clean mistakes: 0
     size_t done = 0;
     for (const auto& idx : batches) {
       auto [xb, yb] = rows_of(idx);
-      found.emplace_back(xb, once->perturb(model, xb, yb).x_adv);
+      AttackResult r = once->perturb(model, xb, yb);
+      const std::vector<uint8_t> success = r.success.to_vector<uint8_t>();
+      const std::vector<double> norms = r.norms.to_vector<double>();
+      for (size_t j = 0; j < idx.size(); ++j)
+        curve.norms[static_cast<size_t>(idx[j])] = success[j] ? norms[j] : std::numeric_limits<double>::infinity();
+      found.emplace_back(xb, r.x_adv);
       report(once->name(), done += idx.size(), 0);
     }
     if (options.progress) fmt::print(stderr, "\n");
-    for (double eps : eps_list) {
+    for (size_t k = 0; k < eps_list.size(); ++k) {
+      const double eps = eps_list[k];
       std::vector<uint8_t> robust(static_cast<size_t>(n), 0);
       int64_t robust_count = 0;
       for (size_t b = 0; b < batches.size(); ++b) {
         std::vector<double> e(batches[b].size(), eps);
-        robust_count += score(project_ball(found[b].first, found[b].second, e, once->config().norm), batches[b], robust);
+        robust_count += score(k, project_ball(found[b].first, found[b].second, e, once->config().norm), batches[b], robust);
       }
       if (options.progress) fmt::print(stderr, "{} eps {:g}: robust {:.2f}%", once->name(), eps,
                                        n ? 100.0 * static_cast<double>(robust_count) / static_cast<double>(n) : 0.0);
@@ -100,7 +109,8 @@ RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attac
     }
     return curve;
   }
-  for (double eps : eps_list) {
+  for (size_t k = 0; k < eps_list.size(); ++k) {
+    const double eps = eps_list[k];
     AttackConfig c = config;
     c.eps = eps;
     std::unique_ptr<Attack> atk = make_attack(attack, c);
@@ -109,7 +119,7 @@ RobustnessCurve robust_accuracy(nn::UnaryModule& model, const std::string& attac
     size_t done = 0;
     for (const auto& idx : batches) {
       auto [xb, yb] = rows_of(idx);
-      robust_count += score(atk->perturb(model, xb, yb).x_adv, idx, robust);
+      robust_count += score(k, atk->perturb(model, xb, yb).x_adv, idx, robust);
       report(fmt::format("{} eps {:g}", atk->name(), eps), done += idx.size(), robust_count);
     }
     finish(std::move(robust), robust_count);

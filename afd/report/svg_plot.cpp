@@ -148,8 +148,8 @@ std::string render_svg(const LineChart& c) {
       pen_down = true;
     }
     s += fmt::format("<path data-series=\"{}\" d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                     xml_escape(ser.name), d, color);
-    if (c.markers)
+                     xml_escape(ser.name), d, c.lines ? color : "none");
+    if (c.markers || !c.lines)
       for (size_t i = 0; i < ser.x.size(); ++i)
         if (inside(ser.x[i], ser.y[i]))
           s += fmt::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"3\" fill=\"{}\"/>\n", px(ser.x[i]), py(ser.y[i]), color);
@@ -158,8 +158,12 @@ std::string render_svg(const LineChart& c) {
   for (size_t k = 0; k < c.series.size(); ++k) {
     const double y = top + 14 + 16 * double(k);
     const double x = right - 150;
-    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                     x, y - 4, x + 20, y - 4, kColors[k % std::size(kColors)]);
+    if (c.lines)
+      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                       x, y - 4, x + 20, y - 4, kColors[k % std::size(kColors)]);
+    else
+      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"/>\n", x + 10, y - 4,
+                       kColors[k % std::size(kColors)]);
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", x + 26, y, xml_escape(c.series[k].name));
   }
   s += "</svg>\n";

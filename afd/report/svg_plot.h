@@ -1,6 +1,8 @@
 // Line charts as SVG text, written by the project (no plotting runtime): axes with "nice" ticks,
-// axis labels, a title, a legend and one <path> per series (optionally a marker per point).
-// afd_run eval draws robust accuracy vs eps with one line per model (the paper's Figure 2).
+// axis labels, a title, a legend and one <path> per series (optionally a marker per point), or
+// scatter plots (lines = false: markers only). afd_run eval draws robust accuracy vs eps with one
+// line per model (the paper's Figure 2) and d_hat and the error gap vs eps and against each other
+// (Figure 3).
 //
 //   report::LineChart chart;
 //   chart.title = "pgd-linf on mnist";
@@ -30,6 +32,9 @@ struct LineChart {
   std::vector<Series> series;
   std::optional<double> x_min, x_max, y_min, y_max;  // axis ranges (default: the data's, padded)
   bool markers = true;                                // a circle at every point
+  // false: a scatter plot, markers only (each series' <path> is still written, with stroke="none",
+  // so a series stays one <path>; the legend swatch is a circle).
+  bool lines = true;
   double width = 640, height = 400;                   // pixels (the viewBox)
 };
 

@@ -380,6 +380,53 @@ TEST(MinimalNormEvaluation, AccuracyFallsWithEpsToTheAttacksOwnSuccess) {
   }
 }
 
+// RobustnessCurve::norms and EvalOptions::on_adversarial (what afd_run eval's per-sample file,
+// transfer and H-divergence use): the norms are the direct run's (inf where it failed); each eps
+// hands over every attacked row once, inside its eps-ball, and a point whose adversarial lies
+// within eps is not robust there (the clip leaves it unchanged).
+TEST(MinimalNormEvaluation, NormsAndOnAdversarialMatchTheDirectRun) {
+  Case c = make_case(24, 41);
+  const int64_t n = 24;
+  EvalOptions opt;
+  opt.batch_size = 10;  // three batches
+  opt.progress = false;
+  for (const std::string& name : {std::string("ddn"), std::string("deepfool-linf")}) {
+    SCOPED_TRACE(name);
+    AttackConfig cfg = config_for(name);
+    const Norm norm = make_attack(name, cfg)->config().norm;
+    const std::vector<double> grid = {0.05, 0.5, 5};
+    std::vector<std::vector<int>> seen(grid.size(), std::vector<int>(size_t(n), 0));
+    opt.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
+      ASSERT_LT(k, grid.size());
+      ASSERT_EQ(x_eval.size(0), int64_t(rows.size()));
+      const std::vector<double> dist =
+          row_norms(ops::sub(x_eval, take_rows(c.x, rows)), norm).to(DType::f64).to_vector<double>();
+      for (size_t j = 0; j < rows.size(); ++j) {
+        ++seen[k][size_t(rows[j])];
+        EXPECT_LE(dist[j], grid[k] * (1 + 1e-9) + 1e-12) << "row " << rows[j];
+      }
+    };
+    RobustnessCurve curve = robust_accuracy(*c.model, name, cfg, c.x, c.y, grid, opt);
+    for (const auto& s : seen) EXPECT_EQ(s, std::vector<int>(size_t(n), 1)) << "every clean-correct row once per eps";
+    ASSERT_EQ(curve.norms.size(), size_t(n));
+    for (size_t k = 0; k < grid.size(); ++k)
+      for (size_t i = 0; i < size_t(n); ++i)
+        if (curve.norms[i] <= grid[k]) {
+          EXPECT_EQ(curve.robust[k][i], 0) << "row " << i << " eps " << grid[k];
+        }
+    int64_t found = 0;
+    for (double v : curve.norms) found += std::isfinite(v);
+    EXPECT_GT(found, 0);
+  }
+  // Fixed-eps attacks keep no norms.
+  opt.on_adversarial = nullptr;
+  AttackConfig pgd = config_for("ddn");
+  pgd.norm = Norm::l2;
+  pgd.steps = 2;
+  pgd.step_size = 0.1;
+  EXPECT_TRUE(robust_accuracy(*c.model, "pgd-l2", pgd, c.x, c.y, {0.5}, opt).norms.empty());
+}
+
 // ---- reference agreement -----------------------------------------------------------------------
 TEST(MinimalNormReference, AdvertorchNormsMatchWithin1e3) {
   ReferenceFixture f = load_reference_fixture();

@@ -14,11 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "afd/data/dataset.h"
 #include "afd/data/synthetic.h"
+#include "afd/eval/stats.h"
 #include "afd/report/image_grid.h"
 #include "afd/report/png.h"
 #include "afd/train/config.h"
@@ -429,6 +432,10 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(ev["models"][0]["attacks"][0]["config"]["steps"], 2);
   EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
   EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
+  // Without --source-checkpoint: no black-box section, Table 1's BB columns empty.
+  EXPECT_FALSE(ev["models"][0].contains("black_box"));
+  EXPECT_NE(read_text(dir / "eval/table1.csv").find("\ntiny,32,"), std::string::npos) << read_text(dir / "eval/table1.csv");
+  EXPECT_TRUE(fs::exists(dir / "eval/per_sample.safetensors"));
   // Table A4's representation numbers: the width-2 MNIST ResNet18 has 4 x width = 8 feature dims.
   const json& rep = ev["models"][0]["representation"];
   EXPECT_EQ(rep["features"], 8);
@@ -458,6 +465,14 @@ TEST(CliRun, EvalAttackAndData) {
   // After AutoAttack the report adds the Square-vs-white-box check; --sanity-points 0 turns it off.
   const json aa_sanity = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["sanity"];
   EXPECT_EQ(aa_sanity["items"].back()["check"], "square vs white-box");
+  // The tiny AFD run has D: AutoAttack's x_adv also gets the H-divergence estimate.
+  const json aa_model = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0];
+  ASSERT_EQ(aa_model["h_divergence"].size(), 1u);
+  const json& aa_h = aa_model["h_divergence"][0];
+  EXPECT_EQ(aa_h["attack"], "autoattack");
+  EXPECT_EQ(aa_h["eps"], 0.3);
+  EXPECT_DOUBLE_EQ(aa_h["error_gap"].get<double>(),
+                   aa_model["clean_acc"].get<double>() - aa_model["attacks"][0]["robust_acc"][0].get<double>());
   Result off = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
                         "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "eval_off", "--progress", "none"});
   ASSERT_EQ(off.code, 0) << off.err;
@@ -548,6 +563,185 @@ TEST(CliRun, AttackPicturesAndEvalPlots) {
     EXPECT_EQ(svg.all("circle").size(), 6u);  // 3 eps per model
   }
   EXPECT_EQ(ev["models"][1]["name"], "second <2>");
+}
+
+// Lines of a CSV file without quoted fields, split at commas (a trailing empty field kept).
+std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(read_text(p));
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields(1);
+    for (char c : line) {
+      if (c == ',')
+        fields.emplace_back();
+      else
+        fields.back() += c;
+    }
+    rows.push_back(fields);
+  }
+  return rows;
+}
+
+// Wilson 95% bounds stored in eval.json: contain the estimate and equal the formula on n points.
+void expect_wilson(const json& acc, const json& ci, int64_t n) {
+  ASSERT_TRUE(ci.is_array()) << ci;
+  const eval::Interval want = eval::wilson_interval(acc.get<double>(), n);
+  EXPECT_LE(ci[0].get<double>(), acc.get<double>());
+  EXPECT_GE(ci[1].get<double>(), acc.get<double>());
+  EXPECT_DOUBLE_EQ(ci[0].get<double>(), want.lo);
+  EXPECT_DOUBLE_EQ(ci[1].get<double>(), want.hi);
+}
+
+// Issue 9's reports: Wilson intervals on every accuracy, Table 1 and Table 2 (Markdown and CSV),
+// per-sample flags and norms, black-box transfer from a source checkpoint, Figure 3's H-divergence
+// and error gap with their plots.
+TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  const std::string ck = dir / "run/checkpoint";
+  Result e = run_cli({"eval", "--checkpoint", ck + "," + ck, "--names", "a,b", "--attacks", "pgd-linf,cw-l2",
+                      "--eps", "0,0.3,1", "--attack-steps", "2", "--count", "12", "--eval-batch-size", "5",
+                      "--source-checkpoint", ck, "--sanity-points", "0", "--data-dir", dir / "mnist", "--out",
+                      dir / "eval", "--progress", "none"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  const json ev = json::parse(read_text(dir / "eval/eval.json"));
+  const int64_t n = 12;
+  ASSERT_EQ(ev["models"].size(), 2u);
+  EXPECT_EQ(ev["black_box_source"]["attacks"].size(), 2u);
+  for (const json& model : ev["models"]) {
+    expect_wilson(model["clean_acc"], model["clean_acc_ci"], n);
+    for (const char* section : {"attacks", "black_box"}) {
+      ASSERT_EQ(model[section].size(), 2u) << section;
+      for (const json& a : model[section]) {
+        ASSERT_EQ(a["robust_acc_ci"].size(), 3u);
+        for (size_t j = 0; j < 3; ++j) expect_wilson(a["robust_acc"][j], a["robust_acc_ci"][j], n);
+        EXPECT_EQ(a["robust_acc"][0], model["clean_acc"]) << "eps 0 is the clean accuracy";
+      }
+    }
+  }
+  const json& m0 = ev["models"][0];
+
+  // Table 1: 2 + 6 x 3 columns; AutoAttack not evaluated -> empty; the rest equal eval.json's numbers.
+  const auto t1 = read_csv(dir / "eval/table1.csv");
+  ASSERT_EQ(t1.size(), 3u);
+  const std::vector<std::string> want_header = {
+      "model", "n", "clean", "clean_ci_lo", "clean_ci_hi", "pgd_linf_wb", "pgd_linf_wb_ci_lo", "pgd_linf_wb_ci_hi",
+      "cw_l2_wb", "cw_l2_wb_ci_lo", "cw_l2_wb_ci_hi", "aa_linf_wb", "aa_linf_wb_ci_lo", "aa_linf_wb_ci_hi",
+      "pgd_linf_bb", "pgd_linf_bb_ci_lo", "pgd_linf_bb_ci_hi", "cw_l2_bb", "cw_l2_bb_ci_lo", "cw_l2_bb_ci_hi"};
+  EXPECT_EQ(t1[0], want_header);
+  auto pct = [](const json& v) { return fmt::format("{:.2f}", 100 * v.get<double>()); };
+  for (size_t r = 1; r < 3; ++r) {
+    const json& model = ev["models"][r - 1];
+    ASSERT_EQ(t1[r].size(), want_header.size());
+    EXPECT_EQ(t1[r][0], model["name"]);
+    EXPECT_EQ(t1[r][1], "12");
+    EXPECT_EQ(t1[r][2], pct(model["clean_acc"]));
+    EXPECT_EQ(t1[r][3], pct(model["clean_acc_ci"][0]));
+    EXPECT_EQ(t1[r][5], pct(model["attacks"][0]["robust_acc"][1]));   // pgd-linf at 0.3
+    EXPECT_EQ(t1[r][8], pct(model["attacks"][1]["robust_acc"][2]));   // cw-l2 at 1
+    EXPECT_EQ(t1[r][11], "");
+    EXPECT_EQ(t1[r][13], "");
+    EXPECT_EQ(t1[r][14], pct(model["black_box"][0]["robust_acc"][1]));
+    EXPECT_EQ(t1[r][17], pct(model["black_box"][1]["robust_acc"][2]));
+    for (size_t c = 2; c < want_header.size(); c += 3)  // lo <= value <= hi where present
+      if (!t1[r][c].empty()) {
+        EXPECT_LE(std::stod(t1[r][c + 1]), std::stod(t1[r][c]));
+        EXPECT_GE(std::stod(t1[r][c + 2]), std::stod(t1[r][c]));
+      }
+  }
+  // Table 2: the normalised AUC of each attack, 3 decimals.
+  const auto t2 = read_csv(dir / "eval/table2.csv");
+  ASSERT_EQ(t2.size(), 3u);
+  EXPECT_EQ(t2[0], (std::vector<std::string>{"model", "pgd-linf", "cw-l2"}));
+  EXPECT_EQ(t2[1][1], fmt::format("{:.3f}", m0["attacks"][0]["auc"].get<double>()));
+  EXPECT_EQ(t2[2][2], fmt::format("{:.3f}", ev["models"][1]["attacks"][1]["auc"].get<double>()));
+  const std::string md = read_text(dir / "eval/eval.md");
+  for (const char* part : {"## Table 1", "## Table 2", "PGD-Linf WB (0.3)", "C&W-L2 BB (1)", "## Black-box (transfer from",
+                           "Wilson 95%", "(trapezoid area under accuracy(eps)"})
+    EXPECT_NE(md.find(part), std::string::npos) << part << " not in:\n" << md;
+
+  // Per-sample results recompute every accuracy.
+  const SafetensorsFile ps = read_safetensors(dir / "eval/per_sample.safetensors");
+  const json eps_of = json::parse(ps.metadata.at("eps"));
+  EXPECT_EQ(json::parse(ps.metadata.at("models")), (std::vector<std::string>{"a", "b"}));
+  const std::vector<uint8_t> clean = ps.get("m0.clean").to_vector<uint8_t>();
+  ASSERT_EQ(clean.size(), size_t(n));
+  auto mean_row = [&](const std::vector<uint8_t>& flags, size_t row) {
+    double s = 0;
+    for (size_t i = 0; i < size_t(n); ++i) s += flags[row * size_t(n) + i];
+    return s / double(n);
+  };
+  EXPECT_DOUBLE_EQ(mean_row(clean, 0), m0["clean_acc"].get<double>());
+  const std::vector<std::tuple<std::string, std::string, size_t>> tables = {
+      {"m0.wb.pgd-linf.robust", "attacks", 0}, {"m0.wb.cw-l2.robust", "attacks", 1},
+      {"m0.bb.pgd-linf.robust", "black_box", 0}, {"m0.bb.cw-l2.robust", "black_box", 1}};
+  for (const auto& [name, section, k] : tables) {
+    const Tensor& t = ps.get(name);
+    ASSERT_EQ(t.shape(), (Shape{3, n})) << name;
+    EXPECT_EQ(eps_of[name], (std::vector<double>{0, 0.3, 1})) << name;
+    const std::vector<uint8_t> flags = t.to_vector<uint8_t>();
+    for (size_t j = 0; j < 3; ++j)
+      EXPECT_DOUBLE_EQ(mean_row(flags, j), m0[section][k]["robust_acc"][j].get<double>()) << name << " eps " << j;
+    for (size_t i = 0; i < flags.size(); ++i) EXPECT_LE(flags[i], clean[i % size_t(n)]) << name;  // robust => clean-correct
+  }
+  // C&W-L2 is minimal-norm: its norms, 0 for clean mistakes; a point robust at eps has norm > eps
+  // (or none found) unless clipping changed the verdict, so only the clean mistakes are checked.
+  const std::vector<double> norms = ps.get("m0.wb.cw-l2.norms").to_vector<double>();
+  ASSERT_EQ(norms.size(), size_t(n));
+  for (size_t i = 0; i < norms.size(); ++i) {
+    EXPECT_GE(norms[i], 0.0);
+    if (!clean[i]) {
+      EXPECT_EQ(norms[i], 0.0) << i;
+    }
+  }
+  EXPECT_FALSE(ps.contains("m0.wb.pgd-linf.norms"));
+
+  // Figure 3: the tiny run is AFD (the default method), so its checkpoint holds D; one entry per
+  // white-box attack and eps > 0, with d_hat = 2 |alpha - 1| and the gap = clean - robust accuracy.
+  ASSERT_TRUE(fs::exists(dir / "run/checkpoint/discriminator.safetensors"));
+  const json& hd = m0["h_divergence"];
+  ASSERT_EQ(hd.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const json& a = m0["attacks"][i / 2];
+    const size_t j = 1 + i % 2;
+    EXPECT_EQ(hd[i]["attack"], a["attack"]);
+    EXPECT_EQ(hd[i]["eps"], a["eps"][j]);
+    const double alpha = hd[i]["alpha"];
+    EXPECT_GE(alpha, 0.0);
+    EXPECT_LE(alpha, 2.0);
+    EXPECT_DOUBLE_EQ(hd[i]["d_hat"].get<double>(), 2 * std::abs(alpha - 1));
+    EXPECT_DOUBLE_EQ(alpha, hd[i]["clean_right"].get<double>() + hd[i]["adv_right"].get<double>());
+    EXPECT_DOUBLE_EQ(hd[i]["error_gap"].get<double>(), m0["clean_acc"].get<double>() - a["robust_acc"][j].get<double>());
+    EXPECT_EQ(hd[i]["points"], std::lround(m0["clean_acc"].get<double>() * n));  // the clean-correct points
+  }
+  for (const std::string file : {"h_divergence_vs_eps", "error_gap_vs_eps", "d_hat_vs_error_gap"}) {
+    afd::testing::XmlElement svg;
+    ASSERT_NO_THROW(svg = afd::testing::parse_xml(read_text(dir / ("eval/plots/" + file + ".svg")))) << file;
+    const auto paths = svg.all("path");
+    ASSERT_EQ(paths.size(), 4u) << file;  // 2 models x 2 attacks
+    EXPECT_EQ(paths[0]->attrs.at("data-series"), "a / pgd-linf");
+    EXPECT_EQ(paths[0]->attrs.at("stroke") == "none", file == "d_hat_vs_error_gap") << file;
+    EXPECT_NE(md.find("](plots/" + file + ".svg)"), std::string::npos) << file;
+  }
+  EXPECT_NE(md.find("Pearson r(d_hat, error gap)"), std::string::npos);
+  // An NT checkpoint has no D: no h_divergence entries, no Figure 3.
+  std::vector<std::string> nt = tiny_run(dir / "mnist", dir / "nt");
+  nt.insert(nt.end(), {"--method", "nt"});
+  ASSERT_EQ(run_cli(nt).code, 0);
+  Result e_nt = run_cli({"eval", "--checkpoint", dir / "nt/checkpoint", "--attacks", "fgsm", "--eps", "0,0.3", "--count", "8",
+                         "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "eval_nt", "--progress", "none"});
+  ASSERT_EQ(e_nt.code, 0) << e_nt.err;
+  EXPECT_FALSE(json::parse(read_text(dir / "eval_nt/eval.json"))["models"][0].contains("h_divergence"));
+  EXPECT_FALSE(fs::exists(dir / "eval_nt/plots/d_hat_vs_error_gap.svg"));
+
+  // Errors name the flag.
+  expect_one_line(run_cli({"eval", "--checkpoint", ck, "--source-checkpoint", ck, "--bb-attacks", "pgd-lnf",
+                           "--data-dir", dir / "mnist", "--out", dir / "bad", "--progress", "none"}),
+                  2, {"--bb-attacks: unknown attack 'pgd-lnf'"});
+  expect_one_line(run_cli({"eval", "--checkpoint", ck, "--attacks", "fgsm,pgd-linf,fgsm", "--data-dir", dir / "mnist",
+                           "--out", dir / "bad2", "--progress", "none"}),
+                  2, {"--attacks: 'fgsm' is listed twice"});
 }
 
 // ---- Ctrl-C and resume through the binary ----------------------------------------------------

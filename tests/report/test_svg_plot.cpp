@@ -74,6 +74,31 @@ TEST(SvgPlot, WellFormedWithTheSeriesNamesAndOnePathEach) {
   EXPECT_NE(paths[0]->attrs.at("stroke"), paths[1]->attrs.at("stroke"));
 }
 
+TEST(SvgPlot, ScatterIsWellFormedWithMarkersOnly) {
+  LineChart c;
+  c.title = "d_hat vs error gap";
+  c.x_label = "d_hat";
+  c.y_label = "error gap (%)";
+  c.lines = false;
+  c.markers = false;  // a scatter draws its markers regardless
+  c.series.push_back({"pgd-linf", {0.2, 1.5, 0.7}, {3, 40, 12}});
+  c.series.push_back({"fgsm", {0.1, NAN}, {1, 5}});
+  XmlElement root;
+  ASSERT_NO_THROW(root = parse_xml(render_svg(c)));
+  const auto paths = root.all("path");
+  ASSERT_EQ(paths.size(), 2u);
+  for (const XmlElement* p : paths) EXPECT_EQ(p->attrs.at("stroke"), "none");
+  // One marker per finite point (3 + 1) and one legend swatch per series (2).
+  EXPECT_EQ(root.all("circle").size(), 6u);
+  const double w = std::stod(root.attrs.at("width")), h = std::stod(root.attrs.at("height"));
+  for (const XmlElement* m : root.all("circle")) {
+    EXPECT_GE(std::stod(m->attrs.at("cx")), 0);
+    EXPECT_LE(std::stod(m->attrs.at("cx")), w);
+    EXPECT_GE(std::stod(m->attrs.at("cy")), 0);
+    EXPECT_LE(std::stod(m->attrs.at("cy")), h);
+  }
+}
+
 TEST(SvgPlot, EveryCoordinateInsideTheViewBox) {
   LineChart c = two_models();
   c.width = 500;

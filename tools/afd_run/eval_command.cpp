@@ -11,12 +11,15 @@
 #include <optional>
 
 #include "afd/eval/representation.h"
+#include "afd/eval/stats.h"
 #include "afd/report/image_grid.h"
 #include "afd/report/svg_plot.h"
 #include "attacks/autoattack.h"
 #include "attacks/core.h"
 #include "attacks/evaluate.h"
 #include "attacks/sanity.h"
+#include "nn/checkpoint.h"
+#include "nn/models/discriminator.h"
 #include "nn/safetensors.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
@@ -139,6 +142,352 @@ std::string write_accuracy_plots(const json& eval_json, const std::vector<std::s
   return md;
 }
 
+// ---- confidence intervals and tables ------------------------------------------------------------
+
+// The Wilson 95% interval (afd/eval/stats.h) of an accuracy measured on n points, as [lo, hi]
+// fractions (null for NaN).
+json ci_json(double acc, int64_t n) {
+  if (!std::isfinite(acc)) return nullptr;
+  const eval::Interval ci = eval::wilson_interval(acc, n);
+  return json::array({ci.lo, ci.hi});
+}
+
+// "97.40 (96.2–98.2)": the accuracy in % and its Wilson 95% interval, for the Markdown tables.
+std::string acc_cell(double acc, int64_t n) {
+  if (!std::isfinite(acc)) return "-";
+  const eval::Interval ci = eval::wilson_interval(acc, n);
+  return fmt::format("{} ({:.1f}–{:.1f})", percent(acc), 100 * ci.lo, 100 * ci.hi);
+}
+
+std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::string md = "|";
+  for (const auto& h : header) md += " " + h + " |";
+  md += "\n|";
+  for (size_t i = 0; i < header.size(); ++i) md += i == 0 ? "---|" : "---:|";
+  md += "\n";
+  for (const auto& row : rows) {
+    md += "|";
+    for (const auto& c : row) md += " " + c + " |";
+    md += "\n";
+  }
+  return md;
+}
+
+// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_line(const std::vector<std::string>& fields) {
+  std::string line;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) line += ',';
+    line += csv_field(fields[i]);
+  }
+  return line + "\n";
+}
+
+// Table 1 budgets (specs/afd.md): Linf 0.3 on MNIST, 0.031 on CIFAR, 0.015 on Tiny-ImageNet; L2 1.0
+// everywhere; AutoAttack at the PGD eps. A grid eps within kEpsMatch of the budget counts (the CIFAR
+// grids hold 8/255 = 0.0314 and 4/255 = 0.0157).
+double table1_linf_eps(const std::string& dataset) {
+  if (dataset == "mnist" || dataset == "fashion-mnist") return 0.3;
+  if (dataset.rfind("cifar", 0) == 0) return 0.031;
+  return 0.015;
+}
+constexpr double kTable1L2Eps = 1.0;
+constexpr double kEpsMatch = 1e-3;
+
+// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list, NaN when
+// that attack, norm or eps was not evaluated.
+double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps) {
+  for (const json& a : entries)
+    if (a["attack"] == attack && a["config"]["norm"] == norm)
+      for (size_t j = 0; j < a["eps"].size(); ++j)
+        if (std::abs(a["eps"][j].get<double>() - eps) <= kEpsMatch && a["robust_acc"][j].is_number())
+          return a["robust_acc"][j].get<double>();
+  return NAN;
+}
+
+struct TableFiles {
+  std::string md, csv;
+};
+
+// Table 1 of the paper from eval.json: clean and robust accuracy at the headline budgets, white-box
+// and black-box, one row per model. Markdown cells "acc (lo–hi)" in %; CSV columns acc, ci_lo,
+// ci_hi in % with 2 decimals, empty where not evaluated.
+TableFiles table1(const json& report) {
+  const std::string dataset = report["dataset"];
+  const double linf = table1_linf_eps(dataset);
+  struct Column {
+    std::string title, key, section, attack, norm;
+    double eps;
+  };
+  const std::vector<Column> columns = {
+      {"clean", "clean", "", "", "", 0},
+      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf},
+      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps},
+      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf},
+      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf},
+      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps}};
+  const int64_t n = report["count"];
+  std::vector<std::string> header = {"model"}, csv_header = {"model", "n"};
+  for (const Column& c : columns) {
+    header.push_back(c.title);
+    for (const char* suffix : {"", "_ci_lo", "_ci_hi"}) csv_header.push_back(c.key + suffix);
+  }
+  TableFiles t;
+  t.csv = csv_line(csv_header);
+  std::vector<std::vector<std::string>> rows;
+  for (const json& model : report["models"]) {
+    std::vector<std::string> row = {model["name"]}, fields = {model["name"], std::to_string(n)};
+    for (const Column& c : columns) {
+      double acc = NAN;
+      if (c.section.empty())
+        acc = model["clean_acc"].get<double>();
+      else if (model.contains(c.section))
+        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps);
+      row.push_back(acc_cell(acc, n));
+      if (std::isfinite(acc)) {
+        const eval::Interval ci = eval::wilson_interval(acc, n);
+        for (double v : {acc, ci.lo, ci.hi}) fields.push_back(fmt::format("{:.2f}", 100 * v));
+      } else {
+        fields.insert(fields.end(), 3, "");
+      }
+    }
+    rows.push_back(row);
+    t.csv += csv_line(fields);
+  }
+  t.md = fmt::format(
+      "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
+      "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
+      "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = black-box "
+      "(crafted on --source-checkpoint, evaluated on the model). '-': not evaluated (add the attack to --attacks "
+      "or --bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
+      n, format_real(linf), dataset, format_real(kTable1L2Eps), format_real(kEpsMatch));
+  t.md += md_table(header, rows);
+  return t;
+}
+
+// Table 2 of the paper: the normalised AUC of every white-box attack with two or more eps (see
+// curve_auc: trapezoid of accuracy (fraction) over the grid, divided by eps_max - eps_min, so a
+// model robust at every eps scores 1). 3 decimals; '-' / empty where undefined.
+TableFiles table2(const json& report, const std::vector<std::string>& attack_list) {
+  std::vector<std::string> header = {"model"}, csv_header = {"model"};
+  for (const std::string& a : attack_list) {
+    header.push_back(a);
+    csv_header.push_back(a);
+  }
+  TableFiles t;
+  t.csv = csv_line(csv_header);
+  std::vector<std::vector<std::string>> rows;
+  for (const json& model : report["models"]) {
+    std::vector<std::string> row = {model["name"]}, fields = {model["name"]};
+    for (const std::string& name : attack_list) {
+      std::string v;
+      for (const json& a : model["attacks"])
+        if (a["attack"] == name && a["auc"].is_number()) v = fmt::format("{:.3f}", a["auc"].get<double>());
+      row.push_back(v.empty() ? "-" : v);
+      fields.push_back(v);
+    }
+    rows.push_back(row);
+    t.csv += csv_line(fields);
+  }
+  t.md =
+      "\n## Table 2: normalised AUC of robust accuracy vs eps\n\n"
+      "AUC = (trapezoid area under accuracy(eps), accuracy as a fraction, over the attack's eps grid) / "
+      "(eps_max - eps_min): 1 for a model that keeps every point at every eps. Grids with one eps have no AUC ('-'). "
+      "Also in table2.csv.\n\n";
+  t.md += md_table(header, rows);
+  return t;
+}
+
+// ---- per-sample flags and transfer ---------------------------------------------------------------
+
+// Per point: 1 where the model classifies x[i] as labels[i] (eval mode, no tape, batch by batch).
+std::vector<uint8_t> correct_flags(nn::UnaryModule& model, const Tensor& x, const std::vector<int64_t>& labels,
+                                   int64_t batch) {
+  attacks::EvalModeGuard eval_mode(model);
+  std::vector<uint8_t> ok;
+  for (int64_t b = 0; b < x.size(0); b += batch) {
+    const int64_t e = std::min(b + batch, x.size(0));
+    const std::vector<int64_t> pred =
+        ops::argmax(attacks::logits_of(model, x.slice(b, e)), 1).to(Device::cpu()).to_vector<int64_t>();
+    for (size_t i = 0; i < pred.size(); ++i) ok.push_back(pred[i] == labels[size_t(b) + i]);
+  }
+  return ok;
+}
+
+// u8 [E, N] from E rows of N flags (per_sample.safetensors).
+Tensor flag_matrix(const std::vector<std::vector<uint8_t>>& rows) {
+  std::vector<uint8_t> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  return Tensor::from_vector<uint8_t>(flat, {int64_t(rows.size()), rows.empty() ? 0 : int64_t(rows[0].size())});
+}
+
+double mean_of(const std::vector<uint8_t>& flags) {
+  double sum = 0;
+  for (uint8_t f : flags) sum += f;
+  return flags.empty() ? 0 : sum / double(flags.size());
+}
+
+// One black-box attack crafted on the source model: x_adv over all N points at each eps of its grid.
+// The source's own white-box evaluation (attacks/evaluate.h) makes them; points the source already
+// misclassifies are not attacked and transfer unperturbed (they are adversarial for the source at
+// eps 0). eps 0 is x itself.
+struct TransferSet {
+  std::string attack;
+  attacks::AttackConfig config;
+  std::vector<double> eps;
+  std::vector<Tensor> x_adv;              // per eps: [N, C, H, W] on x's device
+  std::vector<double> source_robust_acc;  // the source's own (white-box) accuracy, per eps
+  double seconds = 0;
+};
+
+TransferSet craft_transfer(nn::UnaryModule& source, const std::string& attack, const attacks::AttackConfig& cfg,
+                           const std::vector<double>& grid, const Tensor& x, const Tensor& y, attacks::EvalOptions eo) {
+  const auto start = clock_type::now();
+  TransferSet t{attack, cfg, grid, {}, {}, 0};
+  std::vector<double> attacked;  // grid entries > 0, and where each sits in the grid
+  std::vector<size_t> slot;
+  for (size_t j = 0; j < grid.size(); ++j) {
+    t.x_adv.push_back(x.clone());
+    if (grid[j] > 0) {
+      attacked.push_back(grid[j]);
+      slot.push_back(j);
+    }
+  }
+  // Each batch of evaluated points is copied, row by row, into the x_adv of its eps.
+  eo.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
+    Tensor& dst = t.x_adv[slot[k]];
+    for (size_t j = 0; j < rows.size(); ++j) dst.slice(rows[j], rows[j] + 1).copy_(x_eval.slice(int64_t(j), int64_t(j) + 1));
+  };
+  const attacks::RobustnessCurve curve = attacks::robust_accuracy(source, attack, cfg, x, y, attacked, eo);
+  size_t k = 0;
+  for (double e : grid) t.source_robust_acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
+  t.seconds = seconds_since(start);
+  return t;
+}
+
+// ---- H-divergence (Figure 3) ------------------------------------------------------------------------
+
+// AFD checkpoints hold D next to the classifier: discriminator.safetensors in the checkpoint folder
+// (afd/train/trainer.h). nullptr where there is none (NT, AT, TRADES, or a bare model file).
+std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t classes, Device device) {
+  const fs::path p = fs::path(lm.path).parent_path() / "discriminator.safetensors";
+  if (fs::path(lm.path).filename() != "model.safetensors" || !fs::exists(p)) return nullptr;
+  Generator gen(0);
+  auto disc = std::make_shared<nn::SNPDFC3>(lm.model->feature_dim(), classes, gen);
+  try {
+    nn::load_state_dict_file(*disc, p.string(), /*strict=*/true);
+  } catch (const Error& e) {
+    throw RunError(fmt::format("{}: does not fit the discriminator of a {}-feature, {}-class model: {}", p.string(),
+                               lm.model->feature_dim(), classes, clean_message(e.what())));
+  }
+  if (lm.config.dtype != DType::f32) disc->to(lm.config.dtype);
+  if (!device.is_cpu()) disc->to(device);
+  disc->eval();
+  return disc;
+}
+
+// Eq. 6 over batches: clean_right and adv_right are fractions, so batches combine weighted by size.
+struct HDivergenceSum {
+  double clean_right = 0, adv_right = 0;  // counts
+  int64_t count = 0;
+  void add(const eval::HDivergence& h) {
+    clean_right += h.clean_right * double(h.count);
+    adv_right += h.adv_right * double(h.count);
+    count += h.count;
+  }
+  json to_json(const std::string& attack, double eps, double error_gap) const {
+    const double cr = count ? clean_right / double(count) : NAN, ar = count ? adv_right / double(count) : NAN;
+    const double alpha = cr + ar;  // alpha = P_clean[D > 0] + P_adv[D < 0]
+    return json{{"attack", attack},   {"eps", eps},         {"alpha", number(alpha)},
+                {"d_hat", number(2 * std::abs(alpha - 1))},  // d_hat = 2 |alpha - 1|
+                {"clean_right", number(cr)}, {"adv_right", number(ar)}, {"points", count},
+                {"error_gap", error_gap}};
+  }
+};
+
+// Pearson correlation of two samples (NaN with fewer than 2 points or no spread).
+double pearson(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n = a.size();
+  if (n < 2) return NAN;
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < n; ++i) ma += a[i] / double(n), mb += b[i] / double(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) * (a[i] - ma);
+    sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
+}
+
+// Figure 3 from eval.json's "h_divergence" entries: d_hat vs eps and error gap vs eps (one line per
+// model and attack) and d_hat against the error gap (one scatter series per model and attack), in
+// OUT/plots; returns eval.md's section (a table and the plots). Empty when no model has D.
+std::string write_h_divergence(const json& report, const std::string& out) {
+  const bool many = report["models"].size() > 1;
+  report::LineChart dhat, gap, scatter;
+  dhat.title = "estimated H-divergence vs eps (Eq. 6)";
+  dhat.y_label = "d_hat = 2 |alpha - 1|";
+  dhat.y_min = 0, dhat.y_max = 2;
+  gap.title = "adversarial minus clean error vs eps";
+  gap.y_label = "error gap (percentage points)";
+  scatter.title = "d_hat vs error gap, across attacks and eps";
+  scatter.x_label = "d_hat";
+  scatter.y_label = "error gap (percentage points)";
+  scatter.lines = false;
+  dhat.x_label = gap.x_label = "eps (each attack's norm)";
+  std::string rows, corr;
+  for (const json& model : report["models"]) {
+    if (!model.contains("h_divergence")) continue;
+    std::vector<std::string> order;  // attacks in the order evaluated
+    for (const json& h : model["h_divergence"])
+      if (std::find(order.begin(), order.end(), h["attack"]) == order.end()) order.push_back(h["attack"]);
+    std::vector<double> all_d, all_gap;
+    for (const std::string& attack : order) {
+      const std::string name = many ? model["name"].get<std::string>() + " / " + attack : attack;
+      report::Series sd{name, {}, {}}, sg{name, {}, {}}, ss{name, {}, {}};
+      for (const json& h : model["h_divergence"]) {
+        if (h["attack"] != attack) continue;
+        const double eps = h["eps"], d = h["d_hat"].is_number() ? h["d_hat"].get<double>() : NAN;
+        const double g = 100 * h["error_gap"].get<double>();
+        sd.x.push_back(eps), sd.y.push_back(d);
+        sg.x.push_back(eps), sg.y.push_back(g);
+        ss.x.push_back(d), ss.y.push_back(g);
+        if (std::isfinite(d)) all_d.push_back(d), all_gap.push_back(g);
+        rows += fmt::format("| {} | {} | {} | {} | {} | {:.2f} |\n", model["name"].get<std::string>(), attack,
+                            format_real(eps), h["alpha"].is_number() ? fmt::format("{:.3f}", h["alpha"].get<double>()) : "-",
+                            std::isfinite(d) ? fmt::format("{:.3f}", d) : "-", g);
+      }
+      dhat.series.push_back(sd), gap.series.push_back(sg), scatter.series.push_back(ss);
+    }
+    const double r = pearson(all_d, all_gap);
+    corr += fmt::format("- {}: Pearson r(d_hat, error gap) = {} over {} (attack, eps) points\n",
+                        model["name"].get<std::string>(), std::isfinite(r) ? fmt::format("{:.3f}", r) : "-", all_d.size());
+  }
+  if (rows.empty()) return "";
+  // One eps grid may span Linf and L2 budgets; the plots share the x axis all the same.
+  report::write_svg((fs::path(out) / "plots/h_divergence_vs_eps.svg").string(), dhat);
+  report::write_svg((fs::path(out) / "plots/error_gap_vs_eps.svg").string(), gap);
+  scatter.x_min = 0, scatter.x_max = 2;
+  report::write_svg((fs::path(out) / "plots/d_hat_vs_error_gap.svg").string(), scatter);
+  return "\n## H-divergence estimate and error gap (Figure 3)\n\n"
+         "From the AFD discriminator D of each checkpoint (Eq. 6) on the points the attack was run on (clean-correct "
+         "ones): alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1| (0: D cannot tell adversarial features "
+         "from clean ones). Error gap = adversarial error - clean error = clean accuracy - robust accuracy, over all "
+         "points, in percentage points.\n\n"
+         "| model | attack | eps | alpha | d_hat | error gap |\n|---|---|---:|---:|---:|---:|\n" +
+         rows + "\n" + corr +
+         "\n![d_hat vs eps](plots/h_divergence_vs_eps.svg)\n\n![error gap vs eps](plots/error_gap_vs_eps.svg)\n\n"
+         "![d_hat vs error gap](plots/d_hat_vs_error_gap.svg)\n";
+}
+
 }  // namespace
 
 // ---- eval ------------------------------------------------------------------------------------
@@ -157,8 +506,12 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   const std::vector<std::string> checkpoints = opt.get_list("checkpoint");
   if (checkpoints.empty()) throw UsageError("--checkpoint: name at least one checkpoint folder (e.g. runs/x/checkpoint)");
   if (attack_list.empty()) throw UsageError("--attacks: name at least one attack");
-  for (const auto& a : attack_list)
+  for (size_t i = 0; i < attack_list.size(); ++i) {
+    const std::string& a = attack_list[i];
     if (!known_attack(a)) throw UsageError(fmt::format("--attacks: unknown attack '{}' (known: {})", a, known_attacks()));
+    if (std::find(attack_list.begin(), attack_list.begin() + int64_t(i), a) != attack_list.begin() + int64_t(i))
+      throw UsageError(fmt::format("--attacks: '{}' is listed twice", a));
+  }
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
     throw UsageError(fmt::format("--names: {} names for {} checkpoints", names.size(), checkpoints.size()));
@@ -180,8 +533,46 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   attacks::EvalOptions eo;
   eo.batch_size = opt.get_int("eval-batch-size");
   eo.progress = opt.get("progress") != "none";
+  const std::vector<int64_t> labels = y.to(Device::cpu()).to_vector<int64_t>();
+  // Per-sample results (per_sample.safetensors): u8 flags and f64 norms, named m<model>.<what>.
+  std::vector<std::pair<std::string, Tensor>> per_sample;
+  json per_sample_eps = json::object();  // tensor name -> the eps of its rows
+  auto eps_grid = [&](const std::string& attack) {
+    std::vector<double> grid = opt.get("eps").empty() ? eval_preset(attack, dataset).eps : opt.get_real_list("eps");
+    if (grid.empty()) throw UsageError("--eps: the grid is empty");
+    return grid;
+  };
+
+  // Black-box: adversarials crafted once on the source model, evaluated below on every model.
+  std::vector<TransferSet> transfer;
+  const std::string source_checkpoint = opt.get("source-checkpoint");
+  if (!source_checkpoint.empty()) {
+    const std::vector<std::string> bb_list = parse_text_list(opt.get("bb-attacks"));
+    if (bb_list.empty()) throw UsageError("--bb-attacks: name at least one attack for --source-checkpoint");
+    for (size_t i = 0; i < bb_list.size(); ++i) {
+      const std::string& a = bb_list[i];
+      if (!known_attack(a)) throw UsageError(fmt::format("--bb-attacks: unknown attack '{}' (known: {})", a, known_attacks()));
+      if (a == "autoattack") throw UsageError("--bb-attacks: autoattack is white-box only here");
+      if (std::find(bb_list.begin(), bb_list.begin() + int64_t(i), a) != bb_list.begin() + int64_t(i))
+        throw UsageError(fmt::format("--bb-attacks: '{}' is listed twice", a));
+    }
+    LoadedModel source = load_model(source_checkpoint, "", -1, test, device);
+    json sj{{"name", source.name}, {"checkpoint", source.path}, {"model", source.config.model},
+            {"method", train::method_name(source.config.method)}, {"attacks", json::array()}};
+    for (const std::string& attack : bb_list) {
+      const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
+      io.err << fmt::format("afd_run eval: black-box source {} / {} on {} points\n", source.name, attack, count);
+      transfer.push_back(craft_transfer(*source.model, attack, cfg, eps_grid(attack), x, y, eo));
+      const TransferSet& t = transfer.back();
+      sj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", t.eps},
+                                   {"source_robust_acc", t.source_robust_acc}, {"seconds", t.seconds}});
+    }
+    report["black_box_source"] = sj;
+  }
   std::vector<std::string> header = {"model", "clean"};
   std::vector<std::vector<std::string>> table;
+  std::vector<std::string> bb_header = {"model"};
+  std::vector<std::vector<std::string>> bb_table;
   std::string sanity_md;  // one section per model
   std::string representation_md;  // one row per model
   for (size_t m = 0; m < checkpoints.size(); ++m) {
@@ -191,6 +582,14 @@ int eval_command(const std::vector<std::string>& args, Io io) {
             {"attacks", json::array()}};
     std::vector<std::string> row = {lm.name};
     double clean = NAN;
+    const std::string key = fmt::format("m{}", m);  // per_sample.safetensors names
+    const std::vector<uint8_t> clean_ok = correct_flags(*lm.model, x, labels, eo.batch_size);
+    std::vector<int64_t> clean_rows;  // the points attacks run on
+    for (size_t i = 0; i < clean_ok.size(); ++i)
+      if (clean_ok[i]) clean_rows.push_back(int64_t(i));
+    const std::shared_ptr<nn::SNPDFC3> disc = load_discriminator(lm, test.classes, device);
+    if (disc) mj["h_divergence"] = json::array();
+    per_sample.emplace_back(key + ".clean", flag_matrix({clean_ok}));
     // The threat model the sanity report checks: the first attack's norm at its largest eps.
     attacks::SanityOptions sanity;
     sanity.max_points = opt.get_int("sanity-points");
@@ -202,8 +601,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     double aa_eps = 0;
     for (const std::string& attack : attack_list) {
       const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
-      std::vector<double> grid = opt.get("eps").empty() ? eval_preset(attack, dataset).eps : opt.get_real_list("eps");
-      if (grid.empty()) throw UsageError("--eps: the grid is empty");
+      const std::vector<double> grid = eps_grid(attack);
       const auto start = clock_type::now();
       const double cpu_start = cpu_seconds();
       // eps 0 is the clean accuracy: fixed-eps attacks are not run for it.
@@ -212,6 +610,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         if (e > 0) attacked.push_back(e);
       io.err << fmt::format("afd_run eval: {} / {} on {} points, eps {}\n", lm.name, attack, count, format_real_list(grid));
       std::vector<double> acc;
+      std::vector<std::vector<uint8_t>> robust;  // per eps, per point (eps 0: the clean flags)
+      std::vector<double> norms;                 // minimal-norm attacks: per point
       json components = json::array();
       if (attack == "autoattack") {
         // The ensemble itself (attacks/autoattack.h), so that each component's cumulative robust
@@ -222,6 +622,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         for (double e : grid) {
           if (e == 0) {
             acc.push_back(clean);
+            robust.push_back(clean_ok);
             continue;
           }
           attacks::AutoAttackOptions ao;
@@ -232,6 +633,14 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           ao.verbose = opt.get("progress") != "none";
           attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
           acc.push_back(rep.final_robust_accuracy());
+          robust.push_back(rep.robust);
+          if (disc && !clean_rows.empty()) {
+            HDivergenceSum h;
+            h.add(eval::estimate_h_divergence(*lm.model, *disc, attacks::take_rows(x, clean_rows),
+                                              attacks::take_rows(rep.x_adv, clean_rows),
+                                              attacks::take_rows(y, clean_rows), eo.batch_size));
+            mj["h_divergence"].push_back(h.to_json(attack, e, clean - acc.back()));
+          }
           for (size_t c = 0; c < rep.attacks.size(); ++c)
             components.push_back(json{{"eps", e}, {"attack", rep.attacks[c]}, {"robust_acc", rep.robust_accuracy[c]},
                                       {"seconds", rep.seconds[c]}});
@@ -240,10 +649,27 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           aa_eps = e;
         }
       } else {
-        const attacks::RobustnessCurve curve = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo);
+        // With D: Eq. 6 on each batch of adversarials as the evaluation makes them.
+        std::vector<HDivergenceSum> hsum(attacked.size());
+        attacks::EvalOptions eo_attack = eo;
+        if (disc)
+          eo_attack.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
+            hsum[k].add(eval::estimate_h_divergence(*lm.model, *disc, attacks::take_rows(x, rows), x_eval,
+                                                    attacks::take_rows(y, rows), eo.batch_size));
+          };
+        const attacks::RobustnessCurve curve =
+            attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo_attack);
+        if (disc)
+          for (size_t k = 0; k < attacked.size(); ++k)
+            mj["h_divergence"].push_back(
+                hsum[k].to_json(attack, attacked[k], curve.clean_accuracy - curve.robust_accuracy[k]));
         size_t k = 0;
-        for (double e : grid) acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
+        for (double e : grid) {
+          robust.push_back(e > 0 ? curve.robust[k] : clean_ok);
+          acc.push_back(e > 0 ? curve.robust_accuracy[k++] : curve.clean_accuracy);
+        }
         clean = curve.clean_accuracy;
+        norms = curve.norms;
       }
       if (attack == attack_list.front()) {
         sanity.norm = cfg.norm;
@@ -251,14 +677,21 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       }
       const double auc = curve_auc(grid, acc);
       const double secs = seconds_since(start);
+      json acc_ci = json::array();
+      for (double a : acc) acc_ci.push_back(ci_json(a, count));
       mj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", grid},
-                                   {"robust_acc", acc},  {"auc", number(auc)},            {"seconds", secs},
-                                   {"cpu_seconds", cpu_seconds() - cpu_start}});
+                                   {"robust_acc", acc},  {"robust_acc_ci", acc_ci},       {"auc", number(auc)},
+                                   {"seconds", secs},    {"cpu_seconds", cpu_seconds() - cpu_start}});
+      const std::string name = key + ".wb." + attack;
+      per_sample.emplace_back(name + ".robust", flag_matrix(robust));
+      per_sample_eps[name + ".robust"] = grid;
+      if (!norms.empty())
+        per_sample.emplace_back(name + ".norms", Tensor::from_vector<double>(norms, {int64_t(norms.size())}));
       if (!components.empty()) mj["attacks"].back()["components"] = components;
       for (size_t j = 0; j < grid.size(); ++j) {
         if (grid[j] == 0) continue;
         if (m == 0) header.push_back(fmt::format("{} {}", attack, format_real(grid[j])));
-        row.push_back(percent(acc[j]));
+        row.push_back(acc_cell(acc[j], count));
       }
       if (grid.size() >= 2) {
         if (m == 0) header.push_back(attack + " AUC");
@@ -297,7 +730,37 @@ int eval_command(const std::vector<std::string>& args, Io io) {
                               "overestimated (see eval.md)\n", lm.name);
     }
     mj["clean_acc"] = clean;
-    row.insert(row.begin() + 1, percent(clean));
+    mj["clean_acc_ci"] = ci_json(clean, count);
+    row.insert(row.begin() + 1, acc_cell(clean, count));
+    // Black-box: the source's adversarials at each eps; robust = correct on x and on x_adv.
+    if (!transfer.empty()) {
+      mj["black_box"] = json::array();
+      std::vector<std::string> bb_row = {lm.name};
+      for (const TransferSet& t : transfer) {
+        std::vector<double> acc;
+        std::vector<std::vector<uint8_t>> robust;
+        for (const Tensor& x_adv : t.x_adv) {
+          std::vector<uint8_t> ok = correct_flags(*lm.model, x_adv, labels, eo.batch_size);
+          for (size_t i = 0; i < ok.size(); ++i) ok[i] = ok[i] && clean_ok[i];
+          acc.push_back(mean_of(ok));
+          robust.push_back(std::move(ok));
+        }
+        json acc_ci = json::array();
+        for (double a : acc) acc_ci.push_back(ci_json(a, count));
+        mj["black_box"].push_back(json{{"attack", t.attack}, {"source", report["black_box_source"]["name"]},
+                                       {"config", attack_config_json(t.config)}, {"eps", t.eps}, {"robust_acc", acc}, {"robust_acc_ci", acc_ci},
+                                       {"auc", number(curve_auc(t.eps, acc))}});
+        const std::string name = key + ".bb." + t.attack + ".robust";
+        per_sample.emplace_back(name, flag_matrix(robust));
+        per_sample_eps[name] = t.eps;
+        for (size_t j = 0; j < t.eps.size(); ++j) {
+          if (t.eps[j] == 0) continue;
+          if (m == 0) bb_header.push_back(fmt::format("{} {}", t.attack, format_real(t.eps[j])));
+          bb_row.push_back(acc_cell(acc[j], count));
+        }
+      }
+      bb_table.push_back(bb_row);
+    }
     // Representation dimensionality (the paper's Table A4) on the evaluated points.
     const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, x, eo.batch_size));
     mj["representation"] = json{{"features", dim.features}, {"nonzero", dim.nonzero}, {"pca_99", dim.pca_99}};
@@ -306,20 +769,35 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     table.push_back(row);
   }
   write_text((fs::path(out) / "eval.json").string(), report.dump(2) + "\n");
-  std::string md = fmt::format("{} test split, first {} points; accuracy in %.\n\n|", dataset, count);
-  for (const auto& h : header) md += " " + h + " |";
-  md += "\n|";
-  for (size_t i = 0; i < header.size(); ++i) md += i == 0 ? "---|" : "---:|";
-  md += "\n";
-  for (const auto& row : table) {
-    md += "|";
-    for (const auto& c : row) md += " " + c + " |";
-    md += "\n";
+  {
+    json names = json::array();
+    for (const json& model : report["models"]) names.push_back(model["name"]);
+    write_safetensors((fs::path(out) / "per_sample.safetensors").string(), per_sample,
+                      {{"models", names.dump()}, {"eps", per_sample_eps.dump()}, {"labels", json(labels).dump()},
+                       {"layout",
+                        "m<i>.clean u8 [1, N]: model i correct on x; m<i>.wb.<attack>.robust u8 [E, N]: correct on x "
+                        "and on the white-box x_adv at eps[j] (row j; eps 0 = clean); m<i>.wb.<attack>.norms f64 [N]: "
+                        "minimal-norm attacks' norm of the adversarial found (0 clean mistake, inf none found); "
+                        "m<i>.bb.<attack>.robust u8 [E, N]: the same for the source model's x_adv"}});
   }
+  std::string md = fmt::format(
+      "{} test split, first {} points; accuracy in %, Wilson 95% interval in brackets.\n\n", dataset, count);
+  md += md_table(header, table);
+  const TableFiles t1 = table1(report), t2 = table2(report, attack_list);
+  write_text((fs::path(out) / "table1.csv").string(), t1.csv);
+  write_text((fs::path(out) / "table2.csv").string(), t2.csv);
+  md += t1.md + t2.md;
+  if (!transfer.empty())
+    md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
+                      "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
+                      report["black_box_source"]["name"].get<std::string>()) +
+          md_table(bb_header, bb_table);
+  md += "\n";
   md += "\nRepresentation (Table A4 of the paper; z = F(x) on the clean points):\n\n| model | feature dims | non-zero "
         "dims | PCA components for 99% variance |\n|---|---:|---:|---:|\n" + representation_md;
   md += sanity_md;
   md += write_accuracy_plots(report, attack_list, out);
+  md += write_h_divergence(report, out);
   write_text((fs::path(out) / "eval.md").string(), md);
   io.out << md;
   return 0;

@@ -117,7 +117,9 @@ std::vector<Flag> build_table() {
   t.push_back(flag("out", FlagType::path, kTrain, "run",
                    "run folder: resolved.flags, metrics.jsonl, checkpoint/, best/, final.json (\"\" = runs/DATASET_METHOD)"));
   t.push_back(flag("out", FlagType::path, kEval, "run",
-                   "output folder: resolved.flags, eval.json, eval.md, plots/accuracy_vs_eps_ATTACK.svg", "runs/eval"));
+                   "output folder: resolved.flags, eval.json, eval.md, table1.csv, table2.csv, per_sample.safetensors, "
+                   "plots/*.svg (docs/evaluation.md)",
+                   "runs/eval"));
   t.push_back(flag("out", FlagType::path, kAttack, "run", "output folder: resolved.flags, attack.json, x_adv.safetensors, adversarial.png",
                    "runs/attack"));
   {
@@ -221,6 +223,10 @@ std::vector<Flag> build_table() {
     t.push_back(m);
     Flag n = flag("names", FlagType::text, kEval, "model", "labels for the checkpoints, comma separated (\"\" = folder names)");
     t.push_back(n);
+    Flag src = flag("source-checkpoint", FlagType::text, kEval, "model",
+                    "black-box (transfer) source: adversarials crafted on this model, evaluated on every "
+                    "--checkpoint (\"\" = no black-box evaluation)");
+    t.push_back(src);
     Flag c = flag("checkpoint", FlagType::text, kAttack, "model", "checkpoint folder (or model .safetensors file)");
     t.push_back(c);
     Flag mo = flag("model", FlagType::text, kModelCmds, "model",
@@ -301,6 +307,10 @@ std::vector<Flag> build_table() {
     Flag e = flag("attacks", FlagType::text, kEval, "attack",
                   "attacks to evaluate, comma separated (registry names; afd_run help attacks)", "pgd-linf");
     t.push_back(e);
+    Flag bb = flag("bb-attacks", FlagType::text, kEval, "attack",
+                   "attacks crafted on --source-checkpoint for the black-box evaluation, comma separated",
+                   "pgd-linf,cw-l2");
+    t.push_back(bb);
     Flag g = flag("eps", FlagType::real_list, kEval, "attack",
                   "eps grid for every attack (\"\" = each attack's grid from the paper, specs/afd.md)");
     g.min = 0;
