@@ -224,7 +224,9 @@ TEST(AttackProperties, TargetedModeReachesTheTargetMoreOften) {
       std::vector<int64_t> pred = ops::argmax(logits_of(*c.model, r.x_adv), 1).to_vector<int64_t>();
       int64_t h = 0;
       for (size_t i = 0; i < t.size(); ++i) h += pred[i] == t[i];
-      if (targeted) EXPECT_EQ(h, r.success_count()) << name << ": targeted success means reaching the target";
+      if (targeted) {
+        EXPECT_EQ(h, r.success_count()) << name << ": targeted success means reaching the target";
+      }
       return h;
     };
     int64_t untargeted = hits(false), targeted = hits(true);
@@ -235,7 +237,7 @@ TEST(AttackProperties, TargetedModeReachesTheTargetMoreOften) {
 
 TEST(AttackProperties, RestartsOnlyAddSuccesses) {
   Case c = make_case(true, 30, 51);
-  for (const std::string& name : {"pgd-linf", "pgd-l2", "mim-linf"}) {
+  for (const std::string name : {"pgd-linf", "pgd-l2", "mim-linf"}) {
     AttackConfig cfg = config_for(name);
     cfg.eps *= 0.5;
     cfg.steps = 5;
@@ -369,7 +371,9 @@ TEST(AttackClosedForm, DuchiProjectionEqualsBisectionAndKeepsInsideRows) {
       for (int64_t j = 0; j < d; ++j) EXPECT_NEAR(got[i * d + j], want[j], 1e-12) << "d " << d << " row " << i;
       EXPECT_LE(lp(got, i * d, (i + 1) * d, Norm::l1), eps[i] * (1 + 1e-12));
     }
-    if (d > 1) EXPECT_GT(inside, 0) << "the test needs rows inside the ball";
+    if (d > 1) {
+      EXPECT_GT(inside, 0) << "the test needs rows inside the ball";
+    }
   }
   // The case Foolbox's formula gets wrong (specs/attacks.md, Appendix A section 4).
   Tensor v = Tensor::from_vector<double>({10, 0.1}, {1, 2});
@@ -416,8 +420,8 @@ TEST(AttackClosedForm, BallSamplersAreUniform) {
       EXPECT_LE(norm, 2.0 * (1 + 1e-12));
       mean += norm / n;
     }
-    if (p != Norm::linf) EXPECT_NEAR(mean, 2.0 * d / (d + 1.0), 0.02) << norm_name(p);
-    if (p == Norm::linf) EXPECT_NEAR(mean, 2.0 * d / (d + 1.0), 0.02);  // max of d uniforms |U(-2,2)|
+    // L2 / L1: E||r|| = d / (d + 1) eps; Linf: the max of d uniforms |U(-2, 2)|, the same mean.
+    EXPECT_NEAR(mean, 2.0 * d / (d + 1.0), 0.02) << norm_name(p);
   }
 }
 

@@ -98,7 +98,9 @@ TEST(AutoAttack, CumulativeAccuracyAndSelfCheck) {
   int64_t robust = 0;
   for (size_t i = 0; i < y.size(); ++i) {
     EXPECT_EQ(r.robust[i] != 0, pred[i] == y[i]) << "point " << i;
-    if (i % 7 == 0) EXPECT_EQ(r.robust[i], 0) << "clean mistake " << i;
+    if (i % 7 == 0) {
+      EXPECT_EQ(r.robust[i], 0) << "clean mistake " << i;
+    }
     robust += r.robust[i];
   }
   EXPECT_DOUBLE_EQ(r.final_robust_accuracy(), static_cast<double>(robust) / 40.0);
