@@ -17,9 +17,9 @@ namespace afd {
   X(maximum, true) X(minimum, true) X(where, true) X(relu, true) X(leaky_relu, true)             \
   X(sigmoid, true) X(tanh, true) X(atanh, true) X(softplus, true) X(reshape, true)               \
   X(expand, true) X(sum_to, true) X(matmul, true) X(log_softmax, true) X(softmax, true)          \
-  X(cross_entropy, true) X(batch_norm_eval, true) X(max_dim, false) X(gather, false)             \
-  X(conv2d, false) X(batch_norm, false) X(max_pool2d, false) X(avg_pool2d, false)                \
-  X(index_select, false) X(cat, false)
+  X(cross_entropy, true) X(batch_norm_eval, true) X(all_reduce_sum, true) X(max_dim, false)      \
+  X(gather, false) X(conv2d, false) X(batch_norm, false) X(max_pool2d, false)                   \
+  X(avg_pool2d, false) X(index_select, false) X(cat, false)
 
 enum class Op : uint8_t {
 #define AFD_OP_ENUM(name, dbl) name,
@@ -43,7 +43,7 @@ inline constexpr const OpInfo& op_info(Op op) { return kOpInfo[static_cast<size_
 
 // Differentiable functions built from the ops above (no node of their own); they have gradient
 // checks too, listed by the same test.
-inline constexpr std::array<std::string_view, 7> kComposedOps = {
-    "sum", "mean", "linear", "l2_normalize", "kl_div", "global_avg_pool", "flatten"};
+inline constexpr std::array<std::string_view, 8> kComposedOps = {
+    "sum", "mean", "linear", "l2_normalize", "kl_div", "global_avg_pool", "flatten", "sync_batch_norm"};
 
 }  // namespace afd

@@ -340,6 +340,51 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
                 });
 }
 
+// ---- data parallelism ------------------------------------------------------------------------
+Var all_reduce_sum(const Var& x, const ReplicaSum& sum_over_replicas) {
+  // y = sum_r x_r; dL/dx_r = sum_q dL_q/dy (the same sum of the replicas' incoming gradients)
+  Tensor y = T(x).clone();
+  sum_over_replicas(y);
+  return record(Op::all_reduce_sum, y, {x}, [sum_over_replicas](const Var& g, const Var&, const Needs&) {
+    return Grads{all_reduce_sum(g, sum_over_replicas)};
+  });
+}
+
+Var sync_batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean, Tensor running_var,
+                    const ReplicaSum& sum_over_replicas, double momentum, double eps) {
+  AFD_CHECK(x.dim() >= 2, "sync_batch_norm: expected x [N, C, ...], got {}", shape_str(x.shape()));
+  const int64_t C = x.size(1);
+  AFD_CHECK(running_mean.shape() == Shape{C} && running_var.shape() == Shape{C},
+            "sync_batch_norm: running statistics {} and {} do not match {} channels", shape_str(running_mean.shape()),
+            shape_str(running_var.shape()), C);
+  std::vector<int64_t> dims{0};  // every dim but the channels
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  Shape bshape(size_t(x.dim()), 1);  // [1, C, 1, 1]: broadcasts a per-channel value over x
+  bshape[1] = C;
+  const double m = double(x.numel() / C);
+
+  // Pass 1: one all-reduce of [2, C] = [sum x; m] gives S1 and M on every replica. Row 0 is taken
+  // back out by a mask (a differentiable sum); M is a constant.
+  Var local1 = cat({reshape(sum(x, dims), {1, C}), constant(Tensor::full({1, C}, m, x.dtype(), x.device()))}, 0);
+  Var global1 = all_reduce_sum(local1, sum_over_replicas);
+  Tensor row0 = Tensor::from_vector<double>({1, 0}, {2, 1}).to(x.dtype()).to(x.device());
+  Var s1 = sum(mul(global1, constant(row0)), {0});                            // [C]
+  const Tensor count = ops::narrow(T(global1), 0, 1, 1).reshape({C});         // M, [C]
+  Var mu = div(s1, constant(count));                                          // [C]
+  // Pass 2: the centred sum of squares (no cancellation when |mu| >> std).
+  Var centred = sub(x, reshape(mu, bshape));
+  Var s2 = all_reduce_sum(sum(mul(centred, centred), dims), sum_over_replicas);  // [C]
+  Var var = div(s2, constant(count));                                         // biased, [C]
+  Var invstd = pow(add(var, eps), -0.5);
+  Var y = add(mul(centred, reshape(mul(invstd, gamma), bshape)), reshape(beta, bshape));
+
+  // Running statistics as batch_norm: r = (1 - m) r + m s, the variance unbiased: var M / (M - 1).
+  const Tensor unbiased = ops::div(ops::mul(T(var), count), ops::add_scalar(count, -1.0));
+  running_mean.copy_(ops::add(ops::mul_scalar(running_mean, 1 - momentum), ops::mul_scalar(T(mu), momentum)));
+  running_var.copy_(ops::add(ops::mul_scalar(running_var, 1 - momentum), ops::mul_scalar(unbiased, momentum)));
+  return y;
+}
+
 // ---- pooling -----------------------------------------------------------------------------------
 Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
   // the gradient goes to the position of each window's maximum

@@ -7,6 +7,7 @@
 //
 // Shapes follow PyTorch: x [N, C, H, W] for images, logits [N, K], labels i64 [N].
 #pragma once
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -86,6 +87,28 @@ Var l2_normalize(const Var& x, int64_t dim = 1, double eps = 1e-12);
 Var embedding(const Var& table, const Tensor& index);
 // out[.., i, ..] = x[.., index[.., i, ..], ..] along dim.
 Var gather(const Var& x, int64_t dim, const Tensor& index);
+
+// ---- data parallelism: sums over the replicas of a group ----------------------------------------
+// An in-place sum over the replicas (processes) of a data-parallel group: every replica calls it at
+// the same point with a tensor of the same shape, and afterwards each holds the sum of all of them.
+// afd/dist/sync_batch_norm.h makes one from a Communicator; [](Tensor&) {} is a group of one.
+using ReplicaSum = std::function<void(Tensor& t)>;
+// y = sum over replicas r of x_r. Every replica's loss L_q depends on y, so the gradient of the
+// group's loss sum_q L_q with respect to x_r is sum_q dL_q/dy: the backward applies the same sum
+// to the incoming gradient (every replica must run its backward through this node too).
+Var all_reduce_sum(const Var& x, const ReplicaSum& sum_over_replicas);
+// Training-mode batch norm with the statistics of the GLOBAL batch (all replicas' rows), composed
+// of differentiable ops (its backward is the exact gradient of the global computation):
+//   pass 1  [S1; M] = all_reduce_sum([sum_{n,h,w} x; m])    m = N H W values per channel here
+//           mu = S1 / M                                     (per channel c; M over all replicas)
+//   pass 2  S2 = all_reduce_sum(sum_{n,h,w} (x - mu)^2),    var = S2 / M (biased)
+//   y = (x - mu) / sqrt(var + eps) * gamma + beta
+// (two passes rather than S2/M - mu^2, which cancels badly when |mu| >> std). running_mean and
+// running_var move as batch_norm's, with the global mean and unbiased variance var M / (M - 1).
+// Cost: two all-reduces of C (and 2C) numbers in the forward, two in the backward. With a group of
+// one it equals batch_norm(..., training = true).
+Var sync_batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean, Tensor running_var,
+                    const ReplicaSum& sum_over_replicas, double momentum = 0.1, double eps = 1e-5);
 
 // ---- softmax and losses ------------------------------------------------------------------------
 enum class Reduction { none, sum, mean };

@@ -64,6 +64,8 @@ Var BatchNorm::forward(const Var& x) {
     Tensor count = num_batches_tracked.data();
     count.copy_(ops::add_scalar(count.to(DType::f64), 1.0));
   }
+  if (is_training() && sum_over_replicas)
+    return sync_batch_norm(x, weight, bias, running_mean.data(), running_var.data(), sum_over_replicas, momentum, eps);
   return batch_norm(x, weight, bias, running_mean.data(), running_var.data(), is_training(), momentum, eps);
 }
 

@@ -42,12 +42,16 @@ class Conv2d : public UnaryModule {
 // Batch normalisation over dim 1 (momentum 0.1, eps 1e-5 as PyTorch). Parameters weight (gamma, 1)
 // and bias (beta, 0); buffers running_mean (0), running_var (1) and num_batches_tracked (i64, 0-d),
 // which every train-mode forward updates in place. Eval mode uses the running statistics.
+// Data parallel: with sum_over_replicas set (dist::enable_sync_batch_norm does it), a train-mode
+// forward uses the statistics of the whole global batch (sync_batch_norm in autograd/ops.h);
+// empty (the default), each replica normalises with its own rows' statistics.
 class BatchNorm : public UnaryModule {
  public:
   Var forward(const Var& x) override;
   Var weight, bias, running_mean, running_var, num_batches_tracked;
   int64_t num_features;
   double momentum, eps;
+  ReplicaSum sum_over_replicas;
 
  protected:
   BatchNorm(int64_t num_features, double momentum, double eps, int64_t min_dim, int64_t max_dim, const char* name);

@@ -1,6 +1,7 @@
 // Data parallelism helpers (data_parallel.h).
 #include "afd/dist/data_parallel.h"
 
+#include "nn/layers.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 
@@ -25,6 +26,32 @@ void broadcast_module(Communicator& comm, nn::Module& module, int root) {
     comm.broadcast(t, root);
   }
 }
+
+ReplicaSum replica_sum(std::shared_ptr<Communicator> comm) {
+  AFD_CHECK(comm != nullptr, "replica_sum: no communicator");
+  return [comm = std::move(comm)](Tensor& t) { comm->all_reduce_sum(t); };
+}
+
+namespace {
+
+// Sets `sum` on every BatchNorm of `module` and its children; returns how many.
+int set_replica_sum(nn::Module& module, const ReplicaSum& sum) {
+  int switched = 0;
+  if (auto* bn = dynamic_cast<nn::BatchNorm*>(&module)) {
+    bn->sum_over_replicas = sum;
+    ++switched;
+  }
+  for (auto& [name, child] : module.named_children()) switched += set_replica_sum(*child, sum);
+  return switched;
+}
+
+}  // namespace
+
+int enable_sync_batch_norm(nn::Module& module, std::shared_ptr<Communicator> comm) {
+  return set_replica_sum(module, replica_sum(std::move(comm)));
+}
+
+int disable_sync_batch_norm(nn::Module& module) { return set_replica_sum(module, ReplicaSum()); }
 
 namespace {
 

@@ -14,10 +14,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "afd/dist/communicator.h"
 #include "autograd/var.h"
+#include "autograd/ops.h"
 #include "nn/module.h"
 
 namespace afd::dist {
@@ -40,6 +42,26 @@ void broadcast_module(Communicator& comm, nn::Module& module, int root = 0);
 // bucket early), which costs one extra pass over the gradients' memory per step.
 void average_gradients(Communicator& comm, const std::vector<Var>& params, double weight,
                        size_t bucket_bytes = size_t(1) << 20);
+
+// ---- synchronised batch norm ----
+//   dist::enable_sync_batch_norm(*model, comm);   // before training; every rank, the same model
+// Every nn::BatchNorm in `module` (recursively) then computes its train-mode statistics over the
+// GLOBAL batch (sync_batch_norm, autograd/ops.h): the rows of all ranks, as one process would on
+// the concatenated batch; the running statistics follow the global mean and unbiased variance, so
+// they stay equal on every rank. Eval mode is unchanged (running statistics, no collective). Cost:
+// two all-reduces per BN layer in each train-mode forward, two in its backward; every rank must
+// run the same train-mode forwards and backwards in the same order (data-parallel training does).
+// The layers keep `comm` alive. Returns the number of BatchNorm layers switched.
+//
+// The gradient is exact when every rank's loss carries its share of the global batch BEFORE
+// backward (backward of w_r L_r, w_r = n_r / N, then a plain sum: average_gradients with weight 1),
+// since the all-reduce in the backward adds the ranks' incoming gradients as they are. With equal
+// shards, backward of L_r then weight 1 / size() gives the same result.
+int enable_sync_batch_norm(nn::Module& module, std::shared_ptr<Communicator> comm);
+// Back to per-rank statistics. Returns the number of BatchNorm layers switched.
+int disable_sync_batch_norm(nn::Module& module);
+// The communicator's in-place all_reduce_sum as an autograd ReplicaSum (keeps `comm` alive).
+ReplicaSum replica_sum(std::shared_ptr<Communicator> comm);
 
 // Element-wise sum over ranks of a few host numbers (metrics, counts), through a tensor on
 // `device` (the communicator's kind of tensor).

@@ -91,6 +91,9 @@ struct TrainConfig {
   int64_t eval_batch_size = 1000;
   uint64_t seed = 0;                // the one seed of the run (model init, data order, attacks, GP)
 
+  // ---- data parallel (a Trainer with a communicator of size > 1; no effect in one process) ----
+  bool sync_bn = false;             // BatchNorm statistics over the global batch (dist::enable_sync_batch_norm)
+
   // ---- checkpoints (Trainer::fit) ----
   int64_t checkpoint_every = 10;    // epochs; a checkpoint is also written at the end and on stop
   std::string out_dir;              // fit() writes out_dir/checkpoint/ ("" = no checkpoints)

@@ -143,6 +143,7 @@ std::string config_to_json(const TrainConfig& c) {
          {"epochs", c.epochs},
          {"batch_size", c.batch_size},
          {"drop_last", c.drop_last},
+         {"sync_bn", c.sync_bn},
          {"lr", c.lr},
          {"lr_d", c.lr_d},
          {"lr_f", c.lr_f},
@@ -180,7 +181,7 @@ TrainConfig config_from_json(const std::string& text) {
     AFD_FAIL("config JSON: not valid JSON ({})", e.what());
   }
   check_keys(j, "", {"method", "dataset", "model", "width", "dtype", "device", "epochs", "batch_size", "drop_last",
-                     "lr", "lr_d", "lr_f", "momentum", "weight_decay", "milestones", "gamma", "gan_loss",
+                     "sync_bn", "lr", "lr_d", "lr_f", "momentum", "weight_decay", "milestones", "gamma", "gan_loss",
                      "gp_lambda", "trades_beta", "norm_lambda", "trades_attack", "attack", "attack_config",
                      "keep_failed", "crop_padding", "flip", "prefetch", "eval_batch_size", "seed",
                      "checkpoint_every", "out_dir"});
@@ -204,6 +205,7 @@ TrainConfig config_from_json(const std::string& text) {
   read(j, "", "epochs", c.epochs);
   read(j, "", "batch_size", c.batch_size);
   read(j, "", "drop_last", c.drop_last);
+  read(j, "", "sync_bn", c.sync_bn);
   read(j, "", "lr", c.lr);
   read(j, "", "lr_d", c.lr_d);
   read(j, "", "lr_f", c.lr_f);

@@ -203,6 +203,9 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<di
   model_ = make_classifier(config_, images.size(1), images.size(2), train_set_.classes, gen);
   model_->to(config_.dtype);
   model_->to(config_.device);
+  // Synchronised BN (data parallel only): the model's BN layers use the global batch's statistics.
+  sync_bn_ = distributed() && config_.sync_bn;
+  if (sync_bn_) dist::enable_sync_batch_norm(*model_, comm_);
   const SGDOptions fc{.lr = config_.lr, .momentum = config_.momentum, .weight_decay = config_.weight_decay};
   opt_fc_ = std::make_unique<SGD>(model_->parameters(), fc);
   std::vector<Optimizer*> scheduled{opt_fc_.get()};
@@ -252,10 +255,19 @@ void Trainer::broadcast_networks() {
   if (disc_) dist::broadcast_module(*comm_, *disc_);
 }
 
+// This rank's backward of a loss that is a mean over its rows. With synchronised BN the loss is
+// weighted by the rank's share of the global batch first (a seed w_r), because the all-reduces in
+// BN's backward add the ranks' incoming gradients as they are (data_parallel.h).
+void Trainer::backward_local(const Var& loss) {
+  if (sync_bn_) loss.backward(Tensor::full({}, shard_weight_, loss.dtype(), loss.device()));
+  else loss.backward();
+}
+
 // Before an optimizer step: the gradients of `opt`'s parameters summed over the ranks, each rank's
-// weighted by its share of the global batch (data_parallel.h).
+// weighted by its share of the global batch (data_parallel.h); with synchronised BN the weight was
+// applied by backward_local, so a plain sum.
 void Trainer::sync_gradients(const Optimizer& opt) {
-  if (distributed()) dist::average_gradients(*comm_, opt.params(), shard_weight_);
+  if (distributed()) dist::average_gradients(*comm_, opt.params(), sync_bn_ ? 1.0 : shard_weight_);
 }
 
 Trainer::~Trainer() = default;
@@ -393,7 +405,7 @@ void Trainer::step_nt_at(const Tensor& x, const Tensor& y, const Tensor& x_adv, 
   Var ce = cross_entropy(logits, y);
   m.loss = m.ce = scalar_of(ce);
   check_finite(m.ce, "classifier step", "CE");
-  ce.backward();
+  backward_local(ce);
   sync_gradients(*opt_fc_);
   opt_fc_->step();
   if (!adv) m.clean_acc = accuracy(logits.data(), y);
@@ -414,7 +426,7 @@ void Trainer::step_trades(const Tensor& x, const Tensor& y, const Tensor& x_adv,
   check_finite(m.ce, "classifier step", "CE");
   check_finite(m.kl, "classifier step", "KL");
   check_finite(m.loss, "classifier step", "loss");
-  loss.backward();
+  backward_local(loss);
   sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(logits.data(), y);
@@ -435,7 +447,7 @@ void Trainer::step_norm(const Tensor& x, const Tensor& y, const Tensor& x_adv, S
   check_finite(m.ce, "classifier step", "CE");
   check_finite(m.distance, "classifier step", "distance");
   check_finite(m.loss, "classifier step", "loss");
-  loss.backward();
+  backward_local(loss);
   sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(out.logits.data(), y);
@@ -453,7 +465,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
   Var l_c = cross_entropy(logits, y);
   m.loss = m.ce = scalar_of(l_c);
   check_finite(m.ce, "C step", "L_C");
-  l_c.backward();
+  backward_local(l_c);
   sync_gradients(*opt_fc_);
   opt_fc_->step();
   m.clean_acc = accuracy(logits.data(), y);
@@ -496,7 +508,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
     check_finite(m.gp, "D step", "GP");
     d_total = l_d + gp * config_.gp_lambda;
   }
-  d_total.backward();
+  backward_local(d_total);
   sync_gradients(*opt_d_);
   opt_d_->step();
   std::vector<double> dc = host_values(d_clean.data()), da = host_values(d_adv.data());
@@ -518,7 +530,7 @@ void Trainer::step_afd(const Tensor& x, const Tensor& y, const Tensor& x_adv, co
     Var l_f = feature_loss(config_.gan_loss, d_adv_new);
     m.l_f = scalar_of(l_f);
     check_finite(m.l_f, "F step", "L_F");
-    l_f.backward();
+    backward_local(l_f);
   }
   sync_gradients(*opt_f_);
   opt_f_->step();

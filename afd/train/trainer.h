@@ -88,8 +88,11 @@
 //     batch (data_parallel.h): every rank applies the single-process update. Not overlapped with
 //     the backward pass;
 //   - the GP's mixing weights are drawn for the whole global batch on every rank (each takes its rows);
-//   - BatchNorm statistics are per rank (as PyTorch DDP without SyncBatchNorm): a model with BN then
-//     trains differently from one process; there is no synchronised BN yet;
+//   - BatchNorm statistics are per rank by default (as PyTorch DDP without SyncBatchNorm): a model
+//     with BN then trains differently from one process. With config.sync_bn every BN layer uses the
+//     global batch's statistics (dist::enable_sync_batch_norm; two all-reduces per BN layer in each
+//     train-mode forward and two in its backward), each rank's loss is weighted by its share before
+//     backward and the gradients are summed: the single-process run, also with BN;
 //   - train_step returns metrics averaged over the global batch (batch_size = the global size), and
 //     request_stop() on any rank stops every rank after the same step;
 //   - evaluate() splits the batches over the ranks and sums the counts (the same numbers as one process);
@@ -288,6 +291,7 @@ class Trainer {
   void check_finite(double value, const char* phase, const char* term) const;
   void broadcast_networks();
   void sync_gradients(const Optimizer& opt);
+  void backward_local(const Var& loss);
   void reduce_metrics(StepMetrics& m);
   std::string checkpoint_dir() const;
 
@@ -303,6 +307,7 @@ class Trainer {
   std::shared_ptr<dist::Communicator> comm_;
   int64_t global_batch_ = 0, shard_begin_ = 0;  // data parallel: this step's global size, our first row
   double shard_weight_ = 1;                     // our rows / global rows
+  bool sync_bn_ = false;                        // data parallel with config.sync_bn
   std::unique_ptr<Accumulator> epoch_sums_;
   std::atomic<bool> stop_{false};
 };

@@ -131,6 +131,26 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   c.push_back({"batch_norm_eval",
                [run_mean, run_var](In v) { return batch_norm(v[0], v[1], v[2], run_mean, run_var, false); },
                {bx, gamma, beta}});
+  // Sums over replicas: a group of one (the identity), and a stand-in sum that triples (y = 3x,
+  // whose backward must triple g). Synchronised batch norm over a group of one is batch norm.
+  ReplicaSum alone = [](Tensor&) {};
+  ReplicaSum triple = [](Tensor& t) { t.copy_(ops::mul_scalar(t, 3.0)); };
+  c.push_back({"all_reduce_sum", [alone](In v) { return all_reduce_sum(v[0], alone); }, {a23}});
+  c.push_back({"all_reduce_sum", [triple](In v) { return all_reduce_sum(v[0], triple); }, {a23}});
+  c.push_back({"sync_batch_norm",
+               [alone](In v) {
+                 Device d = v[0].device();
+                 Tensor rm = Tensor::zeros({2}, DType::f64, d), rv = Tensor::ones({2}, DType::f64, d);
+                 return sync_batch_norm(v[0], v[1], v[2], rm, rv, alone);
+               },
+               {bx, gamma, beta}});
+  c.push_back({"sync_batch_norm",  // 2-D input (BatchNorm1d)
+               [alone](In v) {
+                 Device d = v[0].device();
+                 Tensor rm = Tensor::zeros({3}, DType::f64, d), rv = Tensor::ones({3}, DType::f64, d);
+                 return sync_batch_norm(v[0], v[1], v[2], rm, rv, alone);
+               },
+               {uniform({4, 3}, 37), uniform({3}, 38), uniform({3}, 39)}});
   // Pooling.
   c.push_back({"max_pool2d", [](In v) { return max_pool2d(v[0], 2, 2); }, {distinct({2, 2, 4, 4}, 42)}});
   c.push_back({"max_pool2d", [](In v) { return max_pool2d(v[0], 3, 2, 1); }, {distinct({1, 2, 5, 5}, 43)}});

@@ -186,6 +186,12 @@ std::vector<Flag> build_table() {
     above(dist_flag("dist-timeout", FlagType::real,
                     "advanced: seconds a collective (or the rendezvous) may wait for the other ranks before the "
                     "run stops with an error", "300"), 0);
+    // Part of what the run is (it changes the statistics BN trains with): resolved, saved in the checkpoint.
+    t.push_back(train_bool("sync-bn", &TrainConfig::sync_bn, "data parallel",
+                           "synchronised BatchNorm: train-mode BN statistics over the global batch (every rank's rows) "
+                           "instead of each rank's own, so a model with BN trains as one process would; two "
+                           "all-reduces per BN layer in each forward and backward; only meaningful with --nproc or "
+                           "--world-size > 1"));
   }
 
   // ---- model and data subset (train) ----
