@@ -91,7 +91,8 @@ Var gather(const Var& x, int64_t dim, const Tensor& index);
 // ---- data parallelism: sums over the replicas of a group ----------------------------------------
 // An in-place sum over the replicas (processes) of a data-parallel group: every replica calls it at
 // the same point with a tensor of the same shape, and afterwards each holds the sum of all of them.
-// afd/dist/sync_batch_norm.h makes one from a Communicator; [](Tensor&) {} is a group of one.
+// dist::replica_sum (afd/dist/data_parallel.h) makes one from a Communicator; [](Tensor&) {} is a
+// group of one.
 using ReplicaSum = std::function<void(Tensor& t)>;
 // y = sum over replicas r of x_r. Every replica's loss L_q depends on y, so the gradient of the
 // group's loss sum_q L_q with respect to x_r is sum_q dL_q/dy: the backward applies the same sum
