@@ -14,6 +14,7 @@
 #include "afd/dist/data_parallel.h"
 #include "tensor/cuda/cuda_info.h"
 #include "tensor/error.h"
+#include "tests/dist/fork_ranks.h"
 
 namespace afd::dist {
 namespace {
@@ -27,31 +28,7 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-// Runs body(rank) in `world` forked processes; returns their exit statuses (a throw -> 3).
-std::vector<int> run_ranks(int world, const std::function<int(int)>& body) {
-  std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      int code = 3;
-      try {
-        code = body(r);
-      } catch (const std::exception& e) {
-        fmt::print(stderr, "rank {}: {}\n", r, e.what());
-      }
-      std::fflush(stderr);
-      ::_exit(code);
-    }
-    pids.push_back(pid);
-  }
-  std::vector<int> codes;
-  for (pid_t p : pids) {
-    int status = 0;
-    ::waitpid(p, &status, 0);
-    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-  }
-  return codes;
-}
+using afd::testing::run_ranks;
 
 DistOptions options(int rank, int world, const fs::path& dir, double timeout = 20) {
   DistOptions o;

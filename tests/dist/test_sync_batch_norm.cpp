@@ -22,6 +22,7 @@
 #include "nn/layers.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
+#include "tests/dist/fork_ranks.h"
 
 namespace afd::dist {
 namespace {
@@ -135,36 +136,16 @@ TEST(SyncBatchNorm, TwoCollectivesForwardTwoBackwardNoneInEval) {
   EXPECT_EQ(calls, 4);
 }
 
-// Runs body(rank) in 2 forked processes joined by Gloo; returns their exit statuses (a throw -> 3).
+// Runs body(comm) in 2 forked processes joined by Gloo; returns their exit statuses (a throw -> 3).
 std::vector<int> run_two_ranks(const fs::path& dir, const std::function<int(std::shared_ptr<Communicator>)>& body) {
-  std::vector<pid_t> pids;
-  for (int r = 0; r < 2; ++r) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      int code = 3;
-      try {
-        DistOptions o;
-        o.rank = r;
-        o.world_size = 2;
-        o.rendezvous = dir.string();
-        o.timeout_seconds = 20;
-        std::shared_ptr<Communicator> comm = make_gloo(o);
-        code = body(comm);
-      } catch (const std::exception& e) {
-        fmt::print(stderr, "rank {}: {}\n", r, e.what());
-      }
-      std::fflush(stderr);
-      ::_exit(code);
-    }
-    pids.push_back(pid);
-  }
-  std::vector<int> codes;
-  for (pid_t p : pids) {
-    int status = 0;
-    ::waitpid(p, &status, 0);
-    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-  }
-  return codes;
+  return afd::testing::run_ranks(2, [&](int r) {
+    DistOptions o;
+    o.rank = r;
+    o.world_size = 2;
+    o.rendezvous = dir.string();
+    o.timeout_seconds = 20;
+    return body(make_gloo(o));
+  });
 }
 
 // The global batch X [7, 3, 2, 2] split 4 + 3 over two ranks; the loss is sum(y * W) over all rows
