@@ -48,6 +48,16 @@ std::string known_attacks() {
   return s;
 }
 
+// Every name of `list` (the value of `flag`) is a registered attack, and none is listed twice.
+void check_attack_list(const std::vector<std::string>& list, const char* flag) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string& a = list[i];
+    if (!known_attack(a)) throw UsageError(fmt::format("{}: unknown attack '{}' (known: {})", flag, a, known_attacks()));
+    if (std::find(list.begin(), list.begin() + int64_t(i), a) != list.begin() + int64_t(i))
+      throw UsageError(fmt::format("{}: '{}' is listed twice", flag, a));
+  }
+}
+
 // The attack's config: the paper's evaluation preset for (attack, dataset), then every --attack-*
 // flag given explicitly, then the seed.
 attacks::AttackConfig attack_config(const FlagSet& set, const Options& opt, const std::string& attack,
@@ -150,6 +160,13 @@ json ci_json(double acc, int64_t n) {
   if (!std::isfinite(acc)) return nullptr;
   const eval::Interval ci = eval::wilson_interval(acc, n);
   return json::array({ci.lo, ci.hi});
+}
+
+// ci_json of every accuracy of a curve.
+json ci_list(const std::vector<double>& accs, int64_t n) {
+  json out = json::array();
+  for (double a : accs) out.push_back(ci_json(a, n));
+  return out;
 }
 
 // "97.40 (96.2–98.2)": the accuracy in % and its Wilson 95% interval, for the Markdown tables.
@@ -506,12 +523,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   const std::vector<std::string> checkpoints = opt.get_list("checkpoint");
   if (checkpoints.empty()) throw UsageError("--checkpoint: name at least one checkpoint folder (e.g. runs/x/checkpoint)");
   if (attack_list.empty()) throw UsageError("--attacks: name at least one attack");
-  for (size_t i = 0; i < attack_list.size(); ++i) {
-    const std::string& a = attack_list[i];
-    if (!known_attack(a)) throw UsageError(fmt::format("--attacks: unknown attack '{}' (known: {})", a, known_attacks()));
-    if (std::find(attack_list.begin(), attack_list.begin() + int64_t(i), a) != attack_list.begin() + int64_t(i))
-      throw UsageError(fmt::format("--attacks: '{}' is listed twice", a));
-  }
+  check_attack_list(attack_list, "--attacks");
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
     throw UsageError(fmt::format("--names: {} names for {} checkpoints", names.size(), checkpoints.size()));
@@ -549,13 +561,9 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   if (!source_checkpoint.empty()) {
     const std::vector<std::string> bb_list = parse_text_list(opt.get("bb-attacks"));
     if (bb_list.empty()) throw UsageError("--bb-attacks: name at least one attack for --source-checkpoint");
-    for (size_t i = 0; i < bb_list.size(); ++i) {
-      const std::string& a = bb_list[i];
-      if (!known_attack(a)) throw UsageError(fmt::format("--bb-attacks: unknown attack '{}' (known: {})", a, known_attacks()));
+    check_attack_list(bb_list, "--bb-attacks");
+    for (const std::string& a : bb_list)
       if (a == "autoattack") throw UsageError("--bb-attacks: autoattack is white-box only here");
-      if (std::find(bb_list.begin(), bb_list.begin() + int64_t(i), a) != bb_list.begin() + int64_t(i))
-        throw UsageError(fmt::format("--bb-attacks: '{}' is listed twice", a));
-    }
     LoadedModel source = load_model(source_checkpoint, "", -1, test, device);
     json sj{{"name", source.name}, {"checkpoint", source.path}, {"model", source.config.model},
             {"method", train::method_name(source.config.method)}, {"attacks", json::array()}};
@@ -677,10 +685,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       }
       const double auc = curve_auc(grid, acc);
       const double secs = seconds_since(start);
-      json acc_ci = json::array();
-      for (double a : acc) acc_ci.push_back(ci_json(a, count));
       mj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", grid},
-                                   {"robust_acc", acc},  {"robust_acc_ci", acc_ci},       {"auc", number(auc)},
+                                   {"robust_acc", acc},  {"robust_acc_ci", ci_list(acc, count)},       {"auc", number(auc)},
                                    {"seconds", secs},    {"cpu_seconds", cpu_seconds() - cpu_start}});
       const std::string name = key + ".wb." + attack;
       per_sample.emplace_back(name + ".robust", flag_matrix(robust));
@@ -745,10 +751,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           acc.push_back(mean_of(ok));
           robust.push_back(std::move(ok));
         }
-        json acc_ci = json::array();
-        for (double a : acc) acc_ci.push_back(ci_json(a, count));
         mj["black_box"].push_back(json{{"attack", t.attack}, {"source", report["black_box_source"]["name"]},
-                                       {"config", attack_config_json(t.config)}, {"eps", t.eps}, {"robust_acc", acc}, {"robust_acc_ci", acc_ci},
+                                       {"config", attack_config_json(t.config)}, {"eps", t.eps}, {"robust_acc", acc}, {"robust_acc_ci", ci_list(acc, count)},
                                        {"auc", number(curve_auc(t.eps, acc))}});
         const std::string name = key + ".bb." + t.attack + ".robust";
         per_sample.emplace_back(name, flag_matrix(robust));
