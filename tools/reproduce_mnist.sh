@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# The CPU-scale reproduction of the paper on MNIST (issue 9; docs/reproduction.md): NT, AT,
-# TRADES, AFD-DCGAN and AFD-WGAN with the paper's MNIST ResNet18 and presets, each trained for
-# 10 epochs on all 60,000 training images, with a shorter training attack than the paper's
-# (5 iterations instead of 40: APGD-CE for AT and AFD; TRADES' KL attack with steps of 0.075
-# instead of 0.01, so that 5 steps still cross the eps-ball of 0.3). Every run
-# checkpoints after each epoch; the script is safe to stop (Ctrl-C, kill, a reboot) and to run
-# again: a finished run is skipped, a stopped one continues from its last checkpoint.
+# The CPU-scale reproduction of the paper on MNIST (issue 9; docs/reproduction.md), in three
+# stages, each safe to stop (Ctrl-C, kill, a reboot) and to run again: finished pieces are
+# skipped, a stopped training continues from its last checkpoint.
 #
-#   bash tools/reproduce_mnist.sh [--out DIR] [--build DIR] [--jobs N] [--only NAME[,NAME...]]
+#   train   NT, AT, TRADES, AFD-DCGAN and AFD-WGAN with the paper's MNIST ResNet18 and presets,
+#           each for 10 epochs on all 60,000 training images, with a shorter training attack than
+#           the paper's (5 iterations instead of 40: APGD-CE for AT and AFD; TRADES' KL attack with
+#           steps of 0.075 instead of 0.01, so that 5 steps still cross the eps-ball of 0.3).
+#   eval    the nine attacks of the paper over its eps grids on the first 1,000 test points, one
+#           part per model and attack (DIR/eval/NAME.ATTACK), plus the black-box part (DIR/eval/bb:
+#           PGD-Linf and C&W-L2 crafted on NT, on every model). Parts of unfinished trainings wait.
+#   report  afd_run eval --merge of every finished part into DIR/report (eval.md, tables, plots,
+#           the per-claim verdicts).
 #
-# --jobs N runs N trainings side by side, one thread each (default 2: one per core here).
-# Runs go to DIR/NAME (default runs/reproduce_mnist/NAME); logs to DIR/NAME.log.
+#   bash tools/reproduce_mnist.sh [--stage train|eval|report|all] [--out DIR] [--build DIR]
+#                                 [--jobs N] [--only NAME[,NAME...]]
+#
+# --jobs N runs N trainings or evaluation parts side by side, one thread each (default 2: one per
+# core here). Runs go to DIR/NAME (default runs/reproduce_mnist/NAME); logs to DIR/NAME.log and
+# DIR/eval/NAME.ATTACK.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +26,15 @@ out=runs/reproduce_mnist
 build=build
 jobs=2
 only=""
+stage=all
 while (($#)); do
   case "$1" in
+    --stage) stage=${2:?--stage needs train, eval, report or all}; shift 2 ;;
     --out) out=${2:?--out needs a folder}; shift 2 ;;
     --build) build=${2:?--build needs a folder}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --only) only=${2:?--only needs names}; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_mnist: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +48,10 @@ declare -A runs=(
   [afd_wgan]="--flagfile configs/mnist_afd_wgan.flags --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
 )
 order=(nt at trades afd_dcgan afd_wgan)
+# The models' names in the report, and the nine attacks of the paper (afd_run help attacks).
+declare -A labels=([nt]=NT [at]=AT [trades]=TRADES [afd_dcgan]=AFD-DCGAN [afd_wgan]=AFD-WGAN)
+attacks=(pgd-linf pgd-l2 pgd-l1 fgsm mim-linf ddn deepfool-linf cw-l2 autoattack)
+case "$stage" in train|eval|report|all) ;; *) echo "reproduce_mnist: error: --stage '$stage': train, eval, report or all" >&2; exit 2 ;; esac
 if [[ -n "$only" ]]; then IFS=, read -r -a order <<< "$only"; fi
 for name in "${order[@]}"; do
   [[ -n "${runs[$name]:-}" ]] || { echo "reproduce_mnist: error: unknown run '$name' (known: ${!runs[*]})" >&2; exit 2; }
@@ -74,18 +88,81 @@ train() {
   echo "reproduce_mnist: $name: finished" >&2
 }
 
-status=0
-running=0
-for name in "${order[@]}"; do
-  train "$name" &
-  running=$((running + 1))
-  if ((running >= jobs)); then
+# pool FUNCTION ITEM...: FUNCTION ITEM for every item, --jobs at a time; fails if any failed.
+pool() {
+  local fn=$1 status=0 running=0
+  shift
+  for item in "$@"; do
+    "$fn" "$item" &
+    running=$((running + 1))
+    if ((running >= jobs)); then
+      wait -n || status=1
+      running=$((running - 1))
+    fi
+  done
+  while ((running > 0)); do
     wait -n || status=1
     running=$((running - 1))
+  done
+  return $status
+}
+
+# One evaluation part: NAME.ATTACK (white-box) or bb (black-box, every model). A part is done
+# when its eval.json exists (written last); an interrupted part starts again.
+evaluate() {
+  local part=$1 dir="$out/eval/$1"
+  if [[ -f "$dir/eval.json" ]]; then return 0; fi
+  local flags=(--count 1000 --threads 1 --progress none --out "$dir")
+  if [[ "$part" == bb ]]; then
+    local ckpts=() names=()
+    for name in "${order[@]}"; do
+      [[ -f "$out/$name/final.json" ]] || { echo "reproduce_mnist: bb: waits for $name's training" >&2; return 0; }
+      ckpts+=("$out/$name/checkpoint"); names+=("${labels[$name]}")
+    done
+    [[ -f "$out/nt/final.json" ]] || { echo "reproduce_mnist: bb: needs nt as its source" >&2; return 0; }
+    flags+=(--checkpoint "$(IFS=,; echo "${ckpts[*]}")" --names "$(IFS=,; echo "${names[*]}")" --attacks none
+            --source-checkpoint "$out/nt/checkpoint" --bb-attacks pgd-linf,cw-l2)
+  else
+    local name=${part%%.*} attack=${part#*.}
+    [[ -f "$out/$name/final.json" ]] || { echo "reproduce_mnist: $part: waits for $name's training" >&2; return 0; }
+    # The sanity report runs once per model, after AutoAttack (whose result it reuses).
+    flags+=(--checkpoint "$out/$name/checkpoint" --names "${labels[$name]}" --attacks "$attack"
+            --sanity-points "$([[ $attack == autoattack ]] && echo 200 || echo 0)")
   fi
-done
-while ((running > 0)); do
-  wait -n || status=1
-  running=$((running - 1))
-done
+  echo "reproduce_mnist: $part: evaluating into $dir" >&2
+  local start=$SECONDS
+  "$afd" eval "${flags[@]}" > "$out/eval/$part.log" 2>&1 || {
+    echo "reproduce_mnist: $part: failed (status $?; log: $out/eval/$part.log)" >&2
+    return 1
+  }
+  echo "reproduce_mnist: $part: done in $((SECONDS - start)) s" >&2
+}
+
+status=0
+if [[ $stage == train || $stage == all ]]; then
+  pool train "${order[@]}" || status=1
+fi
+if [[ $stage == eval || $stage == all ]]; then
+  mkdir -p "$out/eval"
+  parts=()
+  for attack in "${attacks[@]}"; do
+    for name in "${order[@]}"; do parts+=("$name.$attack"); done
+  done
+  pool evaluate "${parts[@]}" bb || status=1
+fi
+if [[ $stage == report || $stage == all ]]; then
+  done_parts=()
+  for name in "${order[@]}"; do
+    for attack in "${attacks[@]}"; do
+      [[ -f "$out/eval/$name.$attack/eval.json" ]] && done_parts+=("$out/eval/$name.$attack")
+    done
+  done
+  [[ -f "$out/eval/bb/eval.json" ]] && done_parts+=("$out/eval/bb")
+  if ((${#done_parts[@]})); then
+    "$afd" eval --merge "$(IFS=,; echo "${done_parts[*]}")" --out "$out/report" > /dev/null
+    echo "reproduce_mnist: report of ${#done_parts[@]} of $(( ${#order[@]} * ${#attacks[@]} + 1 )) parts: $out/report/eval.md" >&2
+  else
+    echo "reproduce_mnist: no evaluation part is finished yet" >&2
+  fi
+fi
 exit $status

@@ -31,4 +31,38 @@ Interval wilson_interval(double p, int64_t n, double z) {
   return wilson_interval(static_cast<int64_t>(std::llround(p * static_cast<double>(n))), n, z);
 }
 
+double normal_quantile(double p) {
+  AFD_CHECK(p > 0 && p < 1, "normal_quantile: p must be in (0, 1), got {}", p);
+  // Phi(x) = erfc(-x / sqrt 2) / 2 rises monotonically; Phi(+-40) is 0 or 1 in double.
+  double lo = -40, hi = 40;
+  while (hi - lo > 1e-15 * std::max(1.0, std::abs(lo))) {
+    const double mid = 0.5 * (lo + hi);
+    if (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p) lo = mid;
+    else hi = mid;
+    if (mid == lo && mid == hi) break;
+  }
+  return 0.5 * (lo + hi);
+}
+
+Difference paired_difference(const std::vector<double>& a, const std::vector<double>& b, double z) {
+  AFD_CHECK(a.size() == b.size(), "paired_difference: {} and {} samples are not paired", a.size(), b.size());
+  AFD_CHECK(a.size() >= 2, "paired_difference: need at least 2 pairs, got {}", a.size());
+  AFD_CHECK(z > 0, "paired_difference: z must be > 0, got {}", z);
+  const double n = static_cast<double>(a.size());
+  double mean = 0;
+  for (size_t i = 0; i < a.size(); ++i) mean += (a[i] - b[i]) / n;
+  double ss = 0;
+  for (size_t i = 0; i < a.size(); ++i) ss += (a[i] - b[i] - mean) * (a[i] - b[i] - mean);
+  const double half = z * std::sqrt(ss / (n - 1)) / std::sqrt(n);
+  return {mean, {mean - half, mean + half}};
+}
+
+Interval pearson_interval(double r, int64_t n, double z) {
+  AFD_CHECK(n >= 4, "pearson_interval: need at least 4 pairs, got {}", n);
+  AFD_CHECK(std::abs(r) <= 1, "pearson_interval: |r| must be <= 1, got {}", r);
+  if (std::abs(r) == 1) return {r, r};
+  const double half = z / std::sqrt(static_cast<double>(n - 3));
+  return {std::tanh(std::atanh(r) - half), std::tanh(std::atanh(r) + half)};
+}
+
 }  // namespace afd::eval

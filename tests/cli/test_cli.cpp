@@ -744,6 +744,127 @@ TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
                   2, {"--attacks: 'fgsm' is listed twice"});
 }
 
+// A long evaluation runs as parts (one model and attack each, plus a black-box part) that
+// `eval --merge` joins: the merged report equals the one-run report, number for number, and it
+// judges the paper's claims (AFD against AT) from the per-sample flags.
+TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  for (const char* method : {"afd", "at", "nt"}) {
+    std::vector<std::string> args = tiny_run(dir / "mnist", dir / method);
+    args.insert(args.end(), {"--method", method});
+    ASSERT_EQ(run_cli(args).code, 0) << method;
+  }
+  const std::string afd = dir / "afd/checkpoint", at = dir / "at/checkpoint", nt = dir / "nt/checkpoint";
+  auto eval = [&](const std::string& out, const std::string& checkpoints, const std::string& names,
+                  const std::string& attacks, bool bb) {
+    std::vector<std::string> args = {"eval", "--checkpoint", checkpoints, "--names", names, "--attacks", attacks,
+                                     "--eps", "0,0.3,1", "--attack-steps", "2", "--count", "12", "--eval-batch-size",
+                                     "5", "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / out,
+                                     "--progress", "none"};
+    if (bb) args.insert(args.end(), {"--source-checkpoint", nt, "--bb-attacks", "fgsm"});
+    Result r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << out << ": " << r.err;
+  };
+  const std::string all = afd + "," + at + "," + nt;
+  eval("one", all, "A,B,C", "fgsm,pgd-l2", true);
+  eval("p1", all, "A,B,C", "fgsm", false);
+  eval("p2", at, "B", "pgd-l2", false);
+  eval("p3", afd + "," + nt, "A,C", "pgd-l2", false);
+  eval("p4", all, "A,B,C", "none", true);  // black-box only
+  const std::string parts = dir / "p1" + "," + dir / "p2" + "," + dir / "p3" + "," + dir / "p4";
+  Result m = run_cli({"eval", "--merge", parts, "--out", dir / "merged"});
+  ASSERT_EQ(m.code, 0) << m.err;
+
+  // The same numbers, tables and flags as one run.
+  const json one = json::parse(read_text(dir / "one/eval.json"));
+  const json merged = json::parse(read_text(dir / "merged/eval.json"));
+  ASSERT_EQ(merged["models"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const json &a = one["models"][i], &b = merged["models"][i];
+    EXPECT_EQ(a["name"], b["name"]);
+    EXPECT_EQ(a["clean_acc"], b["clean_acc"]);
+    EXPECT_EQ(a["representation"], b["representation"]);
+    for (const char* section : {"attacks", "black_box"}) {
+      ASSERT_EQ(a[section].size(), b[section].size()) << section;
+      for (size_t k = 0; k < a[section].size(); ++k)
+        for (const char* key : {"attack", "eps", "robust_acc", "robust_acc_ci", "auc"})
+          EXPECT_EQ(a[section][k][key], b[section][k][key]) << a["name"] << " " << section << " " << k << " " << key;
+    }
+    EXPECT_EQ(a.contains("h_divergence"), i == 0);  // the AFD model holds D
+    EXPECT_EQ(a.value("h_divergence", json()), b.value("h_divergence", json())) << "Figure 3's entries";
+  }
+  for (const char* file : {"table1.csv", "table2.csv"})
+    EXPECT_EQ(read_text(fs::path(dir / "one") / file), read_text(fs::path(dir / "merged") / file)) << file;
+  const std::string md_one = read_text(dir / "one/eval.md"), md_merged = read_text(dir / "merged/eval.md");
+  EXPECT_EQ(md_one.substr(0, md_one.find("## Timing")), md_merged.substr(0, md_merged.find("## Timing")));
+  const SafetensorsFile ps_one = read_safetensors(dir / "one/per_sample.safetensors");
+  const SafetensorsFile ps_merged = read_safetensors(dir / "merged/per_sample.safetensors");
+  ASSERT_EQ(ps_one.tensors.size(), ps_merged.tensors.size());
+  for (const auto& [name, t] : ps_one.tensors) {
+    ASSERT_TRUE(ps_merged.contains(name)) << name;
+    EXPECT_EQ(t.to(DType::f64).to_vector<double>(), ps_merged.get(name).to(DType::f64).to_vector<double>()) << name;
+  }
+  EXPECT_EQ(ps_one.metadata.at("eps"), ps_merged.metadata.at("eps"));
+
+  // The claims: AFD (A) against AT (B). Unseen attacks are those other than PGD-Linf (the training
+  // attack here): fgsm and pgd-l2. A point's AUC score averages to the attack's AUC.
+  const json& claims = merged["claims"];
+  EXPECT_EQ(claims, one["claims"]);
+  int seen = 0;
+  for (const json& c : claims) {
+    EXPECT_EQ(c["afd"], "A");
+    const std::string verdict = c["verdict"];
+    EXPECT_TRUE(verdict == "holds" || verdict == "does not hold" || verdict == "inconclusive") << verdict;
+    if (c["claim"] == "auc_unseen_attacks") {
+      ++seen;
+      ASSERT_EQ(c["attacks"].size(), 2u);
+      int higher = 0, lower = 0;
+      for (size_t k = 0; k < 2; ++k) {
+        const json& a = c["attacks"][k];
+        EXPECT_EQ(a["attack"], k == 0 ? "fgsm" : "pgd-l2");
+        EXPECT_NEAR(a["afd_auc"].get<double>(), merged["models"][0]["attacks"][k]["auc"].get<double>(), 1e-12);
+        EXPECT_NEAR(a["baseline_auc"].get<double>(), merged["models"][1]["attacks"][k]["auc"].get<double>(), 1e-12);
+        EXPECT_NEAR(a["difference"].get<double>(), a["afd_auc"].get<double>() - a["baseline_auc"].get<double>(), 1e-12);
+        EXPECT_LE(a["ci"][0].get<double>(), a["difference"].get<double>());
+        higher += a["ci"][0].get<double>() > 0, lower += a["ci"][1].get<double>() < 0;
+      }
+      EXPECT_EQ(verdict, lower == 0 && higher >= 1 ? "holds" : lower > higher ? "does not hold" : "inconclusive");
+    } else if (c["claim"] == "clean_accuracy_not_below_at") {
+      ++seen;
+      const double d = merged["models"][0]["clean_acc"].get<double>() - merged["models"][1]["clean_acc"].get<double>();
+      EXPECT_NEAR(c["difference"].get<double>(), d, 1e-12);
+      EXPECT_EQ(verdict, d >= 0 ? "holds" : c["ci"][1].get<double>() < 0 ? "does not hold" : "inconclusive");
+    } else if (c["claim"] == "lower_dimensional_features") {
+      ++seen;
+      const int64_t pa = merged["models"][0]["representation"]["pca_99"];
+      const int64_t pb = merged["models"][1]["representation"]["pca_99"], pc = merged["models"][2]["representation"]["pca_99"];
+      EXPECT_EQ(verdict, pa < pb && pa < pc ? "holds" : pa > pb || pa > pc ? "does not hold" : "inconclusive");
+    } else {
+      EXPECT_EQ(c["claim"], "h_divergence_predicts_error_gap");  // 4 (attack, eps) pairs
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 4);
+  for (const char* part : {"## The paper's claims", "### 1. AFD's AUC on unseen attacks", "### 2. AFD's clean accuracy",
+                           "### 3. AFD's features", "### 4. The estimated H-divergence", "## Timing"})
+    EXPECT_NE(md_merged.find(part), std::string::npos) << part;
+
+  // Parts that overlap or disagree are refused, naming the folder.
+  expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "one", "--out", dir / "bad"}), 1,
+                  {"white-box attack 'fgsm' of model 'A' is in both", dir / "one"});
+  eval("p5", at, "A", "pgd-l2", false);  // another model under A's name
+  expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p5", "--out", dir / "bad"}), 1,
+                  {"model 'A' is", "one name must mean one model"});
+  expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "nowhere", "--out", dir / "bad"}), 1,
+                  {"--merge: cannot read", "nowhere/eval.json"});
+  expect_one_line(run_cli({"eval", "--merge", parts, "--checkpoint", afd, "--out", dir / "bad"}), 2,
+                  {"--merge", "drop --checkpoint"});
+  expect_one_line(run_cli({"eval", "--checkpoint", afd, "--attacks", "none", "--data-dir", dir / "mnist", "--out",
+                           dir / "bad", "--progress", "none"}),
+                  2, {"--attacks", "'none' only with --source-checkpoint"});
+}
+
 // ---- Ctrl-C and resume through the binary ----------------------------------------------------
 
 // Runs afd_run with `args`; once a line containing `trigger` appears on its stderr, sends SIGINT.

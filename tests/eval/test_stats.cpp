@@ -61,5 +61,43 @@ TEST(Wilson, RejectsBadCounts) {
   afd::testing::expect_error([] { wilson_interval(int64_t{1}, 2, 0.0); }, "z must be > 0");
 }
 
+TEST(NormalQuantile, MatchesPython) {
+  // statistics.NormalDist().inv_cdf of Python 3.11.
+  EXPECT_NEAR(normal_quantile(0.975), 1.9599639845400536, 1e-12);
+  EXPECT_NEAR(normal_quantile(1 - 0.05 / 16), 2.734368786533176, 1e-12);  // Bonferroni over 8 two-sided tests
+  EXPECT_NEAR(normal_quantile(1e-6), -4.753424308822899, 1e-11);
+  EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-15);
+  afd::testing::expect_error([] { normal_quantile(1.0); }, "p must be in (0, 1), got 1");
+}
+
+TEST(PairedDifference, MeanAndNormalInterval) {
+  // Expected values: the formula of stats.h evaluated in Python.
+  const std::vector<double> a = {1, 1, 0, 1, 0.5, 1, 0, 1}, b = {1, 0, 0, 1, 0.25, 0, 0, 1};
+  const Difference d = paired_difference(a, b);
+  EXPECT_NEAR(d.mean, 0.28125, 1e-15);
+  EXPECT_NEAR(d.ci.lo, -0.03191602333812171, 1e-12);
+  EXPECT_NEAR(d.ci.hi, 0.5944160233381217, 1e-12);
+  // Swapping the models negates the difference; identical models give [0, 0].
+  const Difference back = paired_difference(b, a);
+  EXPECT_NEAR(back.ci.lo, -d.ci.hi, 1e-15);
+  const Difference same = paired_difference(a, a);
+  EXPECT_EQ(same.ci.lo, 0.0);
+  EXPECT_EQ(same.ci.hi, 0.0);
+  afd::testing::expect_error([&] { paired_difference(a, {1, 2}); }, "8 and 2 samples are not paired");
+  afd::testing::expect_error([] { paired_difference({1}, {0}); }, "at least 2 pairs");
+}
+
+TEST(PearsonInterval, FisherTransform) {
+  const Interval ci = pearson_interval(0.6, 30);
+  EXPECT_NEAR(ci.lo, 0.3058420678082048, 1e-12);
+  EXPECT_NEAR(ci.hi, 0.7895901951336387, 1e-12);
+  EXPECT_EQ(pearson_interval(1.0, 10).lo, 1.0);
+  // Fewer pairs, wider interval; it stays inside [-1, 1].
+  const Interval few = pearson_interval(0.6, 5);
+  EXPECT_LT(few.lo, ci.lo);
+  EXPECT_GE(few.lo, -1.0);
+  afd::testing::expect_error([] { pearson_interval(0.5, 3); }, "at least 4 pairs");
+}
+
 }  // namespace
 }  // namespace afd::eval

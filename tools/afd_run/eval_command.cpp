@@ -24,6 +24,7 @@
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tools/afd_run/common.h"
+#include "tools/afd_run/eval_report.h"
 
 namespace afd::cli {
 
@@ -118,208 +119,6 @@ std::string checkpoint_dataset(const std::string& checkpoint) {
   } catch (const std::exception&) {
   }
   return "";
-}
-
-// Figure 2 of the paper from eval.json's numbers: for each attack, robust accuracy (%) vs eps with
-// one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns eval.md's section
-// that embeds them.
-std::string write_accuracy_plots(const json& eval_json, const std::vector<std::string>& attack_list, const std::string& out) {
-  std::string md = "\n## Robust accuracy vs eps\n\n";
-  for (const std::string& attack : attack_list) {
-    report::LineChart chart;
-    chart.y_min = 0;
-    chart.y_max = 100;
-    chart.y_label = "robust accuracy (%)";
-    std::string norm;
-    for (const json& model : eval_json["models"])
-      for (const json& a : model["attacks"])
-        if (a["attack"] == attack) {
-          report::Series series{model["name"].get<std::string>(), a["eps"].get<std::vector<double>>(), {}};
-          for (const json& v : a["robust_acc"]) series.y.push_back(v.is_number() ? 100 * v.get<double>() : NAN);
-          norm = a["config"]["norm"].get<std::string>();
-          chart.series.push_back(std::move(series));
-        }
-    chart.title = fmt::format("{}: robust accuracy vs eps ({}, first {} test points)", attack,
-                              eval_json["dataset"].get<std::string>(), eval_json["count"].get<int64_t>());
-    chart.x_label = fmt::format("eps ({})", norm);
-    std::string file = attack;
-    for (char& c : file)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
-    file = "plots/accuracy_vs_eps_" + file + ".svg";
-    report::write_svg((fs::path(out) / file).string(), chart);
-    md += fmt::format("![{}: robust accuracy vs eps, one line per model]({})\n\n", attack, file);
-  }
-  return md;
-}
-
-// ---- confidence intervals and tables ------------------------------------------------------------
-
-// The Wilson 95% interval (afd/eval/stats.h) of an accuracy measured on n points, as [lo, hi]
-// fractions (null for NaN).
-json ci_json(double acc, int64_t n) {
-  if (!std::isfinite(acc)) return nullptr;
-  const eval::Interval ci = eval::wilson_interval(acc, n);
-  return json::array({ci.lo, ci.hi});
-}
-
-// ci_json of every accuracy of a curve.
-json ci_list(const std::vector<double>& accs, int64_t n) {
-  json out = json::array();
-  for (double a : accs) out.push_back(ci_json(a, n));
-  return out;
-}
-
-// "97.40 (96.2–98.2)": the accuracy in % and its Wilson 95% interval, for the Markdown tables.
-std::string acc_cell(double acc, int64_t n) {
-  if (!std::isfinite(acc)) return "-";
-  const eval::Interval ci = eval::wilson_interval(acc, n);
-  return fmt::format("{} ({:.1f}–{:.1f})", percent(acc), 100 * ci.lo, 100 * ci.hi);
-}
-
-std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::string md = "|";
-  for (const auto& h : header) md += " " + h + " |";
-  md += "\n|";
-  for (size_t i = 0; i < header.size(); ++i) md += i == 0 ? "---|" : "---:|";
-  md += "\n";
-  for (const auto& row : rows) {
-    md += "|";
-    for (const auto& c : row) md += " " + c + " |";
-    md += "\n";
-  }
-  return md;
-}
-
-// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-std::string csv_line(const std::vector<std::string>& fields) {
-  std::string line;
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (i) line += ',';
-    line += csv_field(fields[i]);
-  }
-  return line + "\n";
-}
-
-// Table 1 budgets (specs/afd.md): Linf 0.3 on MNIST, 0.031 on CIFAR, 0.015 on Tiny-ImageNet; L2 1.0
-// everywhere; AutoAttack at the PGD eps. A grid eps within kEpsMatch of the budget counts (the CIFAR
-// grids hold 8/255 = 0.0314 and 4/255 = 0.0157).
-double table1_linf_eps(const std::string& dataset) {
-  if (dataset == "mnist" || dataset == "fashion-mnist") return 0.3;
-  if (dataset.rfind("cifar", 0) == 0) return 0.031;
-  return 0.015;
-}
-constexpr double kTable1L2Eps = 1.0;
-constexpr double kEpsMatch = 1e-3;
-
-// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list, NaN when
-// that attack, norm or eps was not evaluated.
-double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps) {
-  for (const json& a : entries)
-    if (a["attack"] == attack && a["config"]["norm"] == norm)
-      for (size_t j = 0; j < a["eps"].size(); ++j)
-        if (std::abs(a["eps"][j].get<double>() - eps) <= kEpsMatch && a["robust_acc"][j].is_number())
-          return a["robust_acc"][j].get<double>();
-  return NAN;
-}
-
-struct TableFiles {
-  std::string md, csv;
-};
-
-// Table 1 of the paper from eval.json: clean and robust accuracy at the headline budgets, white-box
-// and black-box, one row per model. Markdown cells "acc (lo–hi)" in %; CSV columns acc, ci_lo,
-// ci_hi in % with 2 decimals, empty where not evaluated.
-TableFiles table1(const json& report) {
-  const std::string dataset = report["dataset"];
-  const double linf = table1_linf_eps(dataset);
-  struct Column {
-    std::string title, key, section, attack, norm;
-    double eps;
-  };
-  const std::vector<Column> columns = {
-      {"clean", "clean", "", "", "", 0},
-      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf},
-      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps},
-      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf},
-      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf},
-      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps}};
-  const int64_t n = report["count"];
-  std::vector<std::string> header = {"model"}, csv_header = {"model", "n"};
-  for (const Column& c : columns) {
-    header.push_back(c.title);
-    for (const char* suffix : {"", "_ci_lo", "_ci_hi"}) csv_header.push_back(c.key + suffix);
-  }
-  TableFiles t;
-  t.csv = csv_line(csv_header);
-  std::vector<std::vector<std::string>> rows;
-  for (const json& model : report["models"]) {
-    std::vector<std::string> row = {model["name"]}, fields = {model["name"], std::to_string(n)};
-    for (const Column& c : columns) {
-      double acc = NAN;
-      if (c.section.empty())
-        acc = model["clean_acc"].get<double>();
-      else if (model.contains(c.section))
-        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps);
-      row.push_back(acc_cell(acc, n));
-      if (std::isfinite(acc)) {
-        const eval::Interval ci = eval::wilson_interval(acc, n);
-        for (double v : {acc, ci.lo, ci.hi}) fields.push_back(fmt::format("{:.2f}", 100 * v));
-      } else {
-        fields.insert(fields.end(), 3, "");
-      }
-    }
-    rows.push_back(row);
-    t.csv += csv_line(fields);
-  }
-  t.md = fmt::format(
-      "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
-      "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
-      "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = black-box "
-      "(crafted on --source-checkpoint, evaluated on the model). '-': not evaluated (add the attack to --attacks "
-      "or --bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
-      n, format_real(linf), dataset, format_real(kTable1L2Eps), format_real(kEpsMatch));
-  t.md += md_table(header, rows);
-  return t;
-}
-
-// Table 2 of the paper: the normalised AUC of every white-box attack with two or more eps (see
-// curve_auc: trapezoid of accuracy (fraction) over the grid, divided by eps_max - eps_min, so a
-// model robust at every eps scores 1). 3 decimals; '-' / empty where undefined.
-TableFiles table2(const json& report, const std::vector<std::string>& attack_list) {
-  std::vector<std::string> header = {"model"}, csv_header = {"model"};
-  for (const std::string& a : attack_list) {
-    header.push_back(a);
-    csv_header.push_back(a);
-  }
-  TableFiles t;
-  t.csv = csv_line(csv_header);
-  std::vector<std::vector<std::string>> rows;
-  for (const json& model : report["models"]) {
-    std::vector<std::string> row = {model["name"]}, fields = {model["name"]};
-    for (const std::string& name : attack_list) {
-      std::string v;
-      for (const json& a : model["attacks"])
-        if (a["attack"] == name && a["auc"].is_number()) v = fmt::format("{:.3f}", a["auc"].get<double>());
-      row.push_back(v.empty() ? "-" : v);
-      fields.push_back(v);
-    }
-    rows.push_back(row);
-    t.csv += csv_line(fields);
-  }
-  t.md =
-      "\n## Table 2: normalised AUC of robust accuracy vs eps\n\n"
-      "AUC = (trapezoid area under accuracy(eps), accuracy as a fraction, over the attack's eps grid) / "
-      "(eps_max - eps_min): 1 for a model that keeps every point at every eps. Grids with one eps have no AUC ('-'). "
-      "Also in table2.csv.\n\n";
-  t.md += md_table(header, rows);
-  return t;
 }
 
 // ---- per-sample flags and transfer ---------------------------------------------------------------
@@ -429,82 +228,6 @@ struct HDivergenceSum {
   }
 };
 
-// Pearson correlation of two samples (NaN with fewer than 2 points or no spread).
-double pearson(const std::vector<double>& a, const std::vector<double>& b) {
-  const size_t n = a.size();
-  if (n < 2) return NAN;
-  double ma = 0, mb = 0;
-  for (size_t i = 0; i < n; ++i) ma += a[i] / double(n), mb += b[i] / double(n);
-  double sab = 0, saa = 0, sbb = 0;
-  for (size_t i = 0; i < n; ++i) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) * (a[i] - ma);
-    sbb += (b[i] - mb) * (b[i] - mb);
-  }
-  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
-}
-
-// Figure 3 from eval.json's "h_divergence" entries: d_hat vs eps and error gap vs eps (one line per
-// model and attack) and d_hat against the error gap (one scatter series per model and attack), in
-// OUT/plots; returns eval.md's section (a table and the plots). Empty when no model has D.
-std::string write_h_divergence(const json& report, const std::string& out) {
-  const bool many = report["models"].size() > 1;
-  report::LineChart dhat, gap, scatter;
-  dhat.title = "estimated H-divergence vs eps (Eq. 6)";
-  dhat.y_label = "d_hat = 2 |alpha - 1|";
-  dhat.y_min = 0, dhat.y_max = 2;
-  gap.title = "adversarial minus clean error vs eps";
-  gap.y_label = "error gap (percentage points)";
-  scatter.title = "d_hat vs error gap, across attacks and eps";
-  scatter.x_label = "d_hat";
-  scatter.y_label = "error gap (percentage points)";
-  scatter.lines = false;
-  dhat.x_label = gap.x_label = "eps (each attack's norm)";
-  std::string rows, corr;
-  for (const json& model : report["models"]) {
-    if (!model.contains("h_divergence")) continue;
-    std::vector<std::string> order;  // attacks in the order evaluated
-    for (const json& h : model["h_divergence"])
-      if (std::find(order.begin(), order.end(), h["attack"]) == order.end()) order.push_back(h["attack"]);
-    std::vector<double> all_d, all_gap;
-    for (const std::string& attack : order) {
-      const std::string name = many ? model["name"].get<std::string>() + " / " + attack : attack;
-      report::Series sd{name, {}, {}}, sg{name, {}, {}}, ss{name, {}, {}};
-      for (const json& h : model["h_divergence"]) {
-        if (h["attack"] != attack) continue;
-        const double eps = h["eps"], d = h["d_hat"].is_number() ? h["d_hat"].get<double>() : NAN;
-        const double g = 100 * h["error_gap"].get<double>();
-        sd.x.push_back(eps), sd.y.push_back(d);
-        sg.x.push_back(eps), sg.y.push_back(g);
-        ss.x.push_back(d), ss.y.push_back(g);
-        if (std::isfinite(d)) all_d.push_back(d), all_gap.push_back(g);
-        rows += fmt::format("| {} | {} | {} | {} | {} | {:.2f} |\n", model["name"].get<std::string>(), attack,
-                            format_real(eps), h["alpha"].is_number() ? fmt::format("{:.3f}", h["alpha"].get<double>()) : "-",
-                            std::isfinite(d) ? fmt::format("{:.3f}", d) : "-", g);
-      }
-      dhat.series.push_back(sd), gap.series.push_back(sg), scatter.series.push_back(ss);
-    }
-    const double r = pearson(all_d, all_gap);
-    corr += fmt::format("- {}: Pearson r(d_hat, error gap) = {} over {} (attack, eps) points\n",
-                        model["name"].get<std::string>(), std::isfinite(r) ? fmt::format("{:.3f}", r) : "-", all_d.size());
-  }
-  if (rows.empty()) return "";
-  // One eps grid may span Linf and L2 budgets; the plots share the x axis all the same.
-  report::write_svg((fs::path(out) / "plots/h_divergence_vs_eps.svg").string(), dhat);
-  report::write_svg((fs::path(out) / "plots/error_gap_vs_eps.svg").string(), gap);
-  scatter.x_min = 0, scatter.x_max = 2;
-  report::write_svg((fs::path(out) / "plots/d_hat_vs_error_gap.svg").string(), scatter);
-  return "\n## H-divergence estimate and error gap (Figure 3)\n\n"
-         "From the AFD discriminator D of each checkpoint (Eq. 6) on the points the attack was run on (clean-correct "
-         "ones): alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1| (0: D cannot tell adversarial features "
-         "from clean ones). Error gap = adversarial error - clean error = clean accuracy - robust accuracy, over all "
-         "points, in percentage points.\n\n"
-         "| model | attack | eps | alpha | d_hat | error gap |\n|---|---|---:|---:|---:|---:|\n" +
-         rows + "\n" + corr +
-         "\n![d_hat vs eps](plots/h_divergence_vs_eps.svg)\n\n![error gap vs eps](plots/error_gap_vs_eps.svg)\n\n"
-         "![d_hat vs error gap](plots/d_hat_vs_error_gap.svg)\n";
-}
-
 }  // namespace
 
 // ---- eval ------------------------------------------------------------------------------------
@@ -513,7 +236,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   FlagSet set(flag_table(), kEval);
   bool help = false;
   const std::vector<Assignment> given = set.parse_args(args, &help);
-  const std::vector<std::string> attack_list = parse_text_list(last_value(given, "attacks", "pgd-linf"));
+  std::vector<std::string> attack_list = parse_text_list(last_value(given, "attacks", "pgd-linf"));
+  if (attack_list == std::vector<std::string>{"none"}) attack_list.clear();  // black-box only
   const std::string first = attack_list.empty() ? "pgd-linf" : attack_list[0];
   const Options opt = resolve_model_command(set, given, first, last_value(given, "dataset", ""));
   if (help) {
@@ -521,8 +245,22 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     return 0;
   }
   const std::vector<std::string> checkpoints = opt.get_list("checkpoint");
+  if (!opt.get("merge").empty()) {
+    // Report only: the parts were evaluated earlier (eval_report.h).
+    if (!checkpoints.empty())
+      throw UsageError("--merge: merges earlier evaluations and evaluates nothing; drop --checkpoint");
+    const std::string out = opt.get("out");
+    prepare_out_dir(out, "--out");
+    auto [report, per_sample] = merge_eval_parts(opt.get_list("merge"));
+    write_text((fs::path(out) / "resolved.flags").string(),
+               opt.resolved_flagfile("# afd_run eval --merge, fully resolved; rerun: afd_run eval --flagfile " + out +
+                                     "/resolved.flags\n"));
+    io.out << write_eval_report(report, per_sample, out);
+    return 0;
+  }
   if (checkpoints.empty()) throw UsageError("--checkpoint: name at least one checkpoint folder (e.g. runs/x/checkpoint)");
-  if (attack_list.empty()) throw UsageError("--attacks: name at least one attack");
+  if (attack_list.empty() && opt.get("source-checkpoint").empty())
+    throw UsageError("--attacks: name at least one attack ('none' only with --source-checkpoint: black-box only)");
   check_attack_list(attack_list, "--attacks");
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
@@ -541,14 +279,14 @@ int eval_command(const std::vector<std::string>& args, Io io) {
              opt.resolved_flagfile("# afd_run eval, fully resolved; rerun: afd_run eval --flagfile " + out +
                                    "/resolved.flags\n"));
 
-  json report{{"dataset", dataset}, {"count", count}, {"models", json::array()}};
+  json report{{"dataset", dataset},   {"count", count},        {"models", json::array()},
+              {"version", AFD_VERSION}, {"device", device.str()}, {"threads", opt.get_int("threads")}};
   attacks::EvalOptions eo;
   eo.batch_size = opt.get_int("eval-batch-size");
   eo.progress = opt.get("progress") != "none";
-  const std::vector<int64_t> labels = y.to(Device::cpu()).to_vector<int64_t>();
-  // Per-sample results (per_sample.safetensors): u8 flags and f64 norms, named m<model>.<what>.
-  std::vector<std::pair<std::string, Tensor>> per_sample;
-  json per_sample_eps = json::object();  // tensor name -> the eps of its rows
+  PerSample ps;  // per_sample.safetensors
+  ps.labels = y.to(Device::cpu()).to_vector<int64_t>();
+  const std::vector<int64_t>& labels = ps.labels;
   auto eps_grid = [&](const std::string& attack) {
     std::vector<double> grid = opt.get("eps").empty() ? eval_preset(attack, dataset).eps : opt.get_real_list("eps");
     if (grid.empty()) throw UsageError("--eps: the grid is empty");
@@ -577,27 +315,23 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     }
     report["black_box_source"] = sj;
   }
-  std::vector<std::string> header = {"model", "clean"};
-  std::vector<std::vector<std::string>> table;
-  std::vector<std::string> bb_header = {"model"};
-  std::vector<std::vector<std::string>> bb_table;
-  std::string sanity_md;  // one section per model
-  std::string representation_md;  // one row per model
   for (size_t m = 0; m < checkpoints.size(); ++m) {
     LoadedModel lm = load_model(checkpoints[m], opt.get("model"), opt.get_int("width"), test, device);
     if (!names.empty()) lm.name = names[m];
     json mj{{"name", lm.name}, {"checkpoint", lm.path}, {"model", lm.config.model}, {"method", train::method_name(lm.config.method)},
             {"attacks", json::array()}};
-    std::vector<std::string> row = {lm.name};
-    double clean = NAN;
+    if (lm.config.method == train::Method::afd) mj["gan"] = gan_loss_name(lm.config.gan_loss);
+    if (lm.config.method == train::Method::at || lm.config.method == train::Method::afd)
+      mj["train_attack"] = lm.config.attack;  // not "unseen" in the claims (eval_report.cpp)
     const std::string key = fmt::format("m{}", m);  // per_sample.safetensors names
     const std::vector<uint8_t> clean_ok = correct_flags(*lm.model, x, labels, eo.batch_size);
+    double clean = mean_of(clean_ok);
     std::vector<int64_t> clean_rows;  // the points attacks run on
     for (size_t i = 0; i < clean_ok.size(); ++i)
       if (clean_ok[i]) clean_rows.push_back(int64_t(i));
     const std::shared_ptr<nn::SNPDFC3> disc = load_discriminator(lm, test.classes, device);
     if (disc) mj["h_divergence"] = json::array();
-    per_sample.emplace_back(key + ".clean", flag_matrix({clean_ok}));
+    ps.tensors.emplace_back(key + ".clean", flag_matrix({clean_ok}));
     // The threat model the sanity report checks: the first attack's norm at its largest eps.
     attacks::SanityOptions sanity;
     sanity.max_points = opt.get_int("sanity-points");
@@ -689,20 +423,11 @@ int eval_command(const std::vector<std::string>& args, Io io) {
                                    {"robust_acc", acc},  {"robust_acc_ci", ci_list(acc, count)},       {"auc", number(auc)},
                                    {"seconds", secs},    {"cpu_seconds", cpu_seconds() - cpu_start}});
       const std::string name = key + ".wb." + attack;
-      per_sample.emplace_back(name + ".robust", flag_matrix(robust));
-      per_sample_eps[name + ".robust"] = grid;
+      ps.tensors.emplace_back(name + ".robust", flag_matrix(robust));
+      ps.eps[name + ".robust"] = grid;
       if (!norms.empty())
-        per_sample.emplace_back(name + ".norms", Tensor::from_vector<double>(norms, {int64_t(norms.size())}));
+        ps.tensors.emplace_back(name + ".norms", Tensor::from_vector<double>(norms, {int64_t(norms.size())}));
       if (!components.empty()) mj["attacks"].back()["components"] = components;
-      for (size_t j = 0; j < grid.size(); ++j) {
-        if (grid[j] == 0) continue;
-        if (m == 0) header.push_back(fmt::format("{} {}", attack, format_real(grid[j])));
-        row.push_back(acc_cell(acc[j], count));
-      }
-      if (grid.size() >= 2) {
-        if (m == 0) header.push_back(attack + " AUC");
-        row.push_back(std::isnan(auc) ? "-" : fmt::format("{:.3f}", auc));
-      }
       io.err << fmt::format("afd_run eval: {} / {}: clean {}%, {} ({})\n", lm.name, attack, percent(clean),
                             [&] {
                               std::string s;
@@ -724,11 +449,6 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       mj["sanity"] = json{{"points", std::min(sanity.max_points, count)}, {"norm", attacks::norm_name(sanity.norm)},
                           {"eps", sanity.eps}, {"all_ok", rep.all_ok()}, {"items", items},
                           {"seconds", seconds_since(start)}};
-      sanity_md += fmt::format("\nSanity report for {} ({} eps {}, first {} points{}):\n\n", lm.name,
-                               attacks::norm_name(sanity.norm), format_real(sanity.eps),
-                               std::min(sanity.max_points, count), rep.all_ok() ? ", all passed" : ", SOME FAILED");
-      for (const attacks::SanityItem& item : rep.items)
-        sanity_md += fmt::format("- [{}] {}: {}\n", item.ok ? "ok" : "!!", item.name, item.detail);
       io.err << fmt::format("afd_run eval: sanity report for {} ({}):\n{}", lm.name, duration(seconds_since(start)),
                             rep.str());
       if (!rep.all_ok())
@@ -737,11 +457,9 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     }
     mj["clean_acc"] = clean;
     mj["clean_acc_ci"] = ci_json(clean, count);
-    row.insert(row.begin() + 1, acc_cell(clean, count));
     // Black-box: the source's adversarials at each eps; robust = correct on x and on x_adv.
     if (!transfer.empty()) {
       mj["black_box"] = json::array();
-      std::vector<std::string> bb_row = {lm.name};
       for (const TransferSet& t : transfer) {
         std::vector<double> acc;
         std::vector<std::vector<uint8_t>> robust;
@@ -755,55 +473,16 @@ int eval_command(const std::vector<std::string>& args, Io io) {
                                        {"config", attack_config_json(t.config)}, {"eps", t.eps}, {"robust_acc", acc}, {"robust_acc_ci", ci_list(acc, count)},
                                        {"auc", number(curve_auc(t.eps, acc))}});
         const std::string name = key + ".bb." + t.attack + ".robust";
-        per_sample.emplace_back(name, flag_matrix(robust));
-        per_sample_eps[name] = t.eps;
-        for (size_t j = 0; j < t.eps.size(); ++j) {
-          if (t.eps[j] == 0) continue;
-          if (m == 0) bb_header.push_back(fmt::format("{} {}", t.attack, format_real(t.eps[j])));
-          bb_row.push_back(acc_cell(acc[j], count));
-        }
+        ps.tensors.emplace_back(name, flag_matrix(robust));
+        ps.eps[name] = t.eps;
       }
-      bb_table.push_back(bb_row);
     }
     // Representation dimensionality (the paper's Table A4) on the evaluated points.
     const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, x, eo.batch_size));
     mj["representation"] = json{{"features", dim.features}, {"nonzero", dim.nonzero}, {"pca_99", dim.pca_99}};
-    representation_md += fmt::format("| {} | {} | {} | {} |\n", lm.name, dim.features, dim.nonzero, dim.pca_99);
     report["models"].push_back(mj);
-    table.push_back(row);
   }
-  write_text((fs::path(out) / "eval.json").string(), report.dump(2) + "\n");
-  {
-    json names = json::array();
-    for (const json& model : report["models"]) names.push_back(model["name"]);
-    write_safetensors((fs::path(out) / "per_sample.safetensors").string(), per_sample,
-                      {{"models", names.dump()}, {"eps", per_sample_eps.dump()}, {"labels", json(labels).dump()},
-                       {"layout",
-                        "m<i>.clean u8 [1, N]: model i correct on x; m<i>.wb.<attack>.robust u8 [E, N]: correct on x "
-                        "and on the white-box x_adv at eps[j] (row j; eps 0 = clean); m<i>.wb.<attack>.norms f64 [N]: "
-                        "minimal-norm attacks' norm of the adversarial found (0 clean mistake, inf none found); "
-                        "m<i>.bb.<attack>.robust u8 [E, N]: the same for the source model's x_adv"}});
-  }
-  std::string md = fmt::format(
-      "{} test split, first {} points; accuracy in %, Wilson 95% interval in brackets.\n\n", dataset, count);
-  md += md_table(header, table);
-  const TableFiles t1 = table1(report), t2 = table2(report, attack_list);
-  write_text((fs::path(out) / "table1.csv").string(), t1.csv);
-  write_text((fs::path(out) / "table2.csv").string(), t2.csv);
-  md += t1.md + t2.md;
-  if (!transfer.empty())
-    md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
-                      "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
-                      report["black_box_source"]["name"].get<std::string>()) +
-          md_table(bb_header, bb_table);
-  md += "\n";
-  md += "\nRepresentation (Table A4 of the paper; z = F(x) on the clean points):\n\n| model | feature dims | non-zero "
-        "dims | PCA components for 99% variance |\n|---|---:|---:|---:|\n" + representation_md;
-  md += sanity_md;
-  md += write_accuracy_plots(report, attack_list, out);
-  md += write_h_divergence(report, out);
-  write_text((fs::path(out) / "eval.md").string(), md);
-  io.out << md;
+  io.out << write_eval_report(report, ps, out);
   return 0;
 }
 

@@ -233,6 +233,11 @@ std::vector<Flag> build_table() {
                     "black-box (transfer) source: adversarials crafted on this model, evaluated on every "
                     "--checkpoint (\"\" = no black-box evaluation)");
     t.push_back(src);
+    Flag mg = flag("merge", FlagType::text, kEval, "model",
+                   "report only: merge the eval.json and per_sample.safetensors of earlier afd_run eval folders, "
+                   "comma separated (one model and attack per folder, say), into one report in --out; no "
+                   "--checkpoint");
+    t.push_back(mg);
     Flag c = flag("checkpoint", FlagType::text, kAttack, "model", "checkpoint folder (or model .safetensors file)");
     t.push_back(c);
     Flag mo = flag("model", FlagType::text, kModelCmds, "model",
@@ -311,7 +316,8 @@ std::vector<Flag> build_table() {
     k.set_train = [](TrainConfig& c, const std::string& s) { c.keep_failed = train::parse_keep_failed(s); };
     t.push_back(k);
     Flag e = flag("attacks", FlagType::text, kEval, "attack",
-                  "attacks to evaluate, comma separated (registry names; afd_run help attacks)", "pgd-linf");
+                  "attacks to evaluate, comma separated (registry names; afd_run help attacks; 'none': black-box "
+                  "only, with --source-checkpoint)", "pgd-linf");
     t.push_back(e);
     Flag bb = flag("bb-attacks", FlagType::text, kEval, "attack",
                    "attacks crafted on --source-checkpoint for the black-box evaluation, comma separated",

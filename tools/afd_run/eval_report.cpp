@@ -1,0 +1,792 @@
+// afd_run eval's report from eval.json and the per-sample flags: the accuracy tables, Tables 1
+// and 2, the plots (Figures 2 and 3), Table A4, the sanity reports, timings and the per-claim
+// verdicts; and the merge of several evaluations into one (eval_report.h).
+#include "tools/afd_run/eval_report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "afd/eval/stats.h"
+#include "afd/report/svg_plot.h"
+#include "nn/safetensors.h"
+#include "tools/afd_run/common.h"
+
+namespace afd::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// The Wilson 95% interval (afd/eval/stats.h) of an accuracy measured on n points, as [lo, hi]
+// fractions (null for NaN).
+json ci_json(double acc, int64_t n) {
+  if (!std::isfinite(acc)) return nullptr;
+  const eval::Interval ci = eval::wilson_interval(acc, n);
+  return json::array({ci.lo, ci.hi});
+}
+
+// ci_json of every accuracy of a curve.
+json ci_list(const std::vector<double>& accs, int64_t n) {
+  json out = json::array();
+  for (double a : accs) out.push_back(ci_json(a, n));
+  return out;
+}
+
+namespace {
+
+// Figure 2 of the paper from eval.json's numbers: for each attack, robust accuracy (%) vs eps with
+// one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns eval.md's section
+// that embeds them.
+std::string write_accuracy_plots(const json& eval_json, const std::vector<std::string>& attack_list, const std::string& out) {
+  std::string md = "\n## Robust accuracy vs eps\n\n";
+  for (const std::string& attack : attack_list) {
+    report::LineChart chart;
+    chart.y_min = 0;
+    chart.y_max = 100;
+    chart.y_label = "robust accuracy (%)";
+    std::string norm;
+    for (const json& model : eval_json["models"])
+      for (const json& a : model["attacks"])
+        if (a["attack"] == attack) {
+          report::Series series{model["name"].get<std::string>(), a["eps"].get<std::vector<double>>(), {}};
+          for (const json& v : a["robust_acc"]) series.y.push_back(v.is_number() ? 100 * v.get<double>() : NAN);
+          norm = a["config"]["norm"].get<std::string>();
+          chart.series.push_back(std::move(series));
+        }
+    chart.title = fmt::format("{}: robust accuracy vs eps ({}, first {} test points)", attack,
+                              eval_json["dataset"].get<std::string>(), eval_json["count"].get<int64_t>());
+    chart.x_label = fmt::format("eps ({})", norm);
+    std::string file = attack;
+    for (char& c : file)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+    file = "plots/accuracy_vs_eps_" + file + ".svg";
+    report::write_svg((fs::path(out) / file).string(), chart);
+    md += fmt::format("![{}: robust accuracy vs eps, one line per model]({})\n\n", attack, file);
+  }
+  return md;
+}
+
+// ---- confidence intervals and tables ------------------------------------------------------------
+
+// "97.40 (96.2–98.2)": the accuracy in % and its Wilson 95% interval, for the Markdown tables.
+std::string acc_cell(double acc, int64_t n) {
+  if (!std::isfinite(acc)) return "-";
+  const eval::Interval ci = eval::wilson_interval(acc, n);
+  return fmt::format("{} ({:.1f}–{:.1f})", percent(acc), 100 * ci.lo, 100 * ci.hi);
+}
+
+std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::string md = "|";
+  for (const auto& h : header) md += " " + h + " |";
+  md += "\n|";
+  for (size_t i = 0; i < header.size(); ++i) md += i == 0 ? "---|" : "---:|";
+  md += "\n";
+  for (const auto& row : rows) {
+    md += "|";
+    for (const auto& c : row) md += " " + c + " |";
+    md += "\n";
+  }
+  return md;
+}
+
+// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_line(const std::vector<std::string>& fields) {
+  std::string line;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) line += ',';
+    line += csv_field(fields[i]);
+  }
+  return line + "\n";
+}
+
+// Table 1 budgets (specs/afd.md): Linf 0.3 on MNIST, 0.031 on CIFAR, 0.015 on Tiny-ImageNet; L2 1.0
+// everywhere; AutoAttack at the PGD eps. A grid eps within kEpsMatch of the budget counts (the CIFAR
+// grids hold 8/255 = 0.0314 and 4/255 = 0.0157).
+double table1_linf_eps(const std::string& dataset) {
+  if (dataset == "mnist" || dataset == "fashion-mnist") return 0.3;
+  if (dataset.rfind("cifar", 0) == 0) return 0.031;
+  return 0.015;
+}
+constexpr double kTable1L2Eps = 1.0;
+constexpr double kEpsMatch = 1e-3;
+
+// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list, NaN when
+// that attack, norm or eps was not evaluated.
+double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps) {
+  for (const json& a : entries)
+    if (a["attack"] == attack && a["config"]["norm"] == norm)
+      for (size_t j = 0; j < a["eps"].size(); ++j)
+        if (std::abs(a["eps"][j].get<double>() - eps) <= kEpsMatch && a["robust_acc"][j].is_number())
+          return a["robust_acc"][j].get<double>();
+  return NAN;
+}
+
+struct TableFiles {
+  std::string md, csv;
+};
+
+// Table 1 of the paper from eval.json: clean and robust accuracy at the headline budgets, white-box
+// and black-box, one row per model. Markdown cells "acc (lo–hi)" in %; CSV columns acc, ci_lo,
+// ci_hi in % with 2 decimals, empty where not evaluated.
+TableFiles table1(const json& report) {
+  const std::string dataset = report["dataset"];
+  const double linf = table1_linf_eps(dataset);
+  struct Column {
+    std::string title, key, section, attack, norm;
+    double eps;
+  };
+  const std::vector<Column> columns = {
+      {"clean", "clean", "", "", "", 0},
+      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf},
+      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps},
+      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf},
+      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf},
+      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps}};
+  const int64_t n = report["count"];
+  std::vector<std::string> header = {"model"}, csv_header = {"model", "n"};
+  for (const Column& c : columns) {
+    header.push_back(c.title);
+    for (const char* suffix : {"", "_ci_lo", "_ci_hi"}) csv_header.push_back(c.key + suffix);
+  }
+  TableFiles t;
+  t.csv = csv_line(csv_header);
+  std::vector<std::vector<std::string>> rows;
+  for (const json& model : report["models"]) {
+    std::vector<std::string> row = {model["name"]}, fields = {model["name"], std::to_string(n)};
+    for (const Column& c : columns) {
+      double acc = NAN;
+      if (c.section.empty())
+        acc = model["clean_acc"].get<double>();
+      else if (model.contains(c.section))
+        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps);
+      row.push_back(acc_cell(acc, n));
+      if (std::isfinite(acc)) {
+        const eval::Interval ci = eval::wilson_interval(acc, n);
+        for (double v : {acc, ci.lo, ci.hi}) fields.push_back(fmt::format("{:.2f}", 100 * v));
+      } else {
+        fields.insert(fields.end(), 3, "");
+      }
+    }
+    rows.push_back(row);
+    t.csv += csv_line(fields);
+  }
+  t.md = fmt::format(
+      "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
+      "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
+      "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = black-box "
+      "(crafted on --source-checkpoint, evaluated on the model). '-': not evaluated (add the attack to --attacks "
+      "or --bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
+      n, format_real(linf), dataset, format_real(kTable1L2Eps), format_real(kEpsMatch));
+  t.md += md_table(header, rows);
+  return t;
+}
+
+// Table 2 of the paper: the normalised AUC of every white-box attack with two or more eps (see
+// curve_auc: trapezoid of accuracy (fraction) over the grid, divided by eps_max - eps_min, so a
+// model robust at every eps scores 1). 3 decimals; '-' / empty where undefined.
+TableFiles table2(const json& report, const std::vector<std::string>& attack_list) {
+  std::vector<std::string> header = {"model"}, csv_header = {"model"};
+  for (const std::string& a : attack_list) {
+    header.push_back(a);
+    csv_header.push_back(a);
+  }
+  TableFiles t;
+  t.csv = csv_line(csv_header);
+  std::vector<std::vector<std::string>> rows;
+  for (const json& model : report["models"]) {
+    std::vector<std::string> row = {model["name"]}, fields = {model["name"]};
+    for (const std::string& name : attack_list) {
+      std::string v;
+      for (const json& a : model["attacks"])
+        if (a["attack"] == name && a["auc"].is_number()) v = fmt::format("{:.3f}", a["auc"].get<double>());
+      row.push_back(v.empty() ? "-" : v);
+      fields.push_back(v);
+    }
+    rows.push_back(row);
+    t.csv += csv_line(fields);
+  }
+  t.md =
+      "\n## Table 2: normalised AUC of robust accuracy vs eps\n\n"
+      "AUC = (trapezoid area under accuracy(eps), accuracy as a fraction, over the attack's eps grid) / "
+      "(eps_max - eps_min): 1 for a model that keeps every point at every eps. Grids with one eps have no AUC ('-'). "
+      "Also in table2.csv.\n\n";
+  t.md += md_table(header, rows);
+  return t;
+}
+
+// Pearson correlation of two samples (NaN with fewer than 2 points or no spread).
+double pearson(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n = a.size();
+  if (n < 2) return NAN;
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < n; ++i) ma += a[i] / double(n), mb += b[i] / double(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) * (a[i] - ma);
+    sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
+}
+
+// Figure 3 from eval.json's "h_divergence" entries: d_hat vs eps and error gap vs eps (one line per
+// model and attack) and d_hat against the error gap (one scatter series per model and attack), in
+// OUT/plots; returns eval.md's section (a table and the plots). Empty when no model has D.
+std::string write_h_divergence(const json& report, const std::string& out) {
+  const bool many = report["models"].size() > 1;
+  report::LineChart dhat, gap, scatter;
+  dhat.title = "estimated H-divergence vs eps (Eq. 6)";
+  dhat.y_label = "d_hat = 2 |alpha - 1|";
+  dhat.y_min = 0, dhat.y_max = 2;
+  gap.title = "adversarial minus clean error vs eps";
+  gap.y_label = "error gap (percentage points)";
+  scatter.title = "d_hat vs error gap, across attacks and eps";
+  scatter.x_label = "d_hat";
+  scatter.y_label = "error gap (percentage points)";
+  scatter.lines = false;
+  dhat.x_label = gap.x_label = "eps (each attack's norm)";
+  std::string rows, corr;
+  for (const json& model : report["models"]) {
+    if (!model.contains("h_divergence")) continue;
+    std::vector<std::string> order;  // attacks in the order evaluated
+    for (const json& h : model["h_divergence"])
+      if (std::find(order.begin(), order.end(), h["attack"]) == order.end()) order.push_back(h["attack"]);
+    std::vector<double> all_d, all_gap;
+    for (const std::string& attack : order) {
+      const std::string name = many ? model["name"].get<std::string>() + " / " + attack : attack;
+      report::Series sd{name, {}, {}}, sg{name, {}, {}}, ss{name, {}, {}};
+      for (const json& h : model["h_divergence"]) {
+        if (h["attack"] != attack) continue;
+        const double eps = h["eps"], d = h["d_hat"].is_number() ? h["d_hat"].get<double>() : NAN;
+        const double g = 100 * h["error_gap"].get<double>();
+        sd.x.push_back(eps), sd.y.push_back(d);
+        sg.x.push_back(eps), sg.y.push_back(g);
+        ss.x.push_back(d), ss.y.push_back(g);
+        if (std::isfinite(d)) all_d.push_back(d), all_gap.push_back(g);
+        rows += fmt::format("| {} | {} | {} | {} | {} | {:.2f} |\n", model["name"].get<std::string>(), attack,
+                            format_real(eps), h["alpha"].is_number() ? fmt::format("{:.3f}", h["alpha"].get<double>()) : "-",
+                            std::isfinite(d) ? fmt::format("{:.3f}", d) : "-", g);
+      }
+      dhat.series.push_back(sd), gap.series.push_back(sg), scatter.series.push_back(ss);
+    }
+    const double r = pearson(all_d, all_gap);
+    corr += fmt::format("- {}: Pearson r(d_hat, error gap) = {} over {} (attack, eps) points\n",
+                        model["name"].get<std::string>(), std::isfinite(r) ? fmt::format("{:.3f}", r) : "-", all_d.size());
+  }
+  if (rows.empty()) return "";
+  // One eps grid may span Linf and L2 budgets; the plots share the x axis all the same.
+  report::write_svg((fs::path(out) / "plots/h_divergence_vs_eps.svg").string(), dhat);
+  report::write_svg((fs::path(out) / "plots/error_gap_vs_eps.svg").string(), gap);
+  scatter.x_min = 0, scatter.x_max = 2;
+  report::write_svg((fs::path(out) / "plots/d_hat_vs_error_gap.svg").string(), scatter);
+  return "\n## H-divergence estimate and error gap (Figure 3)\n\n"
+         "From the AFD discriminator D of each checkpoint (Eq. 6) on the points the attack was run on (clean-correct "
+         "ones): alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1| (0: D cannot tell adversarial features "
+         "from clean ones). Error gap = adversarial error - clean error = clean accuracy - robust accuracy, over all "
+         "points, in percentage points.\n\n"
+         "| model | attack | eps | alpha | d_hat | error gap |\n|---|---|---:|---:|---:|---:|\n" +
+         rows + "\n" + corr +
+         "\n![d_hat vs eps](plots/h_divergence_vs_eps.svg)\n\n![error gap vs eps](plots/error_gap_vs_eps.svg)\n\n"
+         "![d_hat vs error gap](plots/d_hat_vs_error_gap.svg)\n";
+}
+
+// ---- the accuracy tables ------------------------------------------------------------------------
+
+// The attacks of a report's `section` ("attacks": white-box, "black_box"), in the order first
+// evaluated.
+std::vector<std::string> attack_order(const json& report, const char* section) {
+  std::vector<std::string> order;
+  for (const json& model : report["models"])
+    if (model.contains(section))
+      for (const json& a : model[section])
+        if (std::find(order.begin(), order.end(), a["attack"].get<std::string>()) == order.end())
+          order.push_back(a["attack"]);
+  return order;
+}
+
+// A model's entry for `attack` in `section`, or nullptr.
+const json* find_attack(const json& model, const char* section, const std::string& attack) {
+  if (!model.contains(section)) return nullptr;
+  for (const json& a : model[section])
+    if (a["attack"] == attack) return &a;
+  return nullptr;
+}
+
+// One row per model: (clean,) each attack's accuracy at every eps > 0 of any model's grid (and its
+// AUC where the grid has two or more eps). "-" where a model lacks the attack or the eps.
+std::string accuracy_table(const json& report, const char* section, bool with_clean, bool with_auc) {
+  const int64_t n = report["count"];
+  struct Column {
+    std::string attack;
+    double eps;  // < 0: the AUC column
+  };
+  std::vector<Column> columns;
+  std::vector<std::string> header = {"model"};
+  if (with_clean) header.push_back("clean");
+  for (const std::string& attack : attack_order(report, section)) {
+    std::vector<double> grid;
+    bool has_auc = false;
+    for (const json& model : report["models"])
+      if (const json* a = find_attack(model, section, attack)) {
+        for (const json& e : (*a)["eps"])
+          if (e.get<double>() > 0 && std::find(grid.begin(), grid.end(), e.get<double>()) == grid.end())
+            grid.push_back(e);
+        has_auc = has_auc || (*a)["eps"].size() >= 2;
+      }
+    std::sort(grid.begin(), grid.end());
+    for (double e : grid) {
+      columns.push_back({attack, e});
+      header.push_back(fmt::format("{} {}", attack, format_real(e)));
+    }
+    if (with_auc && has_auc) {
+      columns.push_back({attack, -1});
+      header.push_back(attack + " AUC");
+    }
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json& model : report["models"]) {
+    std::vector<std::string> row = {model["name"]};
+    if (with_clean) row.push_back(acc_cell(model["clean_acc"].get<double>(), n));
+    for (const Column& c : columns) {
+      const json* a = find_attack(model, section, c.attack);
+      std::string cell = "-";
+      if (a && c.eps < 0 && (*a)["auc"].is_number()) cell = fmt::format("{:.3f}", (*a)["auc"].get<double>());
+      if (a && c.eps >= 0)
+        for (size_t j = 0; j < (*a)["eps"].size(); ++j)
+          if ((*a)["eps"][j].get<double>() == c.eps && (*a)["robust_acc"][j].is_number())
+            cell = acc_cell((*a)["robust_acc"][j].get<double>(), n);
+      row.push_back(cell);
+    }
+    rows.push_back(row);
+  }
+  return md_table(header, rows);
+}
+
+// Table A4, the sanity reports and the timings, from each model's entries.
+std::string representation_section(const json& report) {
+  std::string md;
+  for (const json& model : report["models"])
+    if (model.contains("representation")) {
+      const json& r = model["representation"];
+      md += fmt::format("| {} | {} | {} | {} |\n", model["name"].get<std::string>(), r["features"].get<int64_t>(),
+                        r["nonzero"].get<int64_t>(), r["pca_99"].get<int64_t>());
+    }
+  if (md.empty()) return "";
+  return "\nRepresentation (Table A4 of the paper; z = F(x) on the clean points):\n\n| model | feature dims | "
+         "non-zero dims | PCA components for 99% variance |\n|---|---:|---:|---:|\n" + md;
+}
+
+std::string sanity_section(const json& report) {
+  std::string md;
+  for (const json& model : report["models"]) {
+    if (!model.contains("sanity")) continue;
+    const json& s = model["sanity"];
+    md += fmt::format("\nSanity report for {} ({} eps {}, first {} points{}):\n\n", model["name"].get<std::string>(),
+                      s["norm"].get<std::string>(), format_real(s["eps"].get<double>()), s["points"].get<int64_t>(),
+                      s["all_ok"].get<bool>() ? ", all passed" : ", SOME FAILED");
+    for (const json& item : s["items"])
+      md += fmt::format("- [{}] {}: {}\n", item["ok"].get<bool>() ? "ok" : "!!", item["check"].get<std::string>(),
+                        item["detail"].get<std::string>());
+  }
+  return md;
+}
+
+std::string timing_section(const json& report) {
+  std::string md;
+  for (const json& model : report["models"]) {
+    double wall = 0, cpu = 0;
+    for (const json& a : model["attacks"]) {
+      const double w = a.value("seconds", 0.0), c = a.value("cpu_seconds", 0.0);
+      md += fmt::format("| {} | {} | {} | {} |\n", model["name"].get<std::string>(), a["attack"].get<std::string>(),
+                        duration(w), duration(c));
+      wall += w, cpu += c;
+    }
+    if (model["attacks"].size() > 1)
+      md += fmt::format("| {} | **all white-box attacks** | **{}** | **{}** |\n", model["name"].get<std::string>(),
+                        duration(wall), duration(cpu));
+  }
+  if (report.contains("black_box_source"))
+    for (const json& a : report["black_box_source"]["attacks"])
+      md += fmt::format("| {} (black-box source) | {} | {} | - |\n",
+                        report["black_box_source"]["name"].get<std::string>(), a["attack"].get<std::string>(),
+                        duration(a["seconds"].get<double>()));
+  if (md.empty()) return "";
+  return fmt::format("\n## Timing\n\nWall and CPU time of each attack over its whole eps grid on {} points (CPU time "
+                     "counts the compute where a busy machine stretches wall time).\n\n| model | attack | wall | CPU |\n"
+                     "|---|---|---:|---:|\n",
+                     report["count"].get<int64_t>()) + md;
+}
+
+// ---- the paper's claims -------------------------------------------------------------------------
+
+// "AFD-WGAN", "AT", ...: a model's method as the paper names it.
+std::string method_label(const json& model) {
+  std::string m = model.value("method", "");
+  for (char& c : m) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (m == "AFD" && model.contains("gan")) {
+    std::string g = model["gan"];
+    for (char& c : g) c = char(std::toupper(static_cast<unsigned char>(c)));
+    m += "-" + g;
+  }
+  return m;
+}
+
+const Tensor* find_tensor(const PerSample& ps, const std::string& name) {
+  for (const auto& [n, t] : ps.tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+// Per point: the clean flag of model `m`, as 0/1.
+std::vector<double> clean_scores(const PerSample& ps, size_t m) {
+  const Tensor* t = find_tensor(ps, fmt::format("m{}.clean", m));
+  if (!t) return {};
+  std::vector<double> s;
+  for (uint8_t f : t->to_vector<uint8_t>()) s.push_back(f);
+  return s;
+}
+
+// Per point: the normalised area under its robust-flag curve over the attack's grid, the same
+// trapezoid rule as Table 2's AUC, so that their mean over the points is the model's AUC. Empty
+// where the attack was not evaluated or its grid has one eps.
+std::vector<double> auc_scores(const PerSample& ps, size_t m, const std::string& attack) {
+  const std::string name = fmt::format("m{}.wb.{}.robust", m, attack);
+  const Tensor* t = find_tensor(ps, name);
+  if (!t || !ps.eps.contains(name)) return {};
+  const std::vector<double> eps = ps.eps[name].get<std::vector<double>>();
+  const int64_t e = t->size(0), n = t->size(1);
+  if (e < 2 || int64_t(eps.size()) != e || !(eps.back() > eps.front())) return {};
+  const std::vector<uint8_t> f = t->to_vector<uint8_t>();
+  std::vector<double> s(size_t(n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 1; j < e; ++j)
+      s[size_t(i)] += 0.5 * (f[size_t(j * n + i)] + f[size_t((j - 1) * n + i)]) * (eps[size_t(j)] - eps[size_t(j - 1)]);
+    s[size_t(i)] /= eps.back() - eps.front();
+  }
+  return s;
+}
+
+std::string signed_pp(double fraction) { return fmt::format("{:+.2f}", 100 * fraction); }
+
+// The verdicts (the rules are in the Markdown text below and in docs/evaluation.md).
+std::string claims_section(json& report, const PerSample& ps) {
+  const json& models = report["models"];
+  std::vector<size_t> afd, at, trades, baselines;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string m = models[i].value("method", "");
+    (m == "afd" ? afd : baselines).push_back(i);
+    if (m == "at") at.push_back(i);
+    if (m == "trades") trades.push_back(i);
+  }
+  report["claims"] = json::array();
+  if (afd.empty() || baselines.empty()) return "";
+  auto name = [&](size_t i) { return fmt::format("{} ({})", models[i]["name"].get<std::string>(), method_label(models[i])); };
+  std::string md =
+      "\n## The paper's claims, judged on these numbers\n\n"
+      "Models evaluated on the same points are compared point by point: a difference is the mean over the points of "
+      "(AFD's score - the baseline's score) with its normal interval (afd/eval/stats.h). A verdict holds only for "
+      "these models, points and attacks; with one training seed it says nothing about seed-to-seed spread.\n";
+
+  // 1. AUC on unseen attacks (Table 2).
+  std::vector<size_t> robust_baselines = at;
+  robust_baselines.insert(robust_baselines.end(), trades.begin(), trades.end());
+  std::string rows;
+  for (size_t a : afd)
+    for (size_t b : robust_baselines) {
+      std::vector<std::string> unseen;
+      for (const std::string& attack : attack_order(report, "attacks")) {
+        if (attack == "pgd-linf" || attack == models[a].value("train_attack", "")) continue;
+        if (!auc_scores(ps, a, attack).empty() && !auc_scores(ps, b, attack).empty()) unseen.push_back(attack);
+      }
+      if (unseen.empty()) continue;
+      const double z = eval::normal_quantile(1 - 0.05 / (2.0 * double(unseen.size())));
+      int higher = 0, lower = 0;
+      json per_attack = json::array();
+      for (const std::string& attack : unseen) {
+        const std::vector<double> sa = auc_scores(ps, a, attack), sb = auc_scores(ps, b, attack);
+        const eval::Difference d = eval::paired_difference(sa, sb, z);
+        const std::string outcome = d.ci.lo > 0 ? "higher" : d.ci.hi < 0 ? "lower" : "no significant difference";
+        higher += d.ci.lo > 0, lower += d.ci.hi < 0;
+        double mean_a = 0, mean_b = 0;
+        for (size_t i = 0; i < sa.size(); ++i) mean_a += sa[i] / double(sa.size()), mean_b += sb[i] / double(sb.size());
+        rows += fmt::format("| {} | {} | {} | {:.3f} | {:.3f} | {:+.3f} ({:+.3f} to {:+.3f}) | {} |\n", name(a), name(b),
+                            attack, mean_a, mean_b, d.mean, d.ci.lo, d.ci.hi, outcome);
+        per_attack.push_back(json{{"attack", attack}, {"afd_auc", mean_a}, {"baseline_auc", mean_b}, {"difference", d.mean},
+                                  {"ci", {d.ci.lo, d.ci.hi}}, {"outcome", outcome}});
+      }
+      const int k = int(unseen.size());
+      const std::string verdict = lower == 0 && 2 * higher >= k ? "holds" : lower > higher ? "does not hold" : "inconclusive";
+      rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | **{}** |\n", name(a), name(b),
+                          higher, lower, k, verdict);
+      report["claims"].push_back(json{{"claim", "auc_unseen_attacks"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]},
+                                      {"z", z}, {"attacks", per_attack}, {"verdict", verdict}});
+    }
+  if (!rows.empty())
+    md += "\n### 1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)\n\n"
+          "Unseen: every white-box attack with an AUC except PGD-Linf and the model's training attack (all robust models "
+          "here trained on Linf PGD-type attacks). Per point, the score is the normalised area under its robust-flag "
+          "curve (its mean is the AUC). Intervals are Bonferroni-corrected over the attacks of a comparison (95% "
+          "jointly). Verdict: **holds** if AFD is significantly higher on at least half of the attacks and lower on "
+          "none; **does not hold** if it is significantly lower on more attacks than higher; otherwise "
+          "**inconclusive**.\n\n| AFD | baseline | attack | AUC AFD | AUC baseline | difference (interval) | outcome "
+          "|\n|---|---|---|---:|---:|---:|---|\n" + rows;
+
+  // 2. Clean accuracy not below AT's.
+  rows.clear();
+  for (size_t a : afd)
+    for (size_t b : at) {
+      const std::vector<double> ca = clean_scores(ps, a), cb = clean_scores(ps, b);
+      if (ca.size() < 2 || ca.size() != cb.size()) continue;
+      const eval::Difference d = eval::paired_difference(ca, cb);
+      const std::string verdict = d.mean >= 0 ? "holds" : d.ci.hi < 0 ? "does not hold" : "inconclusive";
+      rows += fmt::format("| {} | {} | {} | {} | {} ({} to {}) | **{}** |\n", name(a), name(b),
+                          percent(models[a]["clean_acc"].get<double>()), percent(models[b]["clean_acc"].get<double>()),
+                          signed_pp(d.mean), signed_pp(d.ci.lo), signed_pp(d.ci.hi), verdict);
+      report["claims"].push_back(json{{"claim", "clean_accuracy_not_below_at"}, {"afd", models[a]["name"]},
+                                      {"baseline", models[b]["name"]}, {"difference", d.mean}, {"ci", {d.ci.lo, d.ci.hi}},
+                                      {"verdict", verdict}});
+    }
+  if (!rows.empty())
+    md += "\n### 2. AFD's clean accuracy is not below AT's\n\n"
+          "Verdict: **holds** if AFD's clean accuracy is at least AT's; **does not hold** if it is significantly lower "
+          "(95% interval of the paired difference below 0); otherwise **inconclusive**.\n\n"
+          "| AFD | AT | clean AFD % | clean AT % | difference, pp (95% interval) | verdict |\n|---|---|---:|---:|---:|---|\n" +
+          rows;
+
+  // 3. Lower-dimensional features (Table A4).
+  rows.clear();
+  for (size_t a : afd) {
+    if (!models[a].contains("representation")) continue;
+    const int64_t pa = models[a]["representation"]["pca_99"];
+    int below = 0, above = 0, compared = 0;
+    std::string against;
+    for (size_t b : baselines) {
+      if (!models[b].contains("representation")) continue;
+      const int64_t pb = models[b]["representation"]["pca_99"];
+      ++compared, below += pa < pb, above += pa > pb;
+      against += fmt::format("{}{} {}", against.empty() ? "" : ", ", method_label(models[b]), pb);
+    }
+    if (compared == 0) continue;
+    const std::string verdict = below == compared ? "holds" : above > 0 ? "does not hold" : "inconclusive";
+    rows += fmt::format("| {} | {} | {} | **{}** |\n", name(a), pa, against, verdict);
+    report["claims"].push_back(json{{"claim", "lower_dimensional_features"}, {"afd", models[a]["name"]}, {"pca_99", pa},
+                                    {"verdict", verdict}});
+  }
+  if (!rows.empty())
+    md += "\n### 3. AFD's features are lower-dimensional (Table A4)\n\n"
+          "PCA components for 99% of the feature variance on the clean points. Verdict: **holds** if AFD needs fewer "
+          "than every baseline; **does not hold** if it needs more than any; **inconclusive** on ties. Counts have no "
+          "interval here.\n\n| AFD | AFD components | baselines' components | verdict |\n|---|---:|---|---|\n" + rows;
+
+  // 4. d_hat predicts the error gap (Figure 3).
+  rows.clear();
+  for (size_t a : afd) {
+    if (!models[a].contains("h_divergence")) continue;
+    std::vector<double> d, g;
+    for (const json& h : models[a]["h_divergence"])
+      if (h["d_hat"].is_number()) d.push_back(h["d_hat"]), g.push_back(h["error_gap"]);
+    const double r = pearson(d, g);
+    if (d.empty()) continue;
+    json entry{{"claim", "h_divergence_predicts_error_gap"}, {"afd", models[a]["name"]}, {"pairs", d.size()}, {"r", number(r)}};
+    std::string verdict = "inconclusive", cell = "- (no spread or fewer than 4 pairs)";
+    if (d.size() >= 4 && std::isfinite(r)) {
+      const eval::Interval ci = eval::pearson_interval(r, int64_t(d.size()));
+      verdict = ci.lo > 0 ? "holds" : ci.hi < 0 ? "does not hold" : "inconclusive";
+      cell = fmt::format("{:.3f} ({:.3f} to {:.3f})", r, ci.lo, ci.hi);
+      entry["ci"] = {ci.lo, ci.hi};
+    }
+    entry["verdict"] = verdict;
+    rows += fmt::format("| {} | {} | {} | **{}** |\n", name(a), d.size(), cell, verdict);
+    report["claims"].push_back(entry);
+  }
+  if (!rows.empty())
+    md += "\n### 4. The estimated H-divergence predicts the error gap across attacks (Figure 3)\n\n"
+          "Pearson r between d_hat and the error gap over the (attack, eps) pairs, with its Fisher 95% interval; the "
+          "pairs share their test points, so the interval is optimistic. Verdict: **holds** if the interval lies above "
+          "0, **does not hold** if below, otherwise **inconclusive** (also when r is undefined: fewer than 4 pairs, or no "
+          "spread in d_hat or the gap).\n\n"
+          "| AFD | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---:|---:|---|\n" + rows;
+  return md;
+}
+
+json read_json_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw RunError(fmt::format("--merge: cannot read {} ({})", path, std::strerror(errno)));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::exception& e) {
+    throw RunError(fmt::format("--merge: {} is not valid JSON: {}", path, e.what()));
+  }
+}
+
+}  // namespace
+
+std::string write_eval_report(json& report, const PerSample& ps, const std::string& out) {
+  const std::vector<std::string> attack_list = attack_order(report, "attacks");
+  const int64_t count = report["count"];
+  std::string md = fmt::format("{} test split, first {} points; accuracy in %, Wilson 95% interval in brackets.\n\n",
+                               report["dataset"].get<std::string>(), count);
+  md += accuracy_table(report, "attacks", /*with_clean=*/true, /*with_auc=*/true);
+  const TableFiles t1 = table1(report), t2 = table2(report, attack_list);
+  write_text((fs::path(out) / "table1.csv").string(), t1.csv);
+  write_text((fs::path(out) / "table2.csv").string(), t2.csv);
+  md += t1.md + t2.md;
+  if (report.contains("black_box_source"))
+    md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
+                      "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
+                      report["black_box_source"]["name"].get<std::string>()) +
+          accuracy_table(report, "black_box", /*with_clean=*/false, /*with_auc=*/false);
+  md += "\n";
+  md += representation_section(report);
+  md += sanity_section(report);
+  md += claims_section(report, ps);
+  md += timing_section(report);
+  if (!attack_list.empty()) md += write_accuracy_plots(report, attack_list, out);
+  md += write_h_divergence(report, out);
+  write_text((fs::path(out) / "eval.json").string(), report.dump(2) + "\n");
+  json names = json::array();
+  for (const json& model : report["models"]) names.push_back(model["name"]);
+  write_safetensors((fs::path(out) / "per_sample.safetensors").string(), ps.tensors,
+                    {{"models", names.dump()}, {"eps", ps.eps.dump()}, {"labels", json(ps.labels).dump()},
+                     {"layout",
+                      "m<i>.clean u8 [1, N]: model i correct on x; m<i>.wb.<attack>.robust u8 [E, N]: correct on x "
+                      "and on the white-box x_adv at eps[j] (row j; eps 0 = clean); m<i>.wb.<attack>.norms f64 [N]: "
+                      "minimal-norm attacks' norm of the adversarial found (0 clean mistake, inf none found); "
+                      "m<i>.bb.<attack>.robust u8 [E, N]: the same for the source model's x_adv"}});
+  write_text((fs::path(out) / "eval.md").string(), md);
+  return md;
+}
+
+std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs) {
+  if (dirs.empty()) throw UsageError("--merge: name at least one folder of an earlier afd_run eval");
+  json merged;
+  PerSample ps;
+  std::map<std::string, std::string> origin;  // "model\nsection\nattack" -> the folder it came from
+  for (const std::string& dir : dirs) {
+    const std::string json_path = (fs::path(dir) / "eval.json").string();
+    const std::string flags_path = (fs::path(dir) / "per_sample.safetensors").string();
+    const json part = read_json_file(json_path);
+    SafetensorsFile file;
+    try {
+      file = read_safetensors(flags_path);
+    } catch (const Error& e) {
+      throw RunError(fmt::format("--merge: {}", clean_message(e.what())));
+    }
+    std::vector<int64_t> labels;
+    json part_eps;
+    try {
+      if (!part.contains("dataset") || !part.contains("count") || !part.contains("models"))
+        throw RunError(fmt::format("--merge: {} lacks 'dataset', 'count' or 'models': not an afd_run eval report",
+                                   json_path));
+      labels = json::parse(file.metadata.at("labels")).get<std::vector<int64_t>>();
+      part_eps = json::parse(file.metadata.at("eps"));
+    } catch (const std::out_of_range&) {
+      throw RunError(fmt::format("--merge: {} lacks the 'labels' or 'eps' metadata of afd_run eval", flags_path));
+    } catch (const json::exception& e) {
+      throw RunError(fmt::format("--merge: {}: bad metadata: {}", flags_path, e.what()));
+    }
+    if (merged.is_null()) {
+      merged = json{{"dataset", part["dataset"]}, {"count", part["count"]}, {"models", json::array()}};
+      for (const char* key : {"version", "device", "threads"})
+        if (part.contains(key)) merged[key] = part[key];
+      ps.labels = labels;
+    } else if (part["dataset"] != merged["dataset"] || part["count"] != merged["count"] || labels != ps.labels) {
+      throw RunError(fmt::format("--merge: {} evaluated {} points of {}, {} {} points of {}: parts must share the "
+                                 "dataset, the count and the points", dir, part["count"].dump(), part["dataset"].dump(),
+                                 dirs[0], merged["count"].dump(), merged["dataset"].dump()));
+    }
+    // Models by name; each attack of a model from one part only.
+    std::vector<size_t> index;  // the part's model i is merged model index[i]
+    for (const json& pm : part["models"]) {
+      size_t j = 0;
+      while (j < merged["models"].size() && merged["models"][j]["name"] != pm["name"]) ++j;
+      const std::string mname = pm["name"];
+      if (j == merged["models"].size()) {
+        json fresh = pm;
+        for (const char* section : {"attacks", "black_box", "h_divergence"}) fresh.erase(section);
+        fresh["attacks"] = json::array();
+        merged["models"].push_back(fresh);
+      } else {
+        json& mm = merged["models"][j];
+        if (mm["checkpoint"] != pm["checkpoint"] || mm["clean_acc"] != pm["clean_acc"])
+          throw RunError(fmt::format("--merge: model '{}' is {} (clean {}) in {} but {} (clean {}) in an earlier part: "
+                                     "one name must mean one model", mname, pm["checkpoint"].dump(),
+                                     pm["clean_acc"].dump(), dir, mm["checkpoint"].dump(), mm["clean_acc"].dump()));
+        for (const char* key : {"representation", "sanity"})
+          if (!mm.contains(key) && pm.contains(key)) mm[key] = pm[key];
+      }
+      json& mm = merged["models"][j];
+      for (const char* section : {"attacks", "black_box"}) {
+        if (!pm.contains(section)) continue;
+        if (!mm.contains(section)) mm[section] = json::array();
+        for (const json& a : pm[section]) {
+          const std::string key = mname + "\n" + section + "\n" + a["attack"].get<std::string>();
+          if (origin.count(key))
+            throw RunError(fmt::format("--merge: {} attack '{}' of model '{}' is in both {} and {}",
+                                       section == std::string("attacks") ? "white-box" : "black-box",
+                                       a["attack"].get<std::string>(), mname, origin[key], dir));
+          origin[key] = dir;
+          mm[section].push_back(a);
+        }
+      }
+      if (pm.contains("h_divergence")) {
+        if (!mm.contains("h_divergence")) mm["h_divergence"] = json::array();
+        for (const json& h : pm["h_divergence"]) mm["h_divergence"].push_back(h);
+      }
+      index.push_back(j);
+    }
+    if (part.contains("black_box_source")) {
+      const json& src = part["black_box_source"];
+      if (!merged.contains("black_box_source")) {
+        merged["black_box_source"] = src;
+      } else if (merged["black_box_source"]["checkpoint"] != src["checkpoint"]) {
+        throw RunError(fmt::format("--merge: {} transfers from {}, an earlier part from {}: one source per report", dir,
+                                   src["checkpoint"].dump(), merged["black_box_source"]["checkpoint"].dump()));
+      } else {
+        for (const json& a : src["attacks"]) {
+          json& have = merged["black_box_source"]["attacks"];
+          if (std::none_of(have.begin(), have.end(), [&](const json& h) { return h["attack"] == a["attack"]; }))
+            have.push_back(a);
+        }
+      }
+    }
+    // Per-sample tensors, renamed to the merged model index.
+    for (auto& [tname, tensor] : file.tensors) {
+      size_t dot = tname.find('.');
+      size_t i = 0;
+      if (tname.size() < 3 || tname[0] != 'm' || dot == std::string::npos ||
+          std::sscanf(tname.substr(1, dot - 1).c_str(), "%zu", &i) != 1 || i >= index.size())
+        throw RunError(fmt::format("--merge: {}: tensor '{}' does not name one of its {} models", flags_path, tname,
+                                   index.size()));
+      const std::string rest = tname.substr(dot), renamed = fmt::format("m{}{}", index[i], rest);
+      if (const Tensor* have = find_tensor(ps, renamed)) {
+        if (rest == ".clean" && have->to_vector<uint8_t>() == tensor.to_vector<uint8_t>()) continue;
+        throw RunError(fmt::format("--merge: {}: '{}' {} an earlier part's", flags_path, tname,
+                                   rest == ".clean" ? "differs from" : "repeats"));
+      }
+      if (part_eps.contains(tname)) ps.eps[renamed] = part_eps[tname];
+      ps.tensors.emplace_back(renamed, tensor);
+    }
+  }
+  merged["merged_from"] = dirs;
+  return {merged, ps};
+}
+
+}  // namespace afd::cli
