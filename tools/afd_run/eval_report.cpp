@@ -495,7 +495,10 @@ std::string claims_section(json& report, const PerSample& ps) {
   }
   report["claims"] = json::array();
   if (afd.empty() || baselines.empty()) return "";
-  auto name = [&](size_t i) { return fmt::format("{} ({})", models[i]["name"].get<std::string>(), method_label(models[i])); };
+  auto name = [&](size_t i) {  // "AFD-WGAN", or "run3 (AFD-WGAN)" where the name does not say the method
+    const std::string n = models[i]["name"], label = method_label(models[i]);
+    return n == label ? n : fmt::format("{} ({})", n, label);
+  };
   std::string md =
       "\n## The paper's claims, judged on these numbers\n\n"
       "Models evaluated on the same points are compared point by point: a difference is the mean over the points of "
