@@ -327,54 +327,49 @@ const json* find_attack(const json& model, const char* section, const std::strin
   return nullptr;
 }
 
-// One row per model: (clean,) each attack's accuracy at every eps > 0 of any model's grid (and its
-// AUC where the grid has two or more eps). "-" where a model lacks the attack or the eps.
-std::string accuracy_table(const json& report, const char* section, bool with_clean, bool with_auc) {
+// One table per attack, one row per model: (clean,) the accuracy at every eps > 0 of any model's
+// grid for that attack (and the AUC where a grid has two or more eps); "-" where a model lacks the
+// attack or the eps.
+std::string accuracy_tables(const json& report, const char* section, bool with_clean, bool with_auc) {
   const int64_t n = report["count"];
-  struct Column {
-    std::string attack;
-    double eps;  // < 0: the AUC column
-  };
-  std::vector<Column> columns;
-  std::vector<std::string> header = {"model"};
-  if (with_clean) header.push_back("clean");
+  std::string md;
   for (const std::string& attack : attack_order(report, section)) {
     std::vector<double> grid;
     bool has_auc = false;
+    std::string norm;
     for (const json& model : report["models"])
       if (const json* a = find_attack(model, section, attack)) {
         for (const json& e : (*a)["eps"])
           if (e.get<double>() > 0 && std::find(grid.begin(), grid.end(), e.get<double>()) == grid.end())
             grid.push_back(e);
         has_auc = has_auc || (*a)["eps"].size() >= 2;
+        norm = (*a)["config"]["norm"];
       }
     std::sort(grid.begin(), grid.end());
-    for (double e : grid) {
-      columns.push_back({attack, e});
-      header.push_back(fmt::format("{} {}", attack, format_real(e)));
-    }
-    if (with_auc && has_auc) {
-      columns.push_back({attack, -1});
-      header.push_back(attack + " AUC");
-    }
-  }
-  std::vector<std::vector<std::string>> rows;
-  for (const json& model : report["models"]) {
-    std::vector<std::string> row = {model["name"]};
-    if (with_clean) row.push_back(acc_cell(model["clean_acc"].get<double>(), n));
-    for (const Column& c : columns) {
-      const json* a = find_attack(model, section, c.attack);
-      std::string cell = "-";
-      if (a && c.eps < 0 && (*a)["auc"].is_number()) cell = fmt::format("{:.3f}", (*a)["auc"].get<double>());
-      if (a && c.eps >= 0)
+    std::vector<std::string> header = {"model"};
+    if (with_clean) header.push_back("clean");
+    for (double e : grid) header.push_back("eps " + format_real(e));
+    if (with_auc && has_auc) header.push_back("AUC");
+    std::vector<std::vector<std::string>> rows;
+    for (const json& model : report["models"]) {
+      const json* a = find_attack(model, section, attack);
+      if (!a) continue;
+      std::vector<std::string> row = {model["name"]};
+      if (with_clean) row.push_back(acc_cell(model["clean_acc"].get<double>(), n));
+      for (double e : grid) {
+        std::string cell = "-";
         for (size_t j = 0; j < (*a)["eps"].size(); ++j)
-          if ((*a)["eps"][j].get<double>() == c.eps && (*a)["robust_acc"][j].is_number())
+          if ((*a)["eps"][j].get<double>() == e && (*a)["robust_acc"][j].is_number())
             cell = acc_cell((*a)["robust_acc"][j].get<double>(), n);
-      row.push_back(cell);
+        row.push_back(cell);
+      }
+      if (with_auc && has_auc)
+        row.push_back((*a)["auc"].is_number() ? fmt::format("{:.3f}", (*a)["auc"].get<double>()) : "-");
+      rows.push_back(row);
     }
-    rows.push_back(row);
+    md += fmt::format("\n### {} ({})\n\n", attack, norm) + md_table(header, rows);
   }
-  return md_table(header, rows);
+  return md;
 }
 
 // Table A4, the sanity reports and the timings, from each model's entries.
@@ -646,7 +641,7 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
   const int64_t count = report["count"];
   std::string md = fmt::format("{} test split, first {} points; accuracy in %, Wilson 95% interval in brackets.\n\n",
                                report["dataset"].get<std::string>(), count);
-  md += accuracy_table(report, "attacks", /*with_clean=*/true, /*with_auc=*/true);
+  md += "## Robust accuracy per attack and eps\n" + accuracy_tables(report, "attacks", /*with_clean=*/true, /*with_auc=*/true);
   const TableFiles t1 = table1(report), t2 = table2(report, attack_list);
   write_text((fs::path(out) / "table1.csv").string(), t1.csv);
   write_text((fs::path(out) / "table2.csv").string(), t2.csv);
@@ -655,7 +650,7 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
     md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
                       "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
                       report["black_box_source"]["name"].get<std::string>()) +
-          accuracy_table(report, "black_box", /*with_clean=*/false, /*with_auc=*/false);
+          accuracy_tables(report, "black_box", /*with_clean=*/false, /*with_auc=*/false);
   md += "\n";
   md += representation_section(report);
   md += sanity_section(report);
