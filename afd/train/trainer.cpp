@@ -193,10 +193,14 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<di
               "Trainer: the global batch size {} does not divide by the world size {}: every rank trains on batch_size "
               "/ world_size images; choose a batch size that is a multiple of {}",
               config_.batch_size, world, world);
-    AFD_CHECK(config_.drop_last || last == 0 || last / world >= 2,
-              "Trainer: the last batch of {} images split over {} ranks leaves a rank with fewer than 2 images (BatchNorm "
-              "needs more than one per channel): set drop_last or another batch size",
-              last, world);
+    // Per-rank BN needs 2 images on every rank; synchronised BN sums over the ranks, so one each
+    // will do (the global count is checked above).
+    const int64_t need = config_.sync_bn ? 1 : 2;
+    AFD_CHECK(config_.drop_last || last == 0 || last / world >= need,
+              "Trainer: the last batch of {} images split over {} ranks leaves a rank with fewer than {} image{} ({}): "
+              "set drop_last or another batch size",
+              last, world, need, need > 1 ? "s" : "",
+              config_.sync_bn ? "every rank needs one" : "per-rank BatchNorm needs more than one per channel");
   }
 
   Generator gen(config_.seed);

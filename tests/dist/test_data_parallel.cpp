@@ -195,9 +195,9 @@ TEST(DataParallel, AdversarialTrainingMatchesOneProcess) { expect_parity("at"); 
 TEST(DataParallel, AfdMatchesOneProcess) { expect_parity("afd"); }
 
 // Synchronised BN (--sync-bn) on a model WITH BatchNorm: the MNIST ResNet18 at width 4 (20 BN
-// layers), 37 images = 4 batches of 8 and one of 5 (split 3 + 2, so the loss weighting of uneven
-// shards is covered too). After these 5 steps the parameters AND the BN running statistics of 2
-// processes equal one process's within |a - b| <= 1e-10 + 1e-8 |b| (float64); the same 2 processes
+// layers), 37 images = 4 batches of 8 and one of 5 (split 3 + 2 over 2 ranks, 2 + 1 + 1 + 1 over
+// 4, so the loss weighting of uneven shards is covered too). After these 5 steps the parameters AND
+// the BN running statistics of 2 and of 4 processes equal one process's within |a - b| <= 1e-10 + 1e-8 |b| (float64); the same 2 processes
 // with per-rank BN statistics (the default) do not, so the comparison can fail.
 void expect_sync_bn_parity(const std::string& method) {
   const fs::path root = fresh_dir("syncbn_" + method);
@@ -206,7 +206,7 @@ void expect_sync_bn_parity(const std::string& method) {
     int nproc;
     bool sync_bn;
   };
-  for (const Run& run : {Run{"n1", 1, false}, Run{"n2", 2, true}, Run{"n2_per_rank", 2, false}}) {
+  for (const Run& run : {Run{"n1", 1, false}, Run{"n2", 2, true}, Run{"n4", 4, true}, Run{"n2_per_rank", 2, false}}) {
     std::vector<std::string> flags = run_flags(method, root / run.name, run.nproc, 37);
     for (const char* s : {"--model", "resnet18-mnist", "--width", "4"}) flags.push_back(s);
     // A smaller step than run_flags' 0.05: at 0.05 this tiny BN network amplifies rounding so much
@@ -220,14 +220,17 @@ void expect_sync_bn_parity(const std::string& method) {
     const int status = wait_for(start(flags, log), 120);
     ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << run.name << ":\n" << read_file(log);
   }
-  const fs::path one = root / "n1" / "checkpoint", synced = root / "n2" / "checkpoint",
-                 per_rank = root / "n2_per_rank" / "checkpoint";
-  // model.safetensors is the state_dict: parameters and every BN's running_mean and running_var.
-  const Comparison model = compare(synced / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
-  EXPECT_LE(model.worst, 0.0) << model.where;
-  EXPECT_GT(model.compared, 3000);
-  if (method == "afd") expect_close(synced / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8);
-  expect_close(synced / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
+  const fs::path one = root / "n1" / "checkpoint", per_rank = root / "n2_per_rank" / "checkpoint";
+  for (const char* run : {"n2", "n4"}) {
+    SCOPED_TRACE(run);
+    const fs::path synced = root / run / "checkpoint";
+    // model.safetensors is the state_dict: parameters and every BN's running_mean and running_var.
+    const Comparison model = compare(synced / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
+    EXPECT_LE(model.worst, 0.0) << model.where;
+    EXPECT_GT(model.compared, 3000);
+    if (method == "afd") expect_close(synced / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8);
+    expect_close(synced / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
+  }
   const Comparison own = compare(per_rank / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
   EXPECT_GT(own.worst, 1e-6) << "per-rank BN matched one process: the test could not fail";
   fs::remove_all(root);
