@@ -77,6 +77,7 @@ train() {
   fi
   # The common budget: 10 epochs over all training images, a checkpoint after each, the epoch
   # summary on the first 1,000 test points.
+  take_lock "$out/$name.lock" "$name" || return 0
   local flags=(${runs[$name]} --epochs 10 --train-subset 0 --checkpoint-every 1 --test-subset 1000 --threads 1
                --progress lines --progress-every 50 --out "$dir" --overwrite)
   if [[ -f "$dir/checkpoint/trainer.safetensors" ]]; then
@@ -85,11 +86,30 @@ train() {
   else
     echo "reproduce_mnist: $name: training into $dir" >&2
   fi
-  "$afd" train "${flags[@]}" >> "$out/$name.log" 2>&1 || {
-    echo "reproduce_mnist: $name: stopped (status $?); run the script again to continue (log: $out/$name.log)" >&2
+  local code=0
+  "$afd" train "${flags[@]}" >> "$out/$name.log" 2>&1 || code=$?
+  rm -rf "$out/$name.lock"
+  if ((code)); then
+    echo "reproduce_mnist: $name: stopped (status $code); run the script again to continue (log: $out/$name.log)" >&2
     return 1
-  }
+  fi
   echo "reproduce_mnist: $name: finished" >&2
+}
+
+# take_lock FOLDER NAME: a lock folder holding this process's pid, so that several runs of this
+# script share the work (one per core, or one per machine on a shared folder) and never train or
+# evaluate the same thing twice at once; a dead holder's lock is taken over. Fails if held.
+take_lock() {
+  local lock=$1
+  if ! mkdir "$lock" 2> /dev/null; then
+    if kill -0 "$(cat "$lock/pid" 2> /dev/null)" 2> /dev/null; then
+      echo "reproduce_mnist: $2: busy in process $(cat "$lock/pid")" >&2
+      return 1
+    fi
+    rm -rf "$lock"
+    mkdir "$lock" 2> /dev/null || return 1
+  fi
+  echo "$BASHPID" > "$lock/pid"
 }
 
 # pool FUNCTION ITEM...: FUNCTION ITEM for every item, --jobs at a time; fails if any failed.
@@ -133,12 +153,16 @@ evaluate() {
     flags+=(--checkpoint "$out/$name/checkpoint" --names "${labels[$name]}" --attacks "$attack"
             --sanity-points "$([[ $attack == autoattack ]] && echo 200 || echo 0)")
   fi
+  local lock="$out/eval/$part.lock"
+  take_lock "$lock" "$part" || return 0
   echo "reproduce_mnist: $part: evaluating into $dir" >&2
-  local start=$SECONDS
-  "$afd" eval "${flags[@]}" > "$out/eval/$part.log" 2>&1 || {
-    echo "reproduce_mnist: $part: failed (status $?; log: $out/eval/$part.log)" >&2
+  local start=$SECONDS code=0
+  "$afd" eval "${flags[@]}" > "$out/eval/$part.log" 2>&1 || code=$?
+  rm -rf "$lock"
+  if ((code)); then
+    echo "reproduce_mnist: $part: failed (status $code; log: $out/eval/$part.log)" >&2
     return 1
-  }
+  fi
   echo "reproduce_mnist: $part: done in $((SECONDS - start)) s" >&2
 }
 
