@@ -853,6 +853,9 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   // Parts that overlap or disagree are refused, naming the folder.
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "one", "--out", dir / "bad"}), 1,
                   {"white-box attack 'fgsm' of model 'A' is in both", dir / "one"});
+  fs::copy(dir / "afd", dir / "moved", fs::copy_options::recursive);  // the same weights elsewhere
+  eval("p6", dir / "moved/checkpoint", "A", "pgd-l2", false);
+  EXPECT_EQ(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p6", "--out", dir / "moved_ok"}).code, 0);
   eval("p5", at, "A", "pgd-l2", false);  // another model under A's name
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p5", "--out", dir / "bad"}), 1,
                   {"model 'A' is", "one name must mean one model"});

@@ -2,6 +2,7 @@
 #include "tools/afd_run/cli.h"
 
 #include <fmt/format.h>
+#include <zlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
 
 #include "afd/train/trainer.h"
@@ -290,6 +292,11 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
                                "e.g. runs/x/checkpoint, or a model .safetensors file)",
                                checkpoint, p.string()));
   m.path = p.string();
+  {
+    std::ifstream f(m.path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    m.crc32 = fmt::format("{:08x}", crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())));
+  }
   std::map<std::string, std::string> meta;
   try {
     meta = read_safetensors(m.path).metadata;

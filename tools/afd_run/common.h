@@ -56,6 +56,7 @@ void append_line(const std::string& path, const std::string& line);
 // A classifier loaded from a checkpoint folder (model.safetensors + its config) or a file.
 struct LoadedModel {
   std::string name, path;
+  std::string crc32;  // of the model file's bytes, hex: the same weights under another path match
   train::TrainConfig config;
   std::shared_ptr<nn::Classifier> model;
 };

@@ -318,7 +318,11 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   for (size_t m = 0; m < checkpoints.size(); ++m) {
     LoadedModel lm = load_model(checkpoints[m], opt.get("model"), opt.get_int("width"), test, device);
     if (!names.empty()) lm.name = names[m];
-    json mj{{"name", lm.name}, {"checkpoint", lm.path}, {"model", lm.config.model}, {"method", train::method_name(lm.config.method)},
+    json mj{{"name", lm.name},
+            {"checkpoint", lm.path},
+            {"weights_crc32", lm.crc32},
+            {"model", lm.config.model},
+            {"method", train::method_name(lm.config.method)},
             {"attacks", json::array()}};
     if (lm.config.method == train::Method::afd) mj["gan"] = gan_loss_name(lm.config.gan_loss);
     if (lm.config.method == train::Method::at || lm.config.method == train::Method::afd)

@@ -723,7 +723,12 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
         merged["models"].push_back(fresh);
       } else {
         json& mm = merged["models"][j];
-        if (mm["checkpoint"] != pm["checkpoint"] || mm["clean_acc"] != pm["clean_acc"])
+        // The same weights: by their checksum where both parts recorded it (a moved checkpoint
+        // folder is the same model), else by path; and the same clean accuracy.
+        const bool same_weights = mm.contains("weights_crc32") && pm.contains("weights_crc32")
+                                      ? mm["weights_crc32"] == pm["weights_crc32"]
+                                      : mm["checkpoint"] == pm["checkpoint"];
+        if (!same_weights || mm["clean_acc"] != pm["clean_acc"])
           throw RunError(fmt::format("--merge: model '{}' is {} (clean {}) in {} but {} (clean {}) in an earlier part: "
                                      "one name must mean one model", mname, pm["checkpoint"].dump(),
                                      pm["clean_acc"].dump(), dir, mm["checkpoint"].dump(), mm["clean_acc"].dump()));
