@@ -15,7 +15,11 @@
 #
 #   bash tools/reproduce_mnist.sh [--stage train|eval|report|all] [--out DIR] [--build DIR]
 #                                 [--jobs N] [--only NAME[,NAME...]] [--count N]
+#                                 [--full [--dataset mnist|cifar10] [--device cuda]]
 #
+# --full: the paper's full scale instead (the presets of configs/DATASET_*.flags as they are:
+# 100 epochs, 40-step training attacks; every test point; default out runs/reproduce_DATASET_full),
+# for GPU machines (--device cuda; --jobs 1 on one GPU).
 # --jobs N runs N trainings or evaluation parts side by side, one thread each (default 2: one per
 # core here). --count N evaluates the first N test points instead of 1,000 (a quick check). Runs
 # go to DIR/NAME (default runs/reproduce_mnist/NAME); logs to DIR/NAME.log and
@@ -23,34 +27,54 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=runs/reproduce_mnist
+out=""
 build=build
+full=0
+dataset=mnist
+device=""
 jobs=2
 only=""
 stage=all
-count=1000
+count=""
 while (($#)); do
   case "$1" in
+    --full) full=1; shift ;;
+    --dataset) dataset=${2:?--dataset needs mnist or cifar10}; shift 2 ;;
+    --device) device=${2:?--device needs a device, e.g. cuda}; shift 2 ;;
     --count) count=${2:?--count needs a number}; shift 2 ;;
     --stage) stage=${2:?--stage needs train, eval, report or all}; shift 2 ;;
     --out) out=${2:?--out needs a folder}; shift 2 ;;
     --build) build=${2:?--build needs a folder}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --only) only=${2:?--only needs names}; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_mnist: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 
-# NAME and the flags that define it on top of the paper's preset (configs/mnist_*.flags).
-declare -A runs=(
-  [nt]="--flagfile configs/mnist_nt.flags"
-  [at]="--flagfile configs/mnist_at.flags --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
-  [trades]="--flagfile configs/mnist_trades.flags --trades-steps 5 --trades-step-size 0.075"
-  [afd_dcgan]="--flagfile configs/mnist_afd_dcgan.flags --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
-  [afd_wgan]="--flagfile configs/mnist_afd_wgan.flags --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
-)
+# NAME and the flags that define it on top of the paper's preset (configs/DATASET_NAME.flags).
+case "$dataset" in mnist|cifar10) ;; *) echo "reproduce_mnist: error: --dataset '$dataset': mnist or cifar10" >&2; exit 2 ;; esac
+((full)) || [[ $dataset == mnist ]] || { echo "reproduce_mnist: error: the CPU scale is MNIST only; add --full" >&2; exit 2; }
+declare -A runs
 order=(nt at trades afd_dcgan afd_wgan)
+for name in "${order[@]}"; do runs[$name]="--flagfile configs/${dataset}_$name.flags"; done
+# One thread per run at the CPU scale (--jobs runs side by side); afd_run's default otherwise.
+threads=()
+if ((full)); then
+  budget=(--train-subset 0)  # the presets as they are: epochs, the 40-step training attacks
+  out=${out:-runs/reproduce_${dataset}_full}
+  count=${count:-0}          # every test point
+else
+  budget=(--epochs 10 --train-subset 0)
+  threads=(--threads 1)
+  runs[at]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
+  runs[trades]+=" --trades-steps 5 --trades-step-size 0.075"
+  runs[afd_dcgan]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
+  runs[afd_wgan]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
+  out=${out:-runs/reproduce_mnist}
+  count=${count:-1000}
+fi
+if [[ -n "$device" ]]; then threads+=(--device "$device"); fi
 # The models' names in the report, and the nine attacks of the paper (afd_run help attacks).
 declare -A labels=([nt]=NT [at]=AT [trades]=TRADES [afd_dcgan]=AFD-DCGAN [afd_wgan]=AFD-WGAN)
 # Table 1's attacks first, AutoAttack (the longest) last.
@@ -65,7 +89,7 @@ bash tools/setup.sh
 if [[ ! -f "$build/build.ninja" ]]; then meson setup "$build" --buildtype=release; fi
 ninja -C "$build" afd_run
 afd="$build/afd_run"
-"$afd" data --dataset mnist --no-describe > /dev/null 2>&1 || bash tools/fetch_data.sh mnist
+"$afd" data --dataset "$dataset" --no-describe > /dev/null 2>&1 || bash tools/fetch_data.sh "$dataset"
 export OMP_WAIT_POLICY=passive
 mkdir -p "$out"
 
@@ -78,11 +102,11 @@ train() {
   # The common budget: 10 epochs over all training images, a checkpoint after each, the epoch
   # summary on the first 1,000 test points.
   take_lock "$out/$name.lock" "$name" || return 0
-  local flags=(${runs[$name]} --epochs 10 --train-subset 0 --checkpoint-every 1 --test-subset 1000 --threads 1
+  local flags=(${runs[$name]} "${budget[@]}" --checkpoint-every 1 --test-subset 1000 "${threads[@]}"
                --progress lines --progress-every 50 --out "$dir" --overwrite)
   if [[ -f "$dir/checkpoint/trainer.safetensors" ]]; then
     echo "reproduce_mnist: $name: continuing from $dir/checkpoint" >&2
-    flags=(--resume "$dir" --threads 1 --progress lines --progress-every 50)
+    flags=(--resume "$dir" "${threads[@]}" --progress lines --progress-every 50)
   else
     echo "reproduce_mnist: $name: training into $dir" >&2
   fi
@@ -136,7 +160,7 @@ pool() {
 evaluate() {
   local part=$1 dir="$out/eval/$1"
   if [[ -f "$dir/eval.json" ]]; then return 0; fi
-  local flags=(--count "$count" --threads 1 --progress none --out "$dir")
+  local flags=(--count "$count" "${threads[@]}" --progress none --out "$dir")
   if [[ "$part" == bb ]]; then
     local ckpts=() names=()
     for name in "${order[@]}"; do
