@@ -421,10 +421,19 @@ std::string timing_section(const json& report) {
                         report["black_box_source"]["name"].get<std::string>(), a["attack"].get<std::string>(),
                         duration(a["seconds"].get<double>()));
   if (md.empty()) return "";
+  std::string where;  // afd's version, the device and threads (of the first part, when merged)
+  if (report.contains("version")) {
+    const int64_t threads = report.value("threads", int64_t{0});
+    where = fmt::format(" afd {} on {}, {}{}.", report["version"].get<std::string>(), report.value("device", "?"),
+                        threads > 0 ? fmt::format("{} thread(s)", threads) : "all cores",
+                        report.contains("merged_from")
+                            ? fmt::format("; merged from {} parts", report["merged_from"].size())
+                            : "");
+  }
   return fmt::format("\n## Timing\n\nWall and CPU time of each attack over its whole eps grid on {} points (CPU time "
-                     "counts the compute where a busy machine stretches wall time).\n\n| model | attack | wall | CPU |\n"
+                     "counts the compute where a busy machine stretches wall time).{}\n\n| model | attack | wall | CPU |\n"
                      "|---|---|---:|---:|\n",
-                     report["count"].get<int64_t>()) + md;
+                     report["count"].get<int64_t>(), where) + md;
 }
 
 // ---- the paper's claims -------------------------------------------------------------------------
