@@ -1,4 +1,5 @@
-// afd_run eval (checkpoints x attacks x eps grids -> eval.json, eval.md, plots/*.svg) and afd_run
+// afd_run eval (checkpoints x attacks x eps grids -> eval.json and the per-sample flags, from which
+// eval_report.cpp writes eval.md, the tables and plots; --merge joins earlier evaluations) and afd_run
 // attack (one attack on N test points -> attack.json, optionally x_adv.safetensors and
 // adversarial.png).
 #include <fmt/format.h>
