@@ -12,10 +12,15 @@
 #           PGD-Linf and C&W-L2 crafted on NT, on every model). Parts of unfinished trainings wait.
 #   report  afd_run eval --merge of every finished part into DIR/report (eval.md, tables, plots,
 #           the per-claim verdicts).
+#   publish (not part of "all") copies what is finished into results/reproduce_mnist (or
+#           --publish-to DIR) to be committed: each model's weights, final.json, resolved flags
+#           and epoch lines, each part's eval.json and per-sample flags, and the report. Copied
+#           back (cp -rn results/reproduce_mnist/. runs/reproduce_mnist/), they let another machine
+#           go on with the evaluation without training again.
 #
-#   bash tools/reproduce_mnist.sh [--stage train|eval|report|all] [--out DIR] [--build DIR]
+#   bash tools/reproduce_mnist.sh [--stage train|eval|report|publish|all] [--out DIR] [--build DIR]
 #                                 [--jobs N] [--only NAME[,NAME...]] [--count N]
-#                                 [--full [--dataset mnist|cifar10] [--device cuda]]
+#                                 [--full [--dataset mnist|cifar10] [--device cuda]] [--publish-to DIR]
 #
 # --full: the paper's full scale instead (the presets of configs/DATASET_*.flags as they are:
 # 100 epochs, 40-step training attacks; every test point; default out runs/reproduce_DATASET_full),
@@ -32,6 +37,7 @@ build=build
 full=0
 dataset=mnist
 device=""
+publish_to=""
 jobs=2
 only=""
 stage=all
@@ -39,6 +45,7 @@ count=""
 while (($#)); do
   case "$1" in
     --full) full=1; shift ;;
+    --publish-to) publish_to=${2:?--publish-to needs a folder}; shift 2 ;;
     --dataset) dataset=${2:?--dataset needs mnist or cifar10}; shift 2 ;;
     --device) device=${2:?--device needs a device, e.g. cuda}; shift 2 ;;
     --count) count=${2:?--count needs a number}; shift 2 ;;
@@ -47,7 +54,7 @@ while (($#)); do
     --build) build=${2:?--build needs a folder}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --only) only=${2:?--only needs names}; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_mnist: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -79,7 +86,7 @@ if [[ -n "$device" ]]; then threads+=(--device "$device"); fi
 declare -A labels=([nt]=NT [at]=AT [trades]=TRADES [afd_dcgan]=AFD-DCGAN [afd_wgan]=AFD-WGAN)
 # Table 1's attacks first, AutoAttack (the longest) last.
 attacks=(pgd-linf cw-l2 fgsm mim-linf pgd-l2 pgd-l1 ddn deepfool-linf autoattack)
-case "$stage" in train|eval|report|all) ;; *) echo "reproduce_mnist: error: --stage '$stage': train, eval, report or all" >&2; exit 2 ;; esac
+case "$stage" in train|eval|report|publish|all) ;; *) echo "reproduce_mnist: error: --stage '$stage': train, eval, report, publish or all" >&2; exit 2 ;; esac
 if [[ -n "$only" ]]; then IFS=, read -r -a order <<< "$only"; fi
 for name in "${order[@]}"; do
   [[ -n "${runs[$name]:-}" ]] || { echo "reproduce_mnist: error: unknown run '$name' (known: ${!runs[*]})" >&2; exit 2; }
@@ -217,5 +224,31 @@ if [[ $stage == report || $stage == all ]]; then
   else
     echo "reproduce_mnist: no evaluation part is finished yet" >&2
   fi
+fi
+if [[ $stage == publish ]]; then
+  dest=${publish_to:-results/$(basename "$out")}
+  copied=0
+  for name in "${order[@]}"; do
+    [[ -f "$out/$name/final.json" ]] || continue
+    mkdir -p "$dest/$name/checkpoint"
+    cp "$out/$name/final.json" "$out/$name/resolved.flags" "$dest/$name/"
+    grep -h "done in" "$out/$name.log" > "$dest/$name/epochs.txt" || true
+    for f in model.safetensors discriminator.safetensors; do
+      [[ -f "$out/$name/checkpoint/$f" ]] && cp "$out/$name/checkpoint/$f" "$dest/$name/checkpoint/"
+    done
+    copied=$((copied + 1))
+  done
+  for part_dir in "$out"/eval/*/; do
+    part=$(basename "$part_dir")
+    [[ -f "$part_dir/eval.json" ]] || continue
+    mkdir -p "$dest/eval/$part"
+    cp "$part_dir/eval.json" "$part_dir/per_sample.safetensors" "$dest/eval/$part/"
+  done
+  if [[ -f "$out/report/eval.md" ]]; then
+    rm -rf "$dest/report"
+    mkdir -p "$dest/report"
+    cp -r "$out/report/." "$dest/report/"
+  fi
+  echo "reproduce_mnist: published $copied model(s), $(ls -d "$dest"/eval/*/ 2> /dev/null | wc -l) part(s) and the report to $dest" >&2
 fi
 exit $status
