@@ -465,22 +465,22 @@ std::vector<double> clean_scores(const PerSample& ps, size_t m) {
   return s;
 }
 
-// Per point: the normalised area under its robust-flag curve over the attack's grid, the same
-// trapezoid rule as Table 2's AUC, so that their mean over the points is the model's AUC. Empty
-// where the attack was not evaluated or its grid has one eps.
+// Per point: curve_auc (Table 2's rule) of its robust flags over the attack's grid, so that their
+// mean over the points is the model's AUC. Empty where the attack was not evaluated or its grid
+// has no AUC.
 std::vector<double> auc_scores(const PerSample& ps, size_t m, const std::string& attack) {
   const std::string name = fmt::format("m{}.wb.{}.robust", m, attack);
   const Tensor* t = find_tensor(ps, name);
   if (!t || !ps.eps.contains(name)) return {};
   const std::vector<double> eps = ps.eps[name].get<std::vector<double>>();
   const int64_t e = t->size(0), n = t->size(1);
-  if (e < 2 || int64_t(eps.size()) != e || !(eps.back() > eps.front())) return {};
-  const std::vector<uint8_t> f = t->to_vector<uint8_t>();
-  std::vector<double> s(size_t(n), 0.0);
+  if (int64_t(eps.size()) != e) return {};
+  const std::vector<uint8_t> f = t->to_vector<uint8_t>();  // [E, N]
+  std::vector<double> s, flags(size_t(e), 0.0);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 1; j < e; ++j)
-      s[size_t(i)] += 0.5 * (f[size_t(j * n + i)] + f[size_t((j - 1) * n + i)]) * (eps[size_t(j)] - eps[size_t(j - 1)]);
-    s[size_t(i)] /= eps.back() - eps.front();
+    for (int64_t j = 0; j < e; ++j) flags[size_t(j)] = f[size_t(j * n + i)];
+    s.push_back(curve_auc(eps, flags));
+    if (std::isnan(s.back())) return {};
   }
   return s;
 }
@@ -515,17 +515,21 @@ std::string claims_section(json& report, const PerSample& ps) {
   std::string rows;
   for (size_t a : afd)
     for (size_t b : robust_baselines) {
-      std::vector<std::string> unseen;
+      struct Scores {
+        std::string attack;
+        std::vector<double> sa, sb;  // per point, AFD's and the baseline's
+      };
+      std::vector<Scores> unseen;
       for (const std::string& attack : attack_order(report, "attacks")) {
         if (attack == "pgd-linf" || attack == models[a].value("train_attack", "")) continue;
-        if (!auc_scores(ps, a, attack).empty() && !auc_scores(ps, b, attack).empty()) unseen.push_back(attack);
+        Scores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
+        if (!sc.sa.empty() && !sc.sb.empty()) unseen.push_back(std::move(sc));
       }
       if (unseen.empty()) continue;
       const double z = eval::normal_quantile(1 - 0.05 / (2.0 * double(unseen.size())));
       int higher = 0, lower = 0;
       json per_attack = json::array();
-      for (const std::string& attack : unseen) {
-        const std::vector<double> sa = auc_scores(ps, a, attack), sb = auc_scores(ps, b, attack);
+      for (const auto& [attack, sa, sb] : unseen) {
         const eval::Difference d = eval::paired_difference(sa, sb, z);
         const std::string outcome = d.ci.lo > 0 ? "higher" : d.ci.hi < 0 ? "lower" : "no significant difference";
         higher += d.ci.lo > 0, lower += d.ci.hi < 0;
