@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "attacks/core.h"
@@ -14,25 +15,81 @@ namespace afd::eval {
 namespace {
 // The fraction of v's values for which keep(v) holds.
 template <class Keep>
-double fraction(const Tensor& v, Keep keep) {
-  std::vector<double> h = v.to(Device::cpu()).to_vector<double>();
+double fraction(const std::vector<double>& v, Keep keep) {
   int64_t n = 0;
-  for (double x : h) n += keep(x);
-  return h.empty() ? 0.0 : double(n) / double(h.size());
+  for (double x : v) n += keep(x);
+  return v.empty() ? 0.0 : double(n) / double(v.size());
+}
+
+std::vector<double> host_values(const Tensor& v) { return v.to(Device::cpu()).to_vector<double>(); }
+
+void check_outputs(const Tensor& d_clean, const Tensor& d_adv, const char* who) {
+  AFD_CHECK(d_clean.defined() && d_adv.defined() && d_clean.numel() == d_adv.numel() && d_clean.numel() > 0,
+            "{}: D outputs on clean and adversarial features must be non-empty and of one size, got {} and {}", who,
+            d_clean.defined() ? d_clean.str() : "undefined", d_adv.defined() ? d_adv.str() : "undefined");
+}
+
+HDivergence from_fractions(double clean_right, double adv_right, int64_t count) {
+  HDivergence h;
+  h.count = count;
+  h.clean_right = clean_right;
+  h.adv_right = adv_right;
+  h.alpha = clean_right + adv_right;
+  h.d_hat = 2 * std::abs(h.alpha - 1);
+  return h;
 }
 }  // namespace
 
 HDivergence h_divergence(const Tensor& d_clean, const Tensor& d_adv) {
-  AFD_CHECK(d_clean.defined() && d_adv.defined() && d_clean.numel() == d_adv.numel() && d_clean.numel() > 0,
-            "h_divergence: D outputs on clean and adversarial features must be non-empty and of one size, got {} "
-            "and {}", d_clean.defined() ? d_clean.str() : "undefined", d_adv.defined() ? d_adv.str() : "undefined");
-  HDivergence h;
-  h.count = d_clean.numel();
-  h.clean_right = fraction(d_clean, [](double x) { return x > 0; });
-  h.adv_right = fraction(d_adv, [](double x) { return x < 0; });
-  h.alpha = h.clean_right + h.adv_right;
-  h.d_hat = 2 * std::abs(h.alpha - 1);
-  return h;
+  check_outputs(d_clean, d_adv, "h_divergence");
+  const std::vector<double> c = host_values(d_clean), a = host_values(d_adv);
+  return from_fractions(fraction(c, [](double x) { return x > 0; }), fraction(a, [](double x) { return x < 0; }),
+                        d_clean.numel());
+}
+
+Threshold fit_threshold(const std::vector<double>& d_clean, const std::vector<double>& d_adv) {
+  AFD_CHECK(!d_clean.empty() && !d_adv.empty(), "fit_threshold: needs clean and adversarial outputs, got {} and {}",
+            d_clean.size(), d_adv.size());
+  // All outputs ascending, each with its kind; t sweeps from -inf upwards and every output it
+  // passes moves from "called clean" (D > t) to "called adversarial" (D <= t).
+  std::vector<std::pair<double, bool>> v;  // (D, is clean)
+  for (double x : d_clean) v.emplace_back(x, true);
+  for (double x : d_adv) v.emplace_back(x, false);
+  for (const auto& [x, clean] : v)
+    AFD_CHECK(std::isfinite(x), "fit_threshold: D output {} on a{} point is not finite", x, clean ? " clean" : "n adversarial");
+  std::sort(v.begin(), v.end());
+  const double nc = double(d_clean.size()), na = double(d_adv.size());
+  int64_t clean_called_clean = int64_t(d_clean.size()), adv_called_adv = 0;  // at t = -inf
+  const double inf = std::numeric_limits<double>::infinity();
+  double hi = 1, lo = 1;  // alpha(-inf) = 1 + 0
+  Threshold up{-inf, false}, down{-inf, true};
+  for (size_t i = 0; i < v.size();) {
+    const double value = v[i].first;
+    for (; i < v.size() && v[i].first == value; ++i) (v[i].second ? clean_called_clean -= 1 : adv_called_adv += 1);
+    const double t = i < v.size() ? std::midpoint(value, v[i].first) : inf;  // between this output and the next
+    const double alpha = double(clean_called_clean) / nc + double(adv_called_adv) / na;
+    if (alpha > hi) hi = alpha, up.t = t;
+    if (alpha < lo) lo = alpha, down.t = t;
+  }
+  return hi - 1 >= 1 - lo ? up : down;
+}
+
+HDivergence h_divergence_fitted(const Tensor& d_clean, const Tensor& d_adv) {
+  check_outputs(d_clean, d_adv, "h_divergence_fitted");
+  const std::vector<double> c = host_values(d_clean), a = host_values(d_adv);
+  const auto finite = [](double x) { return std::isfinite(x); };
+  if (c.size() < 2 || !std::all_of(c.begin(), c.end(), finite) || !std::all_of(a.begin(), a.end(), finite))
+    return from_fractions(NAN, NAN, int64_t(c.size()));
+  std::vector<double> fold_c[2], fold_a[2];  // fold f: the points i with i % 2 == f
+  for (size_t i = 0; i < c.size(); ++i) fold_c[i % 2].push_back(c[i]), fold_a[i % 2].push_back(a[i]);
+  int64_t clean_right = 0, adv_right = 0;
+  for (int f = 0; f < 2; ++f) {
+    const Threshold th = fit_threshold(fold_c[1 - f], fold_a[1 - f]);  // fitted on the other half
+    for (double x : fold_c[f]) clean_right += (x > th.t) != th.flipped;  // called clean
+    for (double x : fold_a[f]) adv_right += (x > th.t) == th.flipped;    // called adversarial
+  }
+  const double n = double(c.size());
+  return from_fractions(double(clean_right) / n, double(adv_right) / n, int64_t(c.size()));
 }
 
 Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size) {
@@ -47,15 +104,15 @@ Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size) {
   return cat(parts, 0);
 }
 
-HDivergence estimate_h_divergence(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
-                                  const Tensor& y, int64_t batch_size) {
+DOutputs discriminator_outputs(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
+                               const Tensor& y, int64_t batch_size) {
   AFD_CHECK(x.defined() && x_adv.defined() && x.shape() == x_adv.shape(),
-            "estimate_h_divergence: clean and adversarial batches differ: {} and {}", x.str(), x_adv.str());
+            "discriminator_outputs: clean and adversarial batches differ: {} and {}", x.str(), x_adv.str());
   Tensor z = features_of(model, x, batch_size), z_adv = features_of(model, x_adv, batch_size);
   attacks::EvalModeGuard eval_disc(disc);  // spectral norm: the stored u, v (no power iteration)
   NoGradGuard no_grad;
-  Tensor d_clean = disc.forward(Var(z), y).data(), d_adv = disc.forward(Var(z_adv), y).data();
-  return h_divergence(d_clean, d_adv);
+  const int64_t n = x.size(0);
+  return {disc.forward(Var(z), y).data().reshape({n}), disc.forward(Var(z_adv), y).data().reshape({n})};
 }
 
 std::vector<double> symmetric_eigenvalues(std::vector<double> a, int64_t n) {

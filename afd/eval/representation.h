@@ -6,12 +6,18 @@
 //   d_hat near 0: D cannot tell adversarial features from clean ones (desensitised features);
 //   near 2: it always can. The paper's claim is that d_hat tracks the adversarial-minus-clean
 //   error gap across attacks and eps.
+//   Eq. 6 reads D's sign, a threshold at 0. A Wasserstein critic has no calibrated offset (it
+//   may score every input above 0 and still rank clean above adversarial), so the fitted
+//   estimate replaces 0 by the threshold (and orientation) that maximises |alpha - 1| on one half
+//   of the points and measures alpha on the other half, and the other way round (2-fold
+//   cross-fitting: no point is scored with a threshold fitted on it).
 //
 //   Dimensionality (Sec. 4.5, Table A4): the feature dimensions that are non-zero anywhere on the
 //   data, and the number of principal components that explain 99% of the features' variance
 //   (the paper: AFD 6 on MNIST, 9 on CIFAR-10, 76 on CIFAR-100).
 //
-//   HDivergence h = estimate_h_divergence(model, disc, x, x_adv, y);
+//   DOutputs d = discriminator_outputs(model, disc, x, x_adv, y);
+//   HDivergence h = h_divergence(d.clean, d.adv), fitted = h_divergence_fitted(d.clean, d.adv);
 //   Dimensionality d = dimensionality(features_of(model, x));
 #pragma once
 #include <cstdint>
@@ -31,11 +37,31 @@ struct HDivergence {
   int64_t count = 0;       // points of each kind
 };
 
-// From D's outputs on clean and adversarial features ([N] or [N, 1] each, the same N).
+// Eq. 6 from D's outputs on clean and adversarial features ([N] or [N, 1] each, the same N).
 HDivergence h_divergence(const Tensor& d_clean, const Tensor& d_adv);
-// Features in eval mode (no tape), then D on both, batch by batch.
-HDivergence estimate_h_divergence(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
-                                  const Tensor& y, int64_t batch_size = 256);
+
+// The fitted estimate: the same fields, each point judged by the threshold fitted on the other
+// half (points 0, 2, 4, ... and 1, 3, 5, ...; D > t calls a point clean, D <= t adversarial, or
+// the reverse where that orientation fits better). alpha >= 1 up to noise; NaN fields for N < 2.
+HDivergence h_divergence_fitted(const Tensor& d_clean, const Tensor& d_adv);
+
+// The threshold (and orientation) fitted on one set of D outputs: t maximises |alpha(t) - 1| with
+// alpha(t) = P_clean[D > t] + P_adv[D <= t]; flipped means D <= t calls a point clean (then
+// alpha is 2 - alpha(t)). t is -inf, +inf or the midpoint between two neighbouring outputs; of
+// equal candidates the lowest t and the unflipped orientation win. Exposed for its test.
+struct Threshold {
+  double t = 0;
+  bool flipped = false;
+};
+Threshold fit_threshold(const std::vector<double>& d_clean, const std::vector<double>& d_adv);
+
+// D's outputs on the clean and the adversarial features ([N] each, x's device): the features in
+// eval mode (no tape), then D on both, batch by batch.
+struct DOutputs {
+  Tensor clean, adv;
+};
+DOutputs discriminator_outputs(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
+                               const Tensor& y, int64_t batch_size = 256);
 
 // z = F(x) in eval mode with no tape, batch by batch: [N, feature_dim] on x's device.
 Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size = 256);

@@ -714,14 +714,20 @@ TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
     EXPECT_DOUBLE_EQ(alpha, hd[i]["clean_right"].get<double>() + hd[i]["adv_right"].get<double>());
     EXPECT_DOUBLE_EQ(hd[i]["error_gap"].get<double>(), m0["clean_acc"].get<double>() - a["robust_acc"][j].get<double>());
     EXPECT_EQ(hd[i]["points"], std::lround(m0["clean_acc"].get<double>() * n));  // the clean-correct points
+    // The fitted estimate (tests/eval for its values): alpha in [0, 2] and d_hat = 2 |alpha - 1|.
+    const double fitted = hd[i]["alpha_fitted"];
+    EXPECT_GE(fitted, 0.0);
+    EXPECT_LE(fitted, 2.0);
+    EXPECT_DOUBLE_EQ(hd[i]["d_hat_fitted"].get<double>(), 2 * std::abs(fitted - 1));
   }
-  for (const std::string file : {"h_divergence_vs_eps", "error_gap_vs_eps", "d_hat_vs_error_gap"}) {
+  for (const std::string file :
+       {"h_divergence_vs_eps", "error_gap_vs_eps", "d_hat_vs_error_gap", "d_hat_fitted_vs_error_gap"}) {
     afd::testing::XmlElement svg;
     ASSERT_NO_THROW(svg = afd::testing::parse_xml(read_text(dir / ("eval/plots/" + file + ".svg")))) << file;
     const auto paths = svg.all("path");
     ASSERT_EQ(paths.size(), 4u) << file;  // 2 models x 2 attacks
     EXPECT_EQ(paths[0]->attrs.at("data-series"), "a / pgd-linf");
-    EXPECT_EQ(paths[0]->attrs.at("stroke") == "none", file == "d_hat_vs_error_gap") << file;
+    EXPECT_EQ(paths[0]->attrs.at("stroke") == "none", file.starts_with("d_hat_")) << file;
     EXPECT_NE(md.find("](plots/" + file + ".svg)"), std::string::npos) << file;
   }
   EXPECT_NE(md.find("Pearson r(d_hat, error gap)"), std::string::npos);
@@ -842,10 +848,12 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
       EXPECT_EQ(verdict, pa < pb && pa < pc ? "holds" : pa > pb || pa > pc ? "does not hold" : "inconclusive");
     } else {
       EXPECT_EQ(c["claim"], "h_divergence_predicts_error_gap");  // 4 (attack, eps) pairs
+      EXPECT_EQ(c["estimator"], seen == 3 ? "d_hat" : "d_hat_fitted");  // Eq. 6, then the fitted threshold
+      EXPECT_EQ(c["pairs"], 4);
       ++seen;
     }
   }
-  EXPECT_EQ(seen, 4);
+  EXPECT_EQ(seen, 5);
   for (const char* part : {"## The paper's claims", "### 1. AFD's AUC on unseen attacks", "### 2. AFD's clean accuracy",
                            "### 3. AFD's features", "### 4. The estimated H-divergence", "## Timing"})
     EXPECT_NE(md_merged.find(part), std::string::npos) << part;

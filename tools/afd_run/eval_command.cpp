@@ -210,22 +210,24 @@ std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t c
   return disc;
 }
 
-// Eq. 6 over batches: clean_right and adv_right are fractions, so batches combine weighted by size.
+// Figure 3's numbers for one attack and eps: D's outputs on the clean and adversarial features,
+// batch by batch, then Eq. 6 (threshold 0) and the fitted estimate over all of them.
 struct HDivergenceSum {
-  double clean_right = 0, adv_right = 0;  // counts
-  int64_t count = 0;
-  void add(const eval::HDivergence& h) {
-    clean_right += h.clean_right * double(h.count);
-    adv_right += h.adv_right * double(h.count);
-    count += h.count;
-  }
+  std::vector<Tensor> clean, adv;  // [batch] each
+  void add(const eval::DOutputs& d) { clean.push_back(d.clean), adv.push_back(d.adv); }
   json to_json(const std::string& attack, double eps, double error_gap) const {
-    const double cr = count ? clean_right / double(count) : NAN, ar = count ? adv_right / double(count) : NAN;
-    const double alpha = cr + ar;  // alpha = P_clean[D > 0] + P_adv[D < 0]
-    return json{{"attack", attack},   {"eps", eps},         {"alpha", number(alpha)},
-                {"d_hat", number(2 * std::abs(alpha - 1))},  // d_hat = 2 |alpha - 1|
-                {"clean_right", number(cr)}, {"adv_right", number(ar)}, {"points", count},
-                {"error_gap", error_gap}};
+    eval::HDivergence h, fitted;
+    h.alpha = h.d_hat = h.clean_right = h.adv_right = fitted.alpha = fitted.d_hat = NAN;
+    if (!clean.empty()) {
+      const Tensor c = cat(clean, 0), a = cat(adv, 0);
+      h = eval::h_divergence(c, a);  // alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1|
+      fitted = eval::h_divergence_fitted(c, a);
+    }
+    return json{{"attack", attack},           {"eps", eps},
+                {"alpha", number(h.alpha)},    {"d_hat", number(h.d_hat)},
+                {"clean_right", number(h.clean_right)}, {"adv_right", number(h.adv_right)},
+                {"alpha_fitted", number(fitted.alpha)}, {"d_hat_fitted", number(fitted.d_hat)},
+                {"points", h.count},          {"error_gap", error_gap}};
   }
 };
 
@@ -383,7 +385,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           robust.push_back(rep.robust);
           if (disc && !clean_rows.empty()) {
             HDivergenceSum h;
-            h.add(eval::estimate_h_divergence(*lm.model, *disc, attacks::take_rows(x, clean_rows),
+            h.add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, clean_rows),
                                               attacks::take_rows(rep.x_adv, clean_rows),
                                               attacks::take_rows(y, clean_rows), eo.batch_size));
             mj["h_divergence"].push_back(h.to_json(attack, e, clean - acc.back()));
@@ -396,12 +398,12 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           aa_eps = e;
         }
       } else {
-        // With D: Eq. 6 on each batch of adversarials as the evaluation makes them.
+        // With D: its outputs on each batch of adversarials as the evaluation makes them.
         std::vector<HDivergenceSum> hsum(attacked.size());
         attacks::EvalOptions eo_attack = eo;
         if (disc)
           eo_attack.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
-            hsum[k].add(eval::estimate_h_divergence(*lm.model, *disc, attacks::take_rows(x, rows), x_eval,
+            hsum[k].add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, rows), x_eval,
                                                     attacks::take_rows(y, rows), eo.batch_size));
           };
         const attacks::RobustnessCurve curve =

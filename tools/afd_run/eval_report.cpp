@@ -244,21 +244,32 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
 }
 
+// A number of an "h_divergence" entry, NaN where absent or null (parts evaluated before the fitted
+// estimate existed have no "d_hat_fitted").
+double entry_number(const json& h, const char* key) {
+  return h.contains(key) && h[key].is_number() ? h[key].get<double>() : NAN;
+}
+
+std::string cell3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "-"; }
+
 // Figure 3 from eval.json's "h_divergence" entries: d_hat vs eps and error gap vs eps (one line per
-// model and attack) and d_hat against the error gap (one scatter series per model and attack), in
-// OUT/plots; returns eval.md's section (a table and the plots). Empty when no model has D.
+// model and attack) and d_hat (Eq. 6 and fitted) against the error gap (one scatter series per
+// model and attack), in OUT/plots; returns eval.md's section (a table and the plots). Empty when
+// no model has D.
 std::string write_h_divergence(const json& report, const std::string& out) {
   const bool many = report["models"].size() > 1;
-  report::LineChart dhat, gap, scatter;
+  report::LineChart dhat, gap, scatter, scatter_fitted;
   dhat.title = "estimated H-divergence vs eps (Eq. 6)";
   dhat.y_label = "d_hat = 2 |alpha - 1|";
   dhat.y_min = 0, dhat.y_max = 2;
   gap.title = "adversarial minus clean error vs eps";
   gap.y_label = "error gap (percentage points)";
-  scatter.title = "d_hat vs error gap, across attacks and eps";
-  scatter.x_label = "d_hat";
-  scatter.y_label = "error gap (percentage points)";
-  scatter.lines = false;
+  scatter.title = "d_hat (Eq. 6) vs error gap, across attacks and eps";
+  scatter_fitted.title = "d_hat (fitted threshold) vs error gap, across attacks and eps";
+  scatter.x_label = "d_hat (Eq. 6)";
+  scatter_fitted.x_label = "d_hat (fitted threshold)";
+  scatter.y_label = scatter_fitted.y_label = "error gap (percentage points)";
+  scatter.lines = scatter_fitted.lines = false;
   dhat.x_label = gap.x_label = "eps (each attack's norm)";
   std::string rows, corr;
   for (const json& model : report["models"]) {
@@ -266,43 +277,51 @@ std::string write_h_divergence(const json& report, const std::string& out) {
     std::vector<std::string> order;  // attacks in the order evaluated
     for (const json& h : model["h_divergence"])
       if (std::find(order.begin(), order.end(), h["attack"]) == order.end()) order.push_back(h["attack"]);
-    std::vector<double> all_d, all_gap;
+    std::vector<double> all_d, all_gap, all_f, all_f_gap;
     for (const std::string& attack : order) {
       const std::string name = many ? model["name"].get<std::string>() + " / " + attack : attack;
-      report::Series sd{name, {}, {}}, sg{name, {}, {}}, ss{name, {}, {}};
+      report::Series sd{name, {}, {}}, sg{name, {}, {}}, ss{name, {}, {}}, sf{name, {}, {}};
       for (const json& h : model["h_divergence"]) {
         if (h["attack"] != attack) continue;
-        const double eps = h["eps"], d = h["d_hat"].is_number() ? h["d_hat"].get<double>() : NAN;
+        const double eps = h["eps"], d = entry_number(h, "d_hat"), f = entry_number(h, "d_hat_fitted");
         const double g = 100 * h["error_gap"].get<double>();
         sd.x.push_back(eps), sd.y.push_back(d);
         sg.x.push_back(eps), sg.y.push_back(g);
         ss.x.push_back(d), ss.y.push_back(g);
+        sf.x.push_back(f), sf.y.push_back(g);
         if (std::isfinite(d)) all_d.push_back(d), all_gap.push_back(g);
-        rows += fmt::format("| {} | {} | {} | {} | {} | {:.2f} |\n", model["name"].get<std::string>(), attack,
-                            format_real(eps), h["alpha"].is_number() ? fmt::format("{:.3f}", h["alpha"].get<double>()) : "-",
-                            std::isfinite(d) ? fmt::format("{:.3f}", d) : "-", g);
+        if (std::isfinite(f)) all_f.push_back(f), all_f_gap.push_back(g);
+        rows += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.2f} |\n", model["name"].get<std::string>(), attack,
+                            format_real(eps), cell3(entry_number(h, "alpha")), cell3(d),
+                            cell3(entry_number(h, "alpha_fitted")), cell3(f), g);
       }
       dhat.series.push_back(sd), gap.series.push_back(sg), scatter.series.push_back(ss);
+      scatter_fitted.series.push_back(sf);
     }
-    const double r = pearson(all_d, all_gap);
-    corr += fmt::format("- {}: Pearson r(d_hat, error gap) = {} over {} (attack, eps) points\n",
-                        model["name"].get<std::string>(), std::isfinite(r) ? fmt::format("{:.3f}", r) : "-", all_d.size());
+    const double r = pearson(all_d, all_gap), rf = pearson(all_f, all_f_gap);
+    corr += fmt::format("- {}: Pearson r(d_hat, error gap) = {} over {} (attack, eps) points; with the fitted "
+                        "threshold {} over {}\n",
+                        model["name"].get<std::string>(), cell3(r), all_d.size(), cell3(rf), all_f.size());
   }
   if (rows.empty()) return "";
   // One eps grid may span Linf and L2 budgets; the plots share the x axis all the same.
   report::write_svg((fs::path(out) / "plots/h_divergence_vs_eps.svg").string(), dhat);
   report::write_svg((fs::path(out) / "plots/error_gap_vs_eps.svg").string(), gap);
-  scatter.x_min = 0, scatter.x_max = 2;
+  scatter.x_min = scatter_fitted.x_min = 0, scatter.x_max = scatter_fitted.x_max = 2;
   report::write_svg((fs::path(out) / "plots/d_hat_vs_error_gap.svg").string(), scatter);
+  report::write_svg((fs::path(out) / "plots/d_hat_fitted_vs_error_gap.svg").string(), scatter_fitted);
   return "\n## H-divergence estimate and error gap (Figure 3)\n\n"
-         "From the AFD discriminator D of each checkpoint (Eq. 6) on the points the attack was run on (clean-correct "
-         "ones): alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1| (0: D cannot tell adversarial features "
-         "from clean ones). Error gap = adversarial error - clean error = clean accuracy - robust accuracy, over all "
-         "points, in percentage points.\n\n"
-         "| model | attack | eps | alpha | d_hat | error gap |\n|---|---|---:|---:|---:|---:|\n" +
+         "From the AFD discriminator D of each checkpoint on the points the attack was run on (clean-correct ones). "
+         "Eq. 6: alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1| (0: D cannot tell adversarial features "
+         "from clean ones). Fitted: the threshold 0 replaced by the one (and the orientation) that fits best on the "
+         "other half of the points (2-fold cross-fitting; a Wasserstein critic's offset is arbitrary). Error gap = "
+         "adversarial error - clean error = clean accuracy - robust accuracy, over all points, in percentage points."
+         "\n\n| model | attack | eps | alpha | d_hat | alpha (fitted) | d_hat (fitted) | error gap |\n"
+         "|---|---|---:|---:|---:|---:|---:|---:|\n" +
          rows + "\n" + corr +
          "\n![d_hat vs eps](plots/h_divergence_vs_eps.svg)\n\n![error gap vs eps](plots/error_gap_vs_eps.svg)\n\n"
-         "![d_hat vs error gap](plots/d_hat_vs_error_gap.svg)\n";
+         "![d_hat vs error gap](plots/d_hat_vs_error_gap.svg)\n\n"
+         "![fitted d_hat vs error gap](plots/d_hat_fitted_vs_error_gap.svg)\n";
 }
 
 // ---- the accuracy tables ------------------------------------------------------------------------
@@ -604,34 +623,38 @@ std::string claims_section(json& report, const PerSample& ps) {
           "than every baseline; **does not hold** if it needs more than any; **inconclusive** on ties. Counts have no "
           "interval here.\n\n| AFD | AFD components | baselines' components | verdict |\n|---|---:|---|---|\n" + rows;
 
-  // 4. d_hat predicts the error gap (Figure 3).
+  // 4. d_hat predicts the error gap (Figure 3), for each estimator.
   rows.clear();
   for (size_t a : afd) {
     if (!models[a].contains("h_divergence")) continue;
-    std::vector<double> d, g;
-    for (const json& h : models[a]["h_divergence"])
-      if (h["d_hat"].is_number()) d.push_back(h["d_hat"]), g.push_back(h["error_gap"]);
-    const double r = pearson(d, g);
-    if (d.empty()) continue;
-    json entry{{"claim", "h_divergence_predicts_error_gap"}, {"afd", models[a]["name"]}, {"pairs", d.size()}, {"r", number(r)}};
-    std::string verdict = "inconclusive", cell = "- (no spread or fewer than 4 pairs)";
-    if (d.size() >= 4 && std::isfinite(r)) {
-      const eval::Interval ci = eval::pearson_interval(r, int64_t(d.size()));
-      verdict = ci.lo > 0 ? "holds" : ci.hi < 0 ? "does not hold" : "inconclusive";
-      cell = fmt::format("{:.3f} ({:.3f} to {:.3f})", r, ci.lo, ci.hi);
-      entry["ci"] = {ci.lo, ci.hi};
+    for (const auto& [key, estimator] : {std::pair{"d_hat", "Eq. 6"}, std::pair{"d_hat_fitted", "fitted threshold"}}) {
+      std::vector<double> d, g;
+      for (const json& h : models[a]["h_divergence"])
+        if (std::isfinite(entry_number(h, key))) d.push_back(entry_number(h, key)), g.push_back(h["error_gap"]);
+      if (d.empty()) continue;
+      const double r = pearson(d, g);
+      json entry{{"claim", "h_divergence_predicts_error_gap"}, {"afd", models[a]["name"]}, {"estimator", key},
+                 {"pairs", d.size()}, {"r", number(r)}};
+      std::string verdict = "inconclusive", cell = "- (no spread or fewer than 4 pairs)";
+      if (d.size() >= 4 && std::isfinite(r)) {
+        const eval::Interval ci = eval::pearson_interval(r, int64_t(d.size()));
+        verdict = ci.lo > 0 ? "holds" : ci.hi < 0 ? "does not hold" : "inconclusive";
+        cell = fmt::format("{:.3f} ({:.3f} to {:.3f})", r, ci.lo, ci.hi);
+        entry["ci"] = {ci.lo, ci.hi};
+      }
+      entry["verdict"] = verdict;
+      rows += fmt::format("| {} | {} | {} | {} | **{}** |\n", name(a), estimator, d.size(), cell, verdict);
+      report["claims"].push_back(entry);
     }
-    entry["verdict"] = verdict;
-    rows += fmt::format("| {} | {} | {} | **{}** |\n", name(a), d.size(), cell, verdict);
-    report["claims"].push_back(entry);
   }
   if (!rows.empty())
     md += "\n### 4. The estimated H-divergence predicts the error gap across attacks (Figure 3)\n\n"
           "Pearson r between d_hat and the error gap over the (attack, eps) pairs, with its Fisher 95% interval; the "
-          "pairs share their test points, so the interval is optimistic. Verdict: **holds** if the interval lies above "
-          "0, **does not hold** if below, otherwise **inconclusive** (also when r is undefined: fewer than 4 pairs, or no "
-          "spread in d_hat or the gap).\n\n"
-          "| AFD | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---:|---:|---|\n" + rows;
+          "pairs share their test points, so the interval is optimistic. Judged for Eq. 6's d_hat and for the fitted "
+          "one (Figure 3's section). Verdict: **holds** if the interval lies above 0, **does not hold** if below, "
+          "otherwise **inconclusive** (also when r is undefined: fewer than 4 pairs, or no spread in d_hat or the "
+          "gap).\n\n"
+          "| AFD | d_hat | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---|---:|---:|---|\n" + rows;
   return md;
 }
 
