@@ -223,11 +223,16 @@ struct HDivergenceSum {
       h = eval::h_divergence(c, a);  // alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1|
       fitted = eval::h_divergence_fitted(c, a);
     }
-    return json{{"attack", attack},           {"eps", eps},
-                {"alpha", number(h.alpha)},    {"d_hat", number(h.d_hat)},
-                {"clean_right", number(h.clean_right)}, {"adv_right", number(h.adv_right)},
-                {"alpha_fitted", number(fitted.alpha)}, {"d_hat_fitted", number(fitted.d_hat)},
-                {"points", h.count},          {"error_gap", error_gap}};
+    return json{{"attack", attack},
+                {"eps", eps},
+                {"alpha", number(h.alpha)},
+                {"d_hat", number(h.d_hat)},
+                {"clean_right", number(h.clean_right)},
+                {"adv_right", number(h.adv_right)},
+                {"alpha_fitted", number(fitted.alpha)},
+                {"d_hat_fitted", number(fitted.d_hat)},
+                {"points", h.count},
+                {"error_gap", error_gap}};
   }
 };
 
