@@ -5,10 +5,16 @@
 //   forward:           y_n [K, P*Q]       = w [K, C*R*S] . col
 //   backward data:     dcol [C*R*S, P*Q]  = w^T . dy_n;   dx_n = col2im(dcol) (sum of overlaps)
 //   backward filter:   dw [K, C*R*S]     += dy_n . col^T; dbias[k] += sum_(p,q) dy_n[k, p, q]
-// Images are processed in parallel (one OpenMP thread per image, single-threaded gemm), which
-// suits the small matrices of CIFAR and MNIST layers. (Putting a few images side by side in one
-// larger gemm measured no faster here once im2col was cheap.) im2col and
-// col2im work on a zero-padded copy of the image, so their inner loops are plain strided copies.
+// Images are processed in groups of B side by side, one OpenMP thread per group and a
+// single-threaded gemm: the group's col is [C*R*S, B*P*Q] (column (b, p, q)) and its gemm produces
+// [K, B*P*Q], copied out to the B images. B is 1 for maps of more than kGroupColumns / 2 pixels
+// (a gemm per image is already wide there: putting images side by side measured no faster once
+// im2col was cheap) and grows as the maps shrink, so that the 7x7, 4x4, 2x2 and 1x1 maps of the
+// MNIST ResNet18 make gemms of about kGroupColumns columns instead of 49, 16, 4 or 1 (where
+// OpenBLAS spends its time packing). B depends on the layer's geometry only, never on the thread
+// count, so the forward and data-gradient results do not change with the number of threads (the
+// filter gradient's per-thread partial sums do). im2col and col2im work on a zero-padded copy of
+// the image, so their inner loops are plain strided copies.
 #include <cblas.h>
 #include <omp.h>
 
@@ -57,6 +63,7 @@ struct ConvGeometry {
   int64_t crs() const { return C * R * S; }
   int64_t pq() const { return P * Q; }
   int64_t chw() const { return C * H * W; }
+  int64_t kpq() const { return K * P * Q; }
   int64_t padded_h() const { return H + 2 * pad; }
   int64_t padded_w() const { return W + 2 * pad; }
   // A 1x1 stride-1 unpadded convolution needs no im2col: col is the image itself.
@@ -67,13 +74,35 @@ ConvGeometry geometry(const Shape& x, const Shape& w, const Shape& y, const Conv
   return {x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], p.stride, p.padding};
 }
 
+// Images per gemm (B, see the top of the file): enough for about kGroupColumns gemm columns, at
+// most kMaxGroup so that a batch still splits into several groups for the threads.
+constexpr int64_t kGroupColumns = 128;
+constexpr int64_t kMaxGroup = 32;
+int64_t images_per_gemm(const ConvGeometry& g) { return std::clamp<int64_t>(kGroupColumns / g.pq(), 1, kMaxGroup); }
+
+// A group: images n0 .. n0 + nb - 1; its gemms have nb * P * Q columns.
+struct Group {
+  int64_t n0, nb;
+  int64_t cols(const ConvGeometry& g) const { return nb * g.pq(); }
+};
+
+// Runs body(group, thread) for the groups of B images that cover the batch, in parallel. The
+// schedule is static, so thread t always gets the same groups (the filter gradient's per-thread
+// partial sums depend on it).
+template <class Body>
+void for_each_group(const ConvGeometry& g, Body body) {
+  int64_t B = images_per_gemm(g), groups = (g.N + B - 1) / B;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < groups; ++i) body(Group{i * B, std::min(B, g.N - i * B)}, omp_get_thread_num());
+}
+
 // Per-thread scratch memory, reused from call to call: OpenMP keeps its worker threads, so each
-// keeps its buffers, and a convolution allocates nothing per image (a fresh block of this size
+// keeps its buffers, and a convolution allocates nothing per group (a fresh block of this size
 // would be a new mmap whose pages fault in). Slots name independent buffers.
-enum class Scratch { padded, col };
+enum class Scratch { padded, col, out };
 template <class T>
 T* scratch(Scratch slot, int64_t n) {
-  thread_local std::vector<T> buffers[2];
+  thread_local std::vector<T> buffers[3];
   std::vector<T>& b = buffers[static_cast<int>(slot)];
   if (static_cast<int64_t>(b.size()) < n) b.resize(n);
   return b.data();
@@ -93,14 +122,15 @@ const T* padded_image(const T* x, const ConvGeometry& g) {
   return xp;
 }
 
-// col [C*R*S, P*Q]: col[(c, r, s), (p, q)] = xp[c, p*stride + r, q*stride + s] (xp: padded image)
+// One image's columns of a group's col, whose rows are ld long (ld = nb * P * Q):
+// col[(c, r, s), (p, q)] = xp[c, p*stride + r, q*stride + s] (xp: the padded image)
 template <class T>
-void im2col(const T* xp, const ConvGeometry& g, T* col) {
+void im2col(const T* xp, const ConvGeometry& g, T* col, int64_t ld) {
   int64_t Hp = g.padded_h(), Wp = g.padded_w();
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
-        T* dst = col + ((c * g.R + r) * g.S + s) * g.pq();
+        T* dst = col + ((c * g.R + r) * g.S + s) * ld;
         for (int64_t p = 0; p < g.P; ++p) {
           const T* src = xp + (c * Hp + p * g.stride + r) * Wp + s;
           T* row = dst + p * g.Q;
@@ -112,17 +142,29 @@ void im2col(const T* xp, const ConvGeometry& g, T* col) {
       }
 }
 
-// dx_n = col2im(col), the adjoint of im2col: every col entry is added back to the input pixel it
-// was copied from (overlapping windows sum). Accumulated in a padded plane, whose interior is dx_n.
+// col [C*R*S, nb*P*Q] for a group (one image's im2col after another), or the image itself for a
+// pointwise convolution of a single image.
 template <class T>
-void col2im(const T* col, const ConvGeometry& g, T* dx) {
+const T* group_col(const T* x, const ConvGeometry& g, const Group& grp) {
+  if (grp.nb == 1 && g.is_pointwise()) return x + grp.n0 * g.chw();
+  T* col = scratch<T>(Scratch::col, g.crs() * grp.cols(g));
+  for (int64_t b = 0; b < grp.nb; ++b)
+    im2col(padded_image(x + (grp.n0 + b) * g.chw(), g), g, col + b * g.pq(), grp.cols(g));
+  return col;
+}
+
+// dx_n = col2im(col), the adjoint of im2col: every col entry (one image's columns of a group's
+// col, rows ld long) is added back to the input pixel it was copied from (overlapping windows
+// sum). Accumulated in a padded plane, whose interior is dx_n.
+template <class T>
+void col2im(const T* col, int64_t ld, const ConvGeometry& g, T* dx) {
   int64_t Hp = g.padded_h(), Wp = g.padded_w();
   T* dxp = g.pad == 0 ? dx : scratch<T>(Scratch::padded, g.C * Hp * Wp);
   std::fill(dxp, dxp + g.C * Hp * Wp, T(0));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
-        const T* src = col + ((c * g.R + r) * g.S + s) * g.pq();
+        const T* src = col + ((c * g.R + r) * g.S + s) * ld;
         for (int64_t p = 0; p < g.P; ++p) {
           T* dst = dxp + (c * Hp + p * g.stride + r) * Wp + s;
           const T* in = src + p * g.Q;
@@ -138,6 +180,36 @@ void col2im(const T* col, const ConvGeometry& g, T* dx) {
       const T* row = dxp + (c * Hp + h + g.pad) * Wp + g.pad;
       std::copy(row, row + g.W, dx + (c * g.H + h) * g.W);
     }
+}
+
+// The output side of a group: y [N, K, P*Q] holds image n's rows at n * K*P*Q, while the group's
+// gemm works on [K, nb*P*Q] (row k = image 0's P*Q values, then image 1's, ...). A single image
+// needs no copy: its block of y is already [K, P*Q].
+template <class T>
+T* group_rows(T* y, const ConvGeometry& g, const Group& grp) {
+  return grp.nb == 1 ? y + grp.n0 * g.kpq() : scratch<T>(Scratch::out, g.K * grp.cols(g));
+}
+// rows [K, nb*P*Q] -> the group's images in y (a no-op when rows is y's own block).
+template <class T>
+void scatter_rows(const T* rows, const ConvGeometry& g, const Group& grp, T* y) {
+  if (grp.nb == 1) return;
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t b = 0; b < grp.nb; ++b) {
+      const T* src = rows + k * grp.cols(g) + b * g.pq();
+      std::copy(src, src + g.pq(), y + (grp.n0 + b) * g.kpq() + k * g.pq());
+    }
+}
+// The group's images in dy -> rows [K, nb*P*Q] (dy's own block for a single image).
+template <class T>
+const T* gather_rows(const T* dy, const ConvGeometry& g, const Group& grp) {
+  if (grp.nb == 1) return dy + grp.n0 * g.kpq();
+  T* rows = scratch<T>(Scratch::out, g.K * grp.cols(g));
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t b = 0; b < grp.nb; ++b) {
+      const T* src = dy + (grp.n0 + b) * g.kpq() + k * g.pq();
+      std::copy(src, src + g.pq(), rows + k * grp.cols(g) + b * g.pq());
+    }
+  return rows;
 }
 
 }  // namespace
@@ -168,25 +240,19 @@ void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& 
                                 const Conv2dParams& p, Tensor& y) {
   ConvGeometry g = geometry(x.shape(), w.shape(), y.shape(), p);
   dispatch_float(x.dtype(), "conv2d", [&]<class T>() {
-    const T* px = x.data<T>();
     const T* pw = w.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* py = y.data<T>();
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < g.N; ++n) {
-      const T* xn = px + n * g.chw();
-      T* yn = py + n * g.K * g.pq();
-      const T* cn = xn;
-      if (!g.is_pointwise()) {
-        T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
-        im2col(padded_image(xn, g), g, col);
-        cn = col;
-      }
-      // y_n [K, PQ] = w [K, CRS] . col [CRS, PQ] (+ bias, pre-filled, with beta = 1)
+    for_each_group(g, [&](const Group& grp, int) {
+      const T* col = group_col(x.data<T>(), g, grp);
+      // rows [K, cols] = w [K, CRS] . col [CRS, cols] (+ bias, pre-filled, with beta = 1)
+      T* rows = group_rows(py, g, grp);
+      int64_t cols = grp.cols(g);
       if (pb)
-        for (int64_t k = 0; k < g.K; ++k) std::fill(yn + k * g.pq(), yn + (k + 1) * g.pq(), pb[k]);
-      gemm_raw(false, false, g.K, g.pq(), g.crs(), T(1), pw, cn, pb ? T(1) : T(0), yn);
-    }
+        for (int64_t k = 0; k < g.K; ++k) std::fill(rows + k * cols, rows + (k + 1) * cols, pb[k]);
+      gemm_raw(false, false, g.K, cols, g.crs(), T(1), pw, col, pb ? T(1) : T(0), rows);
+      scatter_rows(rows, g, grp, py);
+    });
   });
 }
 
@@ -194,22 +260,20 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, const C
                                       Tensor& dx) {
   ConvGeometry g = geometry(dx.shape(), w.shape(), dy.shape(), p);
   dispatch_float(dy.dtype(), "conv2d_backward_data", [&]<class T>() {
-    const T* pdy = dy.data<T>();
     const T* pw = w.data<T>();
     T* pdx = dx.data<T>();
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < g.N; ++n) {
-      T* dxn = pdx + n * g.chw();
-      const T* dyn = pdy + n * g.K * g.pq();
-      if (g.is_pointwise()) {
-        gemm_raw(true, false, g.C, g.pq(), g.K, T(1), pw, dyn, T(0), dxn);
-        continue;
+    for_each_group(g, [&](const Group& grp, int) {
+      const T* rows = gather_rows(dy.data<T>(), g, grp);
+      int64_t cols = grp.cols(g);
+      if (grp.nb == 1 && g.is_pointwise()) {  // dx_n [C, PQ] = w^T . dy_n, no col2im
+        gemm_raw(true, false, g.C, cols, g.K, T(1), pw, rows, T(0), pdx + grp.n0 * g.chw());
+        return;
       }
-      // dcol [CRS, PQ] = w^T . dy_n, then dx_n = col2im(dcol)
-      T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
-      gemm_raw(true, false, g.crs(), g.pq(), g.K, T(1), pw, dyn, T(0), col);
-      col2im(col, g, dxn);
-    }
+      // dcol [CRS, cols] = w^T . rows [K, cols], then dx_n = col2im(image n's columns)
+      T* col = scratch<T>(Scratch::col, g.crs() * cols);
+      gemm_raw(true, false, g.crs(), cols, g.K, T(1), pw, rows, T(0), col);
+      for (int64_t b = 0; b < grp.nb; ++b) col2im(col + b * g.pq(), cols, g, pdx + (grp.n0 + b) * g.chw());
+    });
   });
 }
 
@@ -217,35 +281,22 @@ void CpuBackend::conv2d_backward_filter(const Tensor& dy, const Tensor& x, const
                                         Tensor& dw, Tensor& dbias) {
   ConvGeometry g = geometry(x.shape(), dw.shape(), dy.shape(), p);
   dispatch_float(dy.dtype(), "conv2d_backward_filter", [&]<class T>() {
-    const T* pdy = dy.data<T>();
-    const T* px = x.data<T>();
     int nt = omp_get_max_threads();
     // Per-thread partial sums, combined in thread order afterwards (deterministic).
     std::vector<std::vector<T>> partial_w(nt, std::vector<T>(g.K * g.crs(), T(0)));
     std::vector<std::vector<double>> partial_b(nt, std::vector<double>(dbias.defined() ? g.K : 0, 0.0));
-#pragma omp parallel
-    {
-      int t = omp_get_thread_num();
-      // Static contiguous chunks: thread t always gets the same images.
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < g.N; ++n) {
-        const T* xn = px + n * g.chw();
-        const T* dyn = pdy + n * g.K * g.pq();
-        const T* cn = xn;
-        if (!g.is_pointwise()) {
-          T* col = scratch<T>(Scratch::col, g.crs() * g.pq());
-          im2col(padded_image(xn, g), g, col);
-          cn = col;
-        }
-        // partial_w [K, CRS] += dy_n [K, PQ] . col^T [PQ, CRS]
-        gemm_raw(false, true, g.K, g.crs(), g.pq(), T(1), dyn, cn, T(1), partial_w[t].data());
-        for (size_t k = 0; k < partial_b[t].size(); ++k) {
-          double s = 0;
-          for (int64_t i = 0; i < g.pq(); ++i) s += dyn[k * g.pq() + i];
-          partial_b[t][k] += s;
-        }
+    for_each_group(g, [&](const Group& grp, int t) {
+      const T* col = group_col(x.data<T>(), g, grp);
+      const T* rows = gather_rows(dy.data<T>(), g, grp);
+      int64_t cols = grp.cols(g);
+      // partial_w [K, CRS] += rows [K, cols] . col^T [cols, CRS]
+      gemm_raw(false, true, g.K, g.crs(), cols, T(1), rows, col, T(1), partial_w[t].data());
+      for (size_t k = 0; k < partial_b[t].size(); ++k) {
+        double s = 0;
+        for (int64_t i = 0; i < cols; ++i) s += rows[k * cols + i];
+        partial_b[t][k] += s;
       }
-    }
+    });
     T* pdw = dw.data<T>();
     std::copy(partial_w[0].begin(), partial_w[0].end(), pdw);
     for (int t = 1; t < nt; ++t)

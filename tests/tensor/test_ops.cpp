@@ -305,3 +305,34 @@ TEST(Ops, LargeShapesTakeTheParallelAndFastPaths) {
   for (double v : ops::sum(g.dx, {0, 2, 3}).to_vector<double>()) EXPECT_NEAR(v, 0, 1e-9);
   expect_close(g.dbeta, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
 }
+
+// Small output maps put several images side by side in one gemm (tensor/cpu/conv.cpp: groups of
+// up to 32 images for 2x2 maps, a last group that is partial). Every image's result must equal
+// the one it gets alone (a group of one image, no copies) and the definition.
+TEST(Ops, ConvolutionOfSmallMapsGroupsImages) {
+  struct Case {
+    Shape x, w;
+    Conv2dParams p;
+  };
+  for (const Case& c : std::vector<Case>{{{37, 6, 2, 2}, {5, 6, 3, 3}, {1, 1}},    // 2x2 maps, groups 32 + 5
+                                        {{45, 3, 4, 4}, {4, 3, 3, 3}, {2, 1}},    // strided 4x4 -> 2x2
+                                        {{20, 4, 3, 3}, {3, 4, 1, 1}, {1, 0}},    // pointwise 3x3, groups of 14
+                                        {{9, 2, 1, 1}, {3, 2, 3, 3}, {1, 1}}}) {  // 1x1 maps, one group
+    Tensor x = randt(c.x, 80), w = randt(c.w, 81), b = randt({c.w[0]}, 82);
+    Tensor y = ops::conv2d(x, w, b, c.p);
+    expect_close(y, conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-12, 1e-12);
+    Tensor dy = randt(y.shape(), 83);
+    Tensor dx = ops::conv2d_backward_data(dy, w, x.shape(), c.p);
+    auto [dw, db] = ops::conv2d_backward_filter(dy, x, w.shape(), c.p, true);
+    Tensor dw_sum = Tensor::zeros(w.shape(), DType::f64);
+    for (int64_t n = 0; n < x.size(0); ++n) {
+      Tensor xn = x.slice(n, n + 1), dyn = dy.slice(n, n + 1);
+      SCOPED_TRACE("x " + std::to_string(c.x[2]) + "x" + std::to_string(c.x[3]) + ", image " + std::to_string(n));
+      expect_close(ops::conv2d(xn, w, b, c.p), y.slice(n, n + 1), 1e-12, 1e-12);
+      expect_close(ops::conv2d_backward_data(dyn, w, xn.shape(), c.p), dx.slice(n, n + 1), 1e-12, 1e-12);
+      dw_sum = ops::add(dw_sum, ops::conv2d_backward_filter(dyn, xn, w.shape(), c.p, false).first);
+    }
+    expect_close(dw, dw_sum, 1e-12, 1e-12);
+    expect_close(db, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
+  }
+}
