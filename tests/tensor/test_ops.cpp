@@ -307,8 +307,9 @@ TEST(Ops, LargeShapesTakeTheParallelAndFastPaths) {
 }
 
 // Small output maps put several images side by side in one gemm (tensor/cpu/conv.cpp: groups of
-// up to 32 images for 2x2 maps, a last group that is partial). Every image's result must equal
-// the one it gets alone (a group of one image, no copies) and the definition.
+// up to 32 images for 2x2 maps, a last group that is partial), and rows of Q = 1, 2, 4, 7 or 14
+// take unrolled im2col and col2im loops. Every image's result must equal the one it gets alone (a
+// group of one image, no copies) and the definition.
 TEST(Ops, ConvolutionOfSmallMapsGroupsImages) {
   struct Case {
     Shape x, w;
@@ -317,7 +318,12 @@ TEST(Ops, ConvolutionOfSmallMapsGroupsImages) {
   for (const Case& c : std::vector<Case>{{{37, 6, 2, 2}, {5, 6, 3, 3}, {1, 1}},    // 2x2 maps, groups 32 + 5
                                         {{45, 3, 4, 4}, {4, 3, 3, 3}, {2, 1}},    // strided 4x4 -> 2x2
                                         {{20, 4, 3, 3}, {3, 4, 1, 1}, {1, 0}},    // pointwise 3x3, groups of 14
-                                        {{9, 2, 1, 1}, {3, 2, 3, 3}, {1, 1}}}) {  // 1x1 maps, one group
+                                        {{9, 2, 1, 1}, {3, 2, 3, 3}, {1, 1}},     // 1x1 maps, one group
+                                        // the unrolled runs of im2col and col2im (Q = 4, 7, 14)
+                                        {{4, 2, 8, 8}, {3, 2, 3, 3}, {2, 1}},     // 8x8 -> 4x4, groups of 8
+                                        {{5, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}},     // 7x7, groups of 2
+                                        {{5, 2, 14, 14}, {3, 2, 3, 3}, {2, 1}},   // 14x14 -> 7x7
+                                        {{3, 1, 14, 14}, {2, 1, 3, 3}, {1, 1}}}) {  // 14x14, one image a gemm
     Tensor x = randt(c.x, 80), w = randt(c.w, 81), b = randt({c.w[0]}, 82);
     Tensor y = ops::conv2d(x, w, b, c.p);
     expect_close(y, conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-12, 1e-12);

@@ -196,6 +196,16 @@ TableFiles table1(const json& report) {
   return t;
 }
 
+// A number of an eval.json entry, NaN where absent or null (an AUC of a model with no clean-correct
+// point is null; parts evaluated before the fitted H-divergence estimate existed have no
+// "d_hat_fitted").
+double entry_number(const json& entry, const char* key) {
+  return entry.contains(key) && entry[key].is_number() ? entry[key].get<double>() : NAN;
+}
+
+// A table cell with 3 decimals, "-" for NaN.
+std::string cell3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "-"; }
+
 // Table 2 of the paper: the normalised AUC of every white-box attack with two or more eps (see
 // curve_auc: trapezoid of accuracy (fraction) over the grid, divided by eps_max - eps_min, so a
 // model robust at every eps scores 1). 3 decimals; '-' / empty where undefined.
@@ -211,11 +221,11 @@ TableFiles table2(const json& report, const std::vector<std::string>& attack_lis
   for (const json& model : report["models"]) {
     std::vector<std::string> row = {model["name"]}, fields = {model["name"]};
     for (const std::string& name : attack_list) {
-      std::string v;
+      double auc = NAN;
       for (const json& a : model["attacks"])
-        if (a["attack"] == name && a["auc"].is_number()) v = fmt::format("{:.3f}", a["auc"].get<double>());
-      row.push_back(v.empty() ? "-" : v);
-      fields.push_back(v);
+        if (a["attack"] == name) auc = entry_number(a, "auc");
+      row.push_back(cell3(auc));
+      fields.push_back(std::isfinite(auc) ? cell3(auc) : "");  // CSV: an empty field
     }
     rows.push_back(row);
     t.csv += csv_line(fields);
@@ -243,14 +253,6 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
   }
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
 }
-
-// A number of an "h_divergence" entry, NaN where absent or null (parts evaluated before the fitted
-// estimate existed have no "d_hat_fitted").
-double entry_number(const json& h, const char* key) {
-  return h.contains(key) && h[key].is_number() ? h[key].get<double>() : NAN;
-}
-
-std::string cell3(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "-"; }
 
 // Figure 3 from eval.json's "h_divergence" entries: d_hat vs eps and error gap vs eps (one line per
 // model and attack) and d_hat (Eq. 6 and fitted) against the error gap (one scatter series per
@@ -383,7 +385,7 @@ std::string accuracy_tables(const json& report, const char* section, bool with_c
         row.push_back(cell);
       }
       if (with_auc && has_auc)
-        row.push_back((*a)["auc"].is_number() ? fmt::format("{:.3f}", (*a)["auc"].get<double>()) : "-");
+        row.push_back(cell3(entry_number(*a, "auc")));
       rows.push_back(row);
     }
     md += fmt::format("\n### {} ({})\n\n", attack, norm) + md_table(header, rows);
