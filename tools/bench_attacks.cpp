@@ -9,8 +9,10 @@
 // Cases (kCases): an attack from make_attack(name, cfg), 10 steps, Linf, no random start (PGD),
 // on a model in eval mode; inputs uniform in [0, 1] and labels uniform in 0..9, both seeded:
 //   pgd_linf_small_cnn        pgd-linf, eps 0.3, step 0.01, SmallCNN (32/64/200), batch 128, 1x28x28
+//   pgd_linf_mnist_resnet18   pgd-linf, eps 0.3, step 0.01, the paper's MNIST ResNet18 (16/32/48/64), batch 128
 //   pgd_linf_cifar_resnet18   pgd-linf, eps 8/255, step 2/255, CIFAR ResNet18, batch 32, 3x32x32
 //   apgd_ce_small_cnn         apgd-ce, eps 0.3, SmallCNN, batch 128
+//   apgd_ce_mnist_resnet18    apgd-ce, eps 0.3, MNIST ResNet18, batch 128
 //   apgd_ce_cifar_resnet18    apgd-ce, eps 8/255, CIFAR ResNet18, batch 32
 // The APGD cases run only when "apgd-ce" is in the attack registry (else they are skipped with a
 // note). APGD attacks only the points the model classifies correctly, so its labels are the
@@ -62,6 +64,8 @@ struct ModelSpec {
 const ModelSpec kModels[] = {
     {"small_cnn", 128, {1, 28, 28},
      [](Generator& g) { return std::make_shared<nn::SmallCNN>(nn::SmallCNNConfig{}, g); }},
+    {"mnist_resnet18", 128, {1, 28, 28},
+     [](Generator& g) { return std::make_shared<nn::ResNet18>(nn::ResNetConfig::mnist(kClasses), g); }},
     {"cifar_resnet18", 32, {3, 32, 32},
      [](Generator& g) { return std::make_shared<nn::ResNet18>(nn::ResNetConfig::cifar(kClasses), g); }},
 };
@@ -75,8 +79,10 @@ struct CaseSpec {
 
 const CaseSpec kCases[] = {
     {"pgd_linf_small_cnn", "pgd-linf", "small_cnn", 0.3, 0.01},
+    {"pgd_linf_mnist_resnet18", "pgd-linf", "mnist_resnet18", 0.3, 0.01},
     {"pgd_linf_cifar_resnet18", "pgd-linf", "cifar_resnet18", 8.0 / 255, 2.0 / 255},
     {"apgd_ce_small_cnn", "apgd-ce", "small_cnn", 0.3, 0},  // APGD's step is 2 eps, then adapts
+    {"apgd_ce_mnist_resnet18", "apgd-ce", "mnist_resnet18", 0.3, 0},
     {"apgd_ce_cifar_resnet18", "apgd-ce", "cifar_resnet18", 8.0 / 255, 0},
 };
 

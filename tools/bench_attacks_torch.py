@@ -5,8 +5,10 @@ PyTorch definitions of tests/fixtures/models/make_model_fixtures.py (the ones th
 afd's models against), at full size, in eval mode. 10 steps per attack, Linf:
 
     pgd_linf_small_cnn        PGD, eps 0.3, step 0.01, SmallCNN (32/64/200), batch 128, 1x28x28
+    pgd_linf_mnist_resnet18   PGD, eps 0.3, step 0.01, the paper's MNIST ResNet18 (16/32/48/64), batch 128
     pgd_linf_cifar_resnet18   PGD, eps 8/255, step 2/255, CIFAR ResNet18, batch 32, 3x32x32
     apgd_ce_small_cnn         APGD-CE (Croce and Hein 2020), eps 0.3, SmallCNN, batch 128
+    apgd_ce_mnist_resnet18    APGD-CE, eps 0.3, MNIST ResNet18, batch 128
     apgd_ce_cifar_resnet18    APGD-CE, eps 8/255, CIFAR ResNet18, batch 32
 
 PGD: x.requires_grad_, cross-entropy summed over the batch, torch.autograd.grad with respect to x
@@ -33,19 +35,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_harness import cpu_model, time_ms  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
-from make_model_fixtures import SmallCNN, cifar_resnet18  # noqa: E402
+from make_model_fixtures import SmallCNN, cifar_resnet18, mnist_resnet18  # noqa: E402
 
 CLASSES, STEPS = 10, 10
 # name, batch, one image's shape, constructor: as kModels in bench_attacks.cpp.
 MODELS = {
     "small_cnn": (128, (1, 28, 28), lambda: SmallCNN()),
+    "mnist_resnet18": (128, (1, 28, 28), lambda: mnist_resnet18(16)),
     "cifar_resnet18": (32, (3, 32, 32), lambda: cifar_resnet18(64)),
 }
 # name, attack, model, eps, step size: as kCases in bench_attacks.cpp.
 CASES = [
     ("pgd_linf_small_cnn", "pgd-linf", "small_cnn", 0.3, 0.01),
+    ("pgd_linf_mnist_resnet18", "pgd-linf", "mnist_resnet18", 0.3, 0.01),
     ("pgd_linf_cifar_resnet18", "pgd-linf", "cifar_resnet18", 8 / 255, 2 / 255),
     ("apgd_ce_small_cnn", "apgd-ce", "small_cnn", 0.3, None),
+    ("apgd_ce_mnist_resnet18", "apgd-ce", "mnist_resnet18", 0.3, None),
     ("apgd_ce_cifar_resnet18", "apgd-ce", "cifar_resnet18", 8 / 255, None),
 ]
 

@@ -14,7 +14,7 @@
 // OpenBLAS spends its time packing). B depends on the layer's geometry only, never on the thread
 // count, so the forward and data-gradient results do not change with the number of threads (the
 // filter gradient's per-thread partial sums do). im2col and col2im work on a zero-padded copy of
-// the image, so their inner loops are plain strided copies.
+// the image, so their inner loops are plain strided copies (unrolled for short rows).
 #include <cblas.h>
 #include <omp.h>
 
@@ -123,17 +123,17 @@ const T* padded_image(const T* x, const ConvGeometry& g) {
   return xp;
 }
 
-// One (c, r, s) row of one image's im2col: P runs of Q values, the padded image stepping row_step
-// (stride padded rows) per run and stride values within it. kAdd = false copies image -> col
-// (im2col); kAdd = true adds col back onto the image (col2im, its adjoint). kStride and kQ, where
-// not 0, are the layer's stride and Q fixed at compile time: the short runs of small maps (Q = 1
-// to 14) then unroll instead of paying a loop's overhead for every 1 to 7 values.
 // im2col reads the image and writes col; col2im reads col and adds onto the image.
 template <class T, bool kAdd>
 using ImagePtr = std::conditional_t<kAdd, T*, const T*>;
 template <class T, bool kAdd>
 using ColPtr = std::conditional_t<kAdd, const T*, T*>;
 
+// One (c, r, s) row of one image's im2col: P runs of Q values, the padded image stepping row_step
+// (stride padded rows) per run and stride values within it. kAdd = false copies image -> col
+// (im2col); kAdd = true adds col back onto the image (col2im, its adjoint). kStride and kQ, where
+// not 0, are the layer's stride and Q fixed at compile time: the short runs of small maps (Q = 1
+// to 14) then unroll instead of paying a loop's overhead for every 1 to 7 values.
 template <class T, bool kAdd, int64_t kStride, int64_t kQ>
 void col_runs(ImagePtr<T, kAdd> img, int64_t row_step, int64_t P, int64_t Q, int64_t stride, ColPtr<T, kAdd> col) {
   if constexpr (kStride != 0) stride = kStride;
