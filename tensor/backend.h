@@ -153,4 +153,19 @@ void synchronize(Device device);
 void set_num_threads(int n);
 int num_threads();
 
+// The BLAS under the CPU backend and the kernel set it runs, for logs and reports:
+// "OpenBLAS 0.3.21, SkylakeX kernels".
+std::string cpu_blas_info();
+
+// Settings that the CPU runtime libraries read once, when they load: a program that wants them
+// restarts itself first thing in main (execv of /proc/self/exe with the same argv), so they hold
+// from the first instruction on. Variables the user has set are left as they are.
+//   OPENBLAS_CORETYPE: set to SkylakeX (AVX-512) or Haswell (AVX2 + FMA) when OpenBLAS did not know
+//     this CPU and fell back to its SSE3 "Prescott" kernels. Debian 12's OpenBLAS 0.3.21 does so on
+//     Intel Emerald Rapids (family 6, model 207), where its gemm then runs about 3x slower.
+//   OMP_WAIT_POLICY=passive, when omp_passive: OpenMP threads that spin at barriers lose most of
+//     their time when another process holds a core.
+// Returns when nothing needed changing, or when execv failed (the program then runs as it is).
+void restart_with_runtime_settings(char** argv, bool omp_passive);
+
 }  // namespace afd

@@ -157,6 +157,7 @@ Result bench_case(const CaseSpec& c, Bench& b, const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  restart_with_runtime_settings(argv, /*omp_passive=*/false);  // OpenBLAS's kernels for this CPU
   Options o = bench::parse_options("bench_attacks", argc, argv, {.warmup = 1, .reps = 3, .min_seconds = 0, .only = ""});
   afd::set_num_threads(o.threads);
   Generator gen(20261127);
@@ -180,7 +181,7 @@ int main(int argc, char** argv) try {
   }
   AFD_CHECK(matched, "bench_attacks: no case called '{}'", o.only);
 
-  std::string cpu = bench::cpu_model();
+  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
   std::printf("afd attack benchmark: f32, %d threads, %s, %d steps per attack\n", o.threads, cpu.c_str(), kSteps);
   std::printf("%-26s %6s %12s %14s %12s %14s\n", "case", "batch", "attack ms", "step img/s", "forward ms",
               "fwd+grad ms");

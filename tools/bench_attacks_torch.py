@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_harness import cpu_model, time_ms  # noqa: E402
+from bench_harness import cpu_model, restart_with_openblas_core, time_ms  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
 from make_model_fixtures import SmallCNN, cifar_resnet18, mnist_resnet18  # noqa: E402
@@ -146,6 +146,7 @@ def apgd_ce(model, x0, y, eps, steps):
 
 
 def main():
+    restart_with_openblas_core()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)

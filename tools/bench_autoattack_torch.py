@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from refs_common import REPO_ROOT, cpu_name, load_mnist, read_safetensors, _prepare  # noqa: E402
 from make_model_fixtures import mnist_resnet18  # noqa: E402  (refs_common puts models/ on the path)
 from make_mnist_at_autoattack_refs import logged_run  # noqa: E402
+from bench_harness import restart_with_openblas_core  # noqa: E402  (this script's folder)
 
 
 class Logits(torch.nn.Module):
@@ -36,6 +37,7 @@ class Logits(torch.nn.Module):
 
 
 def main():
+    restart_with_openblas_core()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="an afd_run checkpoint folder (model.safetensors)")
     parser.add_argument("--width", type=int, default=16, help="the MNIST ResNet18's base width")

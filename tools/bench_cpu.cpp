@@ -151,6 +151,7 @@ void bench_train_step(const Options& o, Generator& gen, std::vector<Result>& out
 }  // namespace
 
 int main(int argc, char** argv) try {
+  restart_with_runtime_settings(argv, /*omp_passive=*/false);  // OpenBLAS's kernels for this CPU
   Options o = bench::parse_options("bench_cpu", argc, argv, {});
   afd::set_num_threads(o.threads);
   Generator gen(20261127);
@@ -158,7 +159,7 @@ int main(int argc, char** argv) try {
   for (const ConvLayer& l : kLayers) bench_conv(l, o, gen, results);
   if (o.only.empty() || o.only == "train_step") bench_train_step(o, gen, results);
 
-  std::string cpu = bench::cpu_model();
+  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
   std::printf("afd CPU benchmark: batch %lld, f32, %d threads, %s\n", static_cast<long long>(kBatch),
               o.threads, cpu.c_str());
   std::printf("%-18s %10s %10s %10s\n", "workload", "median ms", "min ms", "GFLOP/s");

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_harness import cpu_model, time_ms  # noqa: E402
+from bench_harness import cpu_model, restart_with_openblas_core, time_ms  # noqa: E402
 
 BATCH = 128
 LR = 0.01
@@ -129,6 +129,7 @@ def bench_train_step(args, out, conv1_onednn=True):
 
 
 def main():
+    restart_with_openblas_core()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=5)

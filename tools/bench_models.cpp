@@ -128,6 +128,7 @@ Result bench_discriminator(const Options& o, Generator& gen) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  restart_with_runtime_settings(argv, /*omp_passive=*/false);  // OpenBLAS's kernels for this CPU
   Options o = bench::parse_options("bench_models", argc, argv, {.warmup = 1, .reps = 3, .min_seconds = 0, .only = ""});
   afd::set_num_threads(o.threads);
   Generator gen(20261127);
@@ -137,7 +138,7 @@ int main(int argc, char** argv) try {
   if (o.only.empty() || o.only == "snpdfc3") results.push_back(bench_discriminator(o, gen));
   AFD_CHECK(!results.empty(), "bench_models: no model called '{}'", o.only);
 
-  std::string cpu = bench::cpu_model();
+  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
   std::printf("afd model benchmark: f32, %d threads, %s\n", o.threads, cpu.c_str());
   std::printf("%-16s %6s %12s %12s %14s %14s\n", "model", "batch", "forward ms", "train ms", "forward img/s",
               "train img/s");

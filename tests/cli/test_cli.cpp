@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -488,12 +489,15 @@ TEST(CliRun, EvalAttackAndData) {
   // After AutoAttack the report adds the Square-vs-white-box check; --sanity-points 0 turns it off.
   const json aa_sanity = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["sanity"];
   EXPECT_EQ(aa_sanity["items"].back()["check"], "square vs white-box");
-  // The tiny AFD run has D: AutoAttack's x_adv also gets the H-divergence estimate.
+  // The tiny AFD run has D: AutoAttack's x_adv also gets the H-divergence estimate, over the points
+  // classified right (null numbers when the tiny model gets none of the 4 right).
   const json aa_model = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0];
   ASSERT_EQ(aa_model["h_divergence"].size(), 1u);
   const json& aa_h = aa_model["h_divergence"][0];
   EXPECT_EQ(aa_h["attack"], "autoattack");
   EXPECT_EQ(aa_h["eps"], 0.3);
+  EXPECT_EQ(aa_h["points"].get<double>(), std::round(aa_model["clean_acc"].get<double>() * 4));
+  EXPECT_EQ(aa_h["alpha"].is_null(), aa_h["points"] == 0);
   EXPECT_DOUBLE_EQ(aa_h["error_gap"].get<double>(),
                    aa_model["clean_acc"].get<double>() - aa_model["attacks"][0]["robust_acc"][0].get<double>());
   Result off = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
@@ -979,6 +983,40 @@ TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
     ASSERT_EQ(ta.nbytes(), tb.nbytes());
     EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()), 0) << a.tensors[i].first;
   }
+}
+
+// ---- The CPU runtime settings afd_run restarts itself with -----------------------------------
+
+// stdout and stderr of a shell command line.
+std::string shell_output(const std::string& command) {
+  std::string text;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  EXPECT_NE(pipe, nullptr) << command;
+  if (!pipe) return text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) text.append(buf, n);
+  ::pclose(pipe);
+  return text;
+}
+
+TEST(CliRun, OpenBlasGetsTheKernelsOfThisCpuUnlessTheUserChose) {
+  // OPENBLAS_VERBOSE=2 makes OpenBLAS print "Core: NAME" each time it loads: once, or twice when
+  // afd_run restarted itself with OPENBLAS_CORETYPE because OpenBLAS fell back to "Prescott".
+  const std::string exe = AFD_RUN_PATH;
+  const std::string out = shell_output("env -u OPENBLAS_CORETYPE OPENBLAS_VERBOSE=2 " + exe + " version");
+  std::vector<std::string> cores;
+  for (size_t at = out.find("Core: "); at != std::string::npos; at = out.find("Core: ", at + 1))
+    cores.push_back(out.substr(at + 6, out.find('\n', at) - at - 6));
+  ASSERT_FALSE(cores.empty()) << out;
+  const bool wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool restarted = cores.front() == "Prescott" && wide;
+  ASSERT_EQ(cores.size(), restarted ? 2u : 1u) << out;
+  if (restarted) EXPECT_TRUE(cores.back() == "SkylakeX" || cores.back() == "Haswell") << out;
+  EXPECT_NE(out.find("CPU BLAS: OpenBLAS"), std::string::npos) << out;
+  EXPECT_NE(out.find(cores.back() + " kernels"), std::string::npos) << out;
+  // A kernel set the user chose is kept, even the slow one.
+  const std::string chosen = shell_output("OPENBLAS_CORETYPE=Prescott " + exe + " version");
+  EXPECT_NE(chosen.find("Prescott kernels"), std::string::npos) << chosen;
 }
 
 }  // namespace

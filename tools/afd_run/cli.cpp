@@ -164,7 +164,8 @@ int run(const std::vector<std::string>& args, Io io) {
       return command.empty() ? 2 : 0;
     }
     if (command == "--version" || command == "version") {
-      io.out << fmt::format("afd_run {} (CUDA backend compiled: {})\n", AFD_VERSION, cuda::built_with_cuda() ? "yes" : "no");
+      io.out << fmt::format("afd_run {} (CUDA backend compiled: {}; CPU BLAS: {})\n", AFD_VERSION,
+                            cuda::built_with_cuda() ? "yes" : "no", cpu_blas_info());
       return 0;
     }
     if (command == "help") {

@@ -288,7 +288,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
                                    "/resolved.flags\n"));
 
   json report{{"dataset", dataset},   {"count", count},        {"models", json::array()},
-              {"version", AFD_VERSION}, {"device", device.str()}, {"threads", opt.get_int("threads")}};
+              {"version", AFD_VERSION}, {"device", device.str()}, {"threads", opt.get_int("threads")},
+              {"blas", cpu_blas_info()}};
   attacks::EvalOptions eo;
   eo.batch_size = opt.get_int("eval-batch-size");
   eo.progress = opt.get("progress") != "none";
@@ -388,11 +389,12 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
           acc.push_back(rep.final_robust_accuracy());
           robust.push_back(rep.robust);
-          if (disc && !clean_rows.empty()) {
+          if (disc) {  // an entry for every eps, as for the other attacks: null numbers without clean-right points
             HDivergenceSum h;
-            h.add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, clean_rows),
-                                              attacks::take_rows(rep.x_adv, clean_rows),
-                                              attacks::take_rows(y, clean_rows), eo.batch_size));
+            if (!clean_rows.empty())
+              h.add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, clean_rows),
+                                                attacks::take_rows(rep.x_adv, clean_rows),
+                                                attacks::take_rows(y, clean_rows), eo.batch_size));
             mj["h_divergence"].push_back(h.to_json(attack, e, clean - acc.back()));
           }
           for (size_t c = 0; c < rep.attacks.size(); ++c)

@@ -445,8 +445,10 @@ std::string timing_section(const json& report) {
   std::string where;  // afd's version, the device and threads (of the first part, when merged)
   if (report.contains("version")) {
     const int64_t threads = report.value("threads", int64_t{0});
-    where = fmt::format(" afd {} on {}, {}{}.", report["version"].get<std::string>(), report.value("device", "?"),
+    const std::string device = report.value("device", "?");
+    where = fmt::format(" afd {} on {}, {}{}{}.", report["version"].get<std::string>(), device,
                         threads > 0 ? fmt::format("{} thread(s)", threads) : "all cores",
+                        device == "cpu" && report.contains("blas") ? ", " + report["blas"].get<std::string>() : "",
                         report.contains("merged_from")
                             ? fmt::format("; merged from {} parts", report["merged_from"].size())
                             : "");
@@ -740,7 +742,7 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
     }
     if (merged.is_null()) {
       merged = json{{"dataset", part["dataset"]}, {"count", part["count"]}, {"models", json::array()}};
-      for (const char* key : {"version", "device", "threads"})
+      for (const char* key : {"version", "device", "threads", "blas"})
         if (part.contains(key)) merged[key] = part[key];
       ps.labels = labels;
     } else if (part["dataset"] != merged["dataset"] || part["count"] != merged["count"] || labels != ps.labels) {

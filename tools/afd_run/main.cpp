@@ -7,15 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tools/afd_run/cli.h"
 
 int main(int argc, char** argv) {
-  // OpenMP threads that spin-wait at barriers lose most of their time when another process holds
-  // a core (measured: a 2-thread AutoAttack run beside one busy core took 4x longer than with
-  // passive waiting, which matched 1 thread). libgomp reads OMP_WAIT_POLICY once, when it loads,
-  // so afd_run sets it to passive and restarts itself, unless the user chose a policy.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr && ::setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
-    ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+  // The CPU runtime libraries read their settings once, when they load, so afd_run sets them and
+  // restarts itself (tensor/backend.h), unless the user chose them:
+  // - OMP_WAIT_POLICY=passive: OpenMP threads that spin-wait at barriers lose most of their time
+  //   when another process holds a core (measured: a 2-thread AutoAttack run beside one busy core
+  //   took 4x longer than with passive waiting, which matched 1 thread).
+  // - OPENBLAS_CORETYPE, where OpenBLAS did not know the CPU and chose its slow generic kernels.
+  afd::restart_with_runtime_settings(argv, /*omp_passive=*/true);
   // Ctrl-C must reach afd_run even when a shell started it in the background with SIGINT ignored
   // (tools/main_job.sh): train installs its own handler (checkpoint, exit 130), the rest stop.
   ::signal(SIGINT, SIG_DFL);

@@ -478,14 +478,15 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
     lead_write_text((out / "resolved.flags").string(), opt.resolved_flagfile(flagfile_header(out.string())));
     io.err << fmt::format(
         "afd_run train: {} on {} ({} of {} training images{}, test {} per epoch), {} width {}, {} epochs x {} batches of "
-        "{}, {}, seed {}{}, {} with {} threads -> {}\n",
+        "{}, {}, seed {}{}, {} with {} threads{} -> {}\n",
         method_label(c), dataset, used, n, val_size ? fmt::format(", validation {}", val_size) : "", eval_points, c.model,
         c.width, c.epochs, (used + (c.drop_last ? 0 : c.batch_size - 1)) / c.batch_size, c.batch_size,
         c.method == train::Method::nt ? "no attack"
         : c.method == train::Method::trades
             ? fmt::format("TRADES KL-PGD eps {} x{}", format_real(c.trades_attack.eps), c.trades_attack.steps)
             : "attack " + attack_label(c),
-        c.seed, seeds > 1 ? fmt::format(" (+{} more seeds)", seeds - 1) : "", c.device.str(), num_threads(), out.string());
+        c.seed, seeds > 1 ? fmt::format(" (+{} more seeds)", seeds - 1) : "", c.device.str(), num_threads(),
+        c.device.is_cuda() ? "" : " (" + cpu_blas_info() + ")", out.string());
   };
 
   std::vector<json> finals;
