@@ -26,6 +26,7 @@
 #include <exception>
 
 #include "afd/train/trainer.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
@@ -59,7 +60,9 @@ data::Dataset tiny_dataset(int64_t n, int64_t classes) {
 
 }  // namespace
 
-int main() {
+int main(int, char** argv) {
+  // OpenBLAS's kernels for this CPU where it fell back to its slow generic ones (tensor/backend.h).
+  afd::restart_with_runtime_settings(argv, /*omp_passive=*/false);
   try {
     train::TrainConfig cfg;
     cfg.method = train::Method::afd;

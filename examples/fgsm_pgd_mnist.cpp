@@ -25,11 +25,14 @@
 #include "attacks/evaluate.h"
 #include "nn/checkpoint.h"
 #include "nn/models/small_cnn.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 
 using namespace afd;
 
 int main(int argc, char** argv) {
+  // OpenBLAS's kernels for this CPU where it fell back to its slow generic ones (tensor/backend.h).
+  afd::restart_with_runtime_settings(argv, /*omp_passive=*/false);
   const std::string root = argc > 1 ? argv[1] : ".";
   const std::string dir = root + "/tests/fixtures/attacks/";
   const std::string weights = dir + "mnist_at_smallcnn.safetensors";
