@@ -456,6 +456,10 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(ev["models"][0]["attacks"][0]["config"]["steps"], 2);
   EXPECT_EQ(ev["models"][0]["attacks"][0]["robust_acc"][0], ev["models"][0]["clean_acc"]);  // eps 0 = clean
   EXPECT_NE(read_text(dir / "eval/eval.md").find("| tiny |"), std::string::npos);
+  // The report names the CPU's BLAS and its kernels, in eval.json and in eval.md's timing line.
+  EXPECT_EQ(ev["blas"], cpu_blas_info());
+  EXPECT_NE(read_text(dir / "eval/eval.md").find(", " + cpu_blas_info() + "."), std::string::npos)
+      << read_text(dir / "eval/eval.md");
   // Without --source-checkpoint: no black-box section, Table 1's BB columns empty.
   EXPECT_FALSE(ev["models"][0].contains("black_box"));
   EXPECT_NE(read_text(dir / "eval/table1.csv").find("\ntiny,32,"), std::string::npos) << read_text(dir / "eval/table1.csv");
