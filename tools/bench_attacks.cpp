@@ -181,7 +181,7 @@ int main(int argc, char** argv) try {
   }
   AFD_CHECK(matched, "bench_attacks: no case called '{}'", o.only);
 
-  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
+  std::string cpu = bench::cpu_and_blas();
   std::printf("afd attack benchmark: f32, %d threads, %s, %d steps per attack\n", o.threads, cpu.c_str(), kSteps);
   std::printf("%-26s %6s %12s %14s %12s %14s\n", "case", "batch", "attack ms", "step img/s", "forward ms",
               "fwd+grad ms");

@@ -159,7 +159,7 @@ int main(int argc, char** argv) try {
   for (const ConvLayer& l : kLayers) bench_conv(l, o, gen, results);
   if (o.only.empty() || o.only == "train_step") bench_train_step(o, gen, results);
 
-  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
+  std::string cpu = bench::cpu_and_blas();
   std::printf("afd CPU benchmark: batch %lld, f32, %d threads, %s\n", static_cast<long long>(kBatch),
               o.threads, cpu.c_str());
   std::printf("%-18s %10s %10s %10s\n", "workload", "median ms", "min ms", "GFLOP/s");

@@ -1,5 +1,5 @@
-// What the CPU benchmarks (bench_cpu, bench_models) share: their common flags, the timing loop
-// and the CPU's name for the report.
+// What the CPU benchmarks (bench_cpu, bench_models, bench_attacks) share: their common flags, the
+// timing loop and the CPU's name (with its BLAS kernels) for the report.
 //
 //   bench::Options o = bench::parse_options("bench_models", argc, argv, {.warmup = 1, .reps = 3});
 //   bench::Timing t = bench::time_ms([&] { model.forward(x); }, o);   // t.median_ms, t.min_ms
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tensor/error.h"
 
 namespace afd::bench {
@@ -75,5 +76,9 @@ inline std::string cpu_model() {
     }
   return "unknown";
 }
+
+// The CPU's name and the BLAS kernels in use, for the reports: "AMD EPYC ..., OpenBLAS 0.3.21,
+// Haswell kernels" (the same model runs 2-3x apart on two kernel sets).
+inline std::string cpu_and_blas() { return fmt::format("{}, {}", cpu_model(), cpu_blas_info()); }
 
 }  // namespace afd::bench

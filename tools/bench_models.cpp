@@ -138,7 +138,7 @@ int main(int argc, char** argv) try {
   if (o.only.empty() || o.only == "snpdfc3") results.push_back(bench_discriminator(o, gen));
   AFD_CHECK(!results.empty(), "bench_models: no model called '{}'", o.only);
 
-  std::string cpu = fmt::format("{}, {}", bench::cpu_model(), cpu_blas_info());
+  std::string cpu = bench::cpu_and_blas();
   std::printf("afd model benchmark: f32, %d threads, %s\n", o.threads, cpu.c_str());
   std::printf("%-16s %6s %12s %12s %14s %14s\n", "model", "batch", "forward ms", "train ms", "forward img/s",
               "train img/s");
