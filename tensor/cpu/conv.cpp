@@ -1,4 +1,5 @@
-// CPU gemm (OpenBLAS) and 2-D convolution as im2col + gemm.
+// CPU gemm (OpenBLAS) and 2-D convolution as im2col + gemm, or as one dense matrix on tiny maps
+// (see "Small maps" below).
 //
 // For one image x_n [C, H, W] and weights w [K, C, R, S] (output y_n [K, P, Q]):
 //   col [C*R*S, P*Q]:  col[(c, r, s), (p, q)] = x_n[c, p*stride - pad + r, q*stride - pad + s] (0 outside)
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/ops.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
@@ -100,10 +102,10 @@ void for_each_group(const ConvGeometry& g, Body body) {
 // Per-thread scratch memory, reused from call to call: OpenMP keeps its worker threads, so each
 // keeps its buffers, and a convolution allocates nothing per group (a fresh block of this size
 // would be a new mmap whose pages fault in). Slots name independent buffers.
-enum class Scratch { padded, col, out };
+enum class Scratch { padded, col, out, dense };
 template <class T>
 T* scratch(Scratch slot, int64_t n) {
-  thread_local std::vector<T> buffers[3];
+  thread_local std::vector<T> buffers[4];
   std::vector<T>& b = buffers[static_cast<int>(slot)];
   if (static_cast<int64_t>(b.size()) < n) b.resize(n);
   return b.data();
@@ -242,7 +244,105 @@ const T* gather_rows(const T* dy, const ConvGeometry& g, const Group& grp) {
   return rows;
 }
 
+// ---- Small maps: the convolution as one dense matrix ----
+// On a map of a few pixels a convolution is a small linear map from an image's C*H*W inputs to its
+// K*P*Q outputs, M [K*P*Q, C*H*W]:
+//   M[(k, p, q), (c, h, w)] = w[k, c, r, s]  where h = p*stride - pad + r, w = q*stride - pad + s
+// (0 where no tap lands). The batch is then one gemm in the tensors' own layout, x [N, C*H*W] and
+// y [N, K*P*Q], with no im2col, col2im, padding or copies:
+//   forward:          y  = x . M^T  (+ bias[k] on every (p, q))
+//   backward data:    dx = dy . M
+//   backward filter:  dM = dy^T . x;  dw[k, c, r, s] = sum over the (p, q) where tap (r, s) lands
+// M costs H*W / (R*S) times the im2col gemm's multiplications (zero-padding taps are never
+// computed), so it is used where the input map has at most 2 R*S pixels and the output at most
+// R*S (for 3x3 kernels: the 4x4 -> 2x2, 2x2 -> 1x1, 2x2 and 1x1 layers of the MNIST ResNet18; the
+// im2col path spent most of its time there copying and packing) and M stays small.
+constexpr int64_t kDenseMaxEntries = int64_t{1} << 22;  // 16 MiB of f32
+// Rows (images, or dM rows) per gemm call: fixed, so results do not depend on the thread count.
+constexpr int64_t kDenseRowBlock = 32;
+
+bool use_dense_map(const ConvGeometry& g) {
+  int64_t taps = g.R * g.S;
+  return g.pq() <= taps && g.H * g.W <= 2 * taps && g.kpq() * g.chw() <= kDenseMaxEntries;
+}
+
+// body(pq, rs, hw) for every output pixel (p, q) and tap (r, s) that lands inside the input map,
+// at input pixel (h, w); pq = p Q + q, rs = r S + s, hw = h W + w.
+template <class Body>
+void for_each_tap(const ConvGeometry& g, Body body) {
+  for (int64_t p = 0; p < g.P; ++p)
+    for (int64_t q = 0; q < g.Q; ++q)
+      for (int64_t r = 0; r < g.R; ++r)
+        for (int64_t s = 0; s < g.S; ++s) {
+          int64_t h = p * g.stride - g.pad + r, w = q * g.stride - g.pad + s;
+          if (h >= 0 && h < g.H && w >= 0 && w < g.W) body(p * g.Q + q, r * g.S + s, h * g.W + w);
+        }
+}
+
+// M [K*P*Q, C*H*W] from w [K, C, R, S], in the calling thread's scratch (read by all threads).
+template <class T>
+const T* dense_map(const T* w, const ConvGeometry& g) {
+  int64_t CHW = g.chw(), HW = g.H * g.W, RS = g.R * g.S;
+  T* m = scratch<T>(Scratch::dense, g.kpq() * CHW);
+  std::fill(m, m + g.kpq() * CHW, T(0));
+  for_each_tap(g, [&](int64_t pq, int64_t rs, int64_t hw) {
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t c = 0; c < g.C; ++c) m[(k * g.pq() + pq) * CHW + c * HW + hw] = w[(k * g.C + c) * RS + rs];
+  });
+  return m;
+}
+
+// C [m, n] = op(A) op(B) + beta C, its rows in blocks of kDenseRowBlock, one block per OpenMP
+// iteration and a single-threaded gemm each. A is [m, k] row-major, or [k, m] when transposed.
+template <class T>
+void gemm_row_blocks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b, T beta,
+                     T* c) {
+  int64_t blocks = (m + kDenseRowBlock - 1) / kDenseRowBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < blocks; ++i) {
+    int64_t r0 = i * kDenseRowBlock, rows = std::min(kDenseRowBlock, m - r0);
+    gemm_ld(ta, tb, rows, n, k, T(1), ta ? a + r0 : a + r0 * k, ta ? m : k, b, tb ? k : n, beta, c + r0 * n, n);
+  }
+}
+
+template <class T>
+void dense_forward(const T* x, const T* w, const T* bias, const ConvGeometry& g, T* y) {
+  const T* m = dense_map(w, g);
+  if (bias)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t k = 0; k < g.K; ++k) std::fill_n(y + n * g.kpq() + k * g.pq(), g.pq(), bias[k]);
+  gemm_row_blocks(false, true, g.N, g.kpq(), g.chw(), x, m, bias ? T(1) : T(0), y);  // y = x . M^T
+}
+
+template <class T>
+void dense_backward_data(const T* dy, const T* w, const ConvGeometry& g, T* dx) {
+  gemm_row_blocks(false, false, g.N, g.chw(), g.kpq(), dy, dense_map(w, g), T(0), dx);  // dx = dy . M
+}
+
+template <class T>
+void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw, T* dbias) {
+  int64_t CHW = g.chw(), HW = g.H * g.W, RS = g.R * g.S;
+  T* dm = scratch<T>(Scratch::dense, g.kpq() * CHW);
+  gemm_row_blocks(true, false, g.kpq(), CHW, g.N, dy, x, T(0), dm);  // dM = dy^T . x
+  std::fill_n(dw, g.K * g.crs(), T(0));
+  for_each_tap(g, [&](int64_t pq, int64_t rs, int64_t hw) {
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t c = 0; c < g.C; ++c) dw[(k * g.C + c) * RS + rs] += dm[(k * g.pq() + pq) * CHW + c * HW + hw];
+  });
+  if (!dbias) return;
+  for (int64_t k = 0; k < g.K; ++k) {
+    double s = 0;
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t i = 0; i < g.pq(); ++i) s += dy[n * g.kpq() + k * g.pq() + i];
+    dbias[k] = static_cast<T>(s);
+  }
+}
+
 }  // namespace
+
+bool conv2d_uses_dense_map(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  return use_dense_map(geometry(x, w, ops::conv2d_output_shape(x, w, p), p));
+}
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
                       double beta, Tensor& c) {
@@ -273,6 +373,7 @@ void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& 
     const T* pw = w.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* py = y.data<T>();
+    if (use_dense_map(g)) return dense_forward(x.data<T>(), pw, pb, g, py);
     for_each_group(g, [&](const Group& grp, int) {
       const T* col = group_col(x.data<T>(), g, grp);
       // rows [K, cols] = w [K, CRS] . col [CRS, cols] (+ bias, pre-filled, with beta = 1)
@@ -292,6 +393,7 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, const C
   dispatch_float(dy.dtype(), "conv2d_backward_data", [&]<class T>() {
     const T* pw = w.data<T>();
     T* pdx = dx.data<T>();
+    if (use_dense_map(g)) return dense_backward_data(dy.data<T>(), pw, g, pdx);
     for_each_group(g, [&](const Group& grp, int) {
       const T* rows = gather_rows(dy.data<T>(), g, grp);
       int64_t cols = grp.cols(g);
@@ -311,6 +413,8 @@ void CpuBackend::conv2d_backward_filter(const Tensor& dy, const Tensor& x, const
                                         Tensor& dw, Tensor& dbias) {
   ConvGeometry g = geometry(x.shape(), dw.shape(), dy.shape(), p);
   dispatch_float(dy.dtype(), "conv2d_backward_filter", [&]<class T>() {
+    if (use_dense_map(g))
+      return dense_backward_filter(dy.data<T>(), x.data<T>(), g, dw.data<T>(), dbias.defined() ? dbias.data<T>() : nullptr);
     int nt = omp_get_max_threads();
     // Per-thread partial sums, combined in thread order afterwards (deterministic).
     std::vector<std::vector<T>> partial_w(nt, std::vector<T>(g.K * g.crs(), T(0)));

@@ -56,6 +56,10 @@ class CpuBackend final : public Backend {
 
 Backend& cpu_backend();
 
+// Whether the convolution of x [N, C, H, W] by w [K, C, R, S] runs as one dense matrix over the
+// batch (small maps, conv.cpp) rather than as im2col + gemm: tests cover both paths with it.
+bool conv2d_uses_dense_map(const Shape& x, const Shape& w, const Conv2dParams& p);
+
 // Sizes of x viewed as [outer, dim, inner] around `dim`.
 struct Around {
   int64_t outer, n, inner;

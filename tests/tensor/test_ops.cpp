@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "tests/support/checks.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 
@@ -306,39 +307,83 @@ TEST(Ops, LargeShapesTakeTheParallelAndFastPaths) {
   expect_close(g.dbeta, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
 }
 
+namespace {
+struct ConvCase {
+  Shape x, w;
+  Conv2dParams p;
+};
+
+// One convolution case against the definition: the forward, and every image's forward and data
+// gradient equal to the ones it gets alone (a batch of one), the filter gradient equal to the sum
+// of the per-image ones, the bias gradient equal to the sum of dy; and f32 close to f64.
+void check_convolution_case(const ConvCase& c) {
+  SCOPED_TRACE("x " + shape_str(c.x) + ", w " + shape_str(c.w) + ", stride " + std::to_string(c.p.stride) +
+               ", pad " + std::to_string(c.p.padding));
+  Tensor x = randt(c.x, 80), w = randt(c.w, 81), b = randt({c.w[0]}, 82);
+  Tensor y = ops::conv2d(x, w, b, c.p);
+  expect_close(y, conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-12, 1e-12);
+  Tensor dy = randt(y.shape(), 83);
+  Tensor dx = ops::conv2d_backward_data(dy, w, x.shape(), c.p);
+  auto [dw, db] = ops::conv2d_backward_filter(dy, x, w.shape(), c.p, true);
+  // The adjoint identities <conv(x, w), dy> = <x, dx> = <w, dw> tie both gradients to the forward.
+  double lhs = dot(ops::conv2d(x, w, Tensor(), c.p), dy);
+  EXPECT_NEAR(dot(x, dx), lhs, 1e-10 * (1 + std::fabs(lhs)));
+  EXPECT_NEAR(dot(w, dw), lhs, 1e-10 * (1 + std::fabs(lhs)));
+  Tensor dw_sum = Tensor::zeros(w.shape(), DType::f64);
+  for (int64_t n = 0; n < x.size(0); ++n) {
+    Tensor xn = x.slice(n, n + 1), dyn = dy.slice(n, n + 1);
+    SCOPED_TRACE("image " + std::to_string(n));
+    expect_close(ops::conv2d(xn, w, b, c.p), y.slice(n, n + 1), 1e-12, 1e-12);
+    expect_close(ops::conv2d_backward_data(dyn, w, xn.shape(), c.p), dx.slice(n, n + 1), 1e-12, 1e-12);
+    dw_sum = ops::add(dw_sum, ops::conv2d_backward_filter(dyn, xn, w.shape(), c.p, false).first);
+  }
+  expect_close(dw, dw_sum, 1e-12, 1e-12);
+  expect_close(db, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
+  // f32 takes the same path (sgemm instead of dgemm).
+  Tensor x32 = x.to(DType::f32), w32 = w.to(DType::f32), dy32 = dy.to(DType::f32);
+  expect_close(ops::conv2d(x32, w32, b.to(DType::f32), c.p).to(DType::f64), y, 1e-4, 1e-4);
+  expect_close(ops::conv2d_backward_data(dy32, w32, x.shape(), c.p).to(DType::f64), dx, 1e-4, 1e-4);
+  expect_close(ops::conv2d_backward_filter(dy32, x32, w.shape(), c.p, false).first.to(DType::f64), dw, 1e-4, 1e-4);
+}
+}  // namespace
+
 // Small output maps put several images side by side in one gemm (tensor/cpu/conv.cpp: groups of
 // up to 32 images for 2x2 maps, a last group that is partial), and rows of Q = 1, 2, 4, 7 or 14
-// take unrolled im2col and col2im loops. Every image's result must equal the one it gets alone (a
-// group of one image, no copies) and the definition.
+// take unrolled im2col and col2im loops.
 TEST(Ops, ConvolutionOfSmallMapsGroupsImages) {
-  struct Case {
-    Shape x, w;
-    Conv2dParams p;
-  };
-  for (const Case& c : std::vector<Case>{{{37, 6, 2, 2}, {5, 6, 3, 3}, {1, 1}},    // 2x2 maps, groups 32 + 5
-                                        {{45, 3, 4, 4}, {4, 3, 3, 3}, {2, 1}},    // strided 4x4 -> 2x2
-                                        {{20, 4, 3, 3}, {3, 4, 1, 1}, {1, 0}},    // pointwise 3x3, groups of 14
-                                        {{9, 2, 1, 1}, {3, 2, 3, 3}, {1, 1}},     // 1x1 maps, one group
-                                        // the unrolled runs of im2col and col2im (Q = 4, 7, 14)
-                                        {{4, 2, 8, 8}, {3, 2, 3, 3}, {2, 1}},     // 8x8 -> 4x4, groups of 8
-                                        {{5, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}},     // 7x7, groups of 2
-                                        {{5, 2, 14, 14}, {3, 2, 3, 3}, {2, 1}},   // 14x14 -> 7x7
-                                        {{3, 1, 14, 14}, {2, 1, 3, 3}, {1, 1}}}) {  // 14x14, one image a gemm
-    Tensor x = randt(c.x, 80), w = randt(c.w, 81), b = randt({c.w[0]}, 82);
-    Tensor y = ops::conv2d(x, w, b, c.p);
-    expect_close(y, conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-12, 1e-12);
-    Tensor dy = randt(y.shape(), 83);
-    Tensor dx = ops::conv2d_backward_data(dy, w, x.shape(), c.p);
-    auto [dw, db] = ops::conv2d_backward_filter(dy, x, w.shape(), c.p, true);
-    Tensor dw_sum = Tensor::zeros(w.shape(), DType::f64);
-    for (int64_t n = 0; n < x.size(0); ++n) {
-      Tensor xn = x.slice(n, n + 1), dyn = dy.slice(n, n + 1);
-      SCOPED_TRACE("x " + std::to_string(c.x[2]) + "x" + std::to_string(c.x[3]) + ", image " + std::to_string(n));
-      expect_close(ops::conv2d(xn, w, b, c.p), y.slice(n, n + 1), 1e-12, 1e-12);
-      expect_close(ops::conv2d_backward_data(dyn, w, xn.shape(), c.p), dx.slice(n, n + 1), 1e-12, 1e-12);
-      dw_sum = ops::add(dw_sum, ops::conv2d_backward_filter(dyn, xn, w.shape(), c.p, false).first);
-    }
-    expect_close(dw, dw_sum, 1e-12, 1e-12);
-    expect_close(db, ops::sum(dy, {0, 2, 3}), 1e-12, 1e-12);
+  for (const ConvCase& c : std::vector<ConvCase>{{{37, 6, 2, 2}, {5, 6, 1, 1}, {1, 0}},    // 2x2 maps, groups 32 + 5
+                                                 {{45, 3, 6, 6}, {4, 3, 3, 3}, {2, 0}},    // strided 6x6 -> 2x2
+                                                 {{20, 4, 3, 3}, {3, 4, 1, 1}, {1, 0}},    // pointwise 3x3, groups of 14
+                                                 {{9, 2, 2, 2}, {3, 2, 1, 1}, {2, 0}},     // 2x2 -> 1x1, one group
+                                                 // the unrolled runs of im2col and col2im (Q = 4, 7, 14)
+                                                 {{4, 2, 8, 8}, {3, 2, 3, 3}, {2, 1}},     // 8x8 -> 4x4, groups of 8
+                                                 {{5, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}},     // 7x7, groups of 2
+                                                 {{5, 2, 14, 14}, {3, 2, 3, 3}, {2, 1}},   // 14x14 -> 7x7
+                                                 {{3, 1, 14, 14}, {2, 1, 3, 3}, {1, 1}}}) {  // 14x14, one image a gemm
+    ASSERT_FALSE(cpu::conv2d_uses_dense_map(c.x, c.w, c.p)) << shape_str(c.x);
+    check_convolution_case(c);
   }
+}
+
+// Maps of at most 2 R*S input and R*S output pixels run as one dense matrix M [K*P*Q, C*H*W] over
+// the whole batch (tensor/cpu/conv.cpp), in row blocks of 32 images (a partial last block here).
+TEST(Ops, ConvolutionOfTinyMapsIsOneDenseMatrix) {
+  for (const ConvCase& c : std::vector<ConvCase>{{{37, 6, 2, 2}, {5, 6, 3, 3}, {1, 1}},    // 2x2 maps, blocks 32 + 5
+                                                 {{45, 3, 4, 4}, {4, 3, 3, 3}, {2, 1}},    // strided 4x4 -> 2x2
+                                                 {{70, 5, 2, 2}, {7, 5, 3, 3}, {2, 1}},    // 2x2 -> 1x1, 3 blocks
+                                                 {{9, 2, 1, 1}, {3, 2, 3, 3}, {1, 1}},     // 1x1 maps: the centre tap only
+                                                 {{6, 3, 2, 3}, {4, 3, 3, 3}, {1, 1}},     // a 2x3 map
+                                                 {{8, 3, 3, 3}, {2, 3, 3, 3}, {1, 0}},     // no padding: 3x3 -> 1x1
+                                                 {{5, 4, 1, 1}, {3, 4, 1, 1}, {1, 0}}}) {  // pointwise on 1x1 maps
+    ASSERT_TRUE(cpu::conv2d_uses_dense_map(c.x, c.w, c.p)) << shape_str(c.x);
+    check_convolution_case(c);
+  }
+  // The MNIST ResNet18's stages (batch 128): 2x2 and 1x1 maps are dense, 4x4 and 7x7 maps are not.
+  EXPECT_TRUE(cpu::conv2d_uses_dense_map({128, 48, 2, 2}, {48, 48, 3, 3}, {1, 1}));
+  EXPECT_TRUE(cpu::conv2d_uses_dense_map({128, 64, 1, 1}, {64, 64, 3, 3}, {1, 1}));
+  EXPECT_TRUE(cpu::conv2d_uses_dense_map({128, 32, 4, 4}, {48, 32, 3, 3}, {2, 1}));
+  EXPECT_FALSE(cpu::conv2d_uses_dense_map({128, 32, 4, 4}, {32, 32, 3, 3}, {1, 1}));
+  EXPECT_FALSE(cpu::conv2d_uses_dense_map({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}));
+  // A matrix of more than 4M entries (600 channels on 2x2 maps: 2400 x 2400) stays on im2col.
+  EXPECT_FALSE(cpu::conv2d_uses_dense_map({1, 600, 2, 2}, {600, 600, 3, 3}, {1, 1}));
 }
