@@ -14,7 +14,8 @@ namespace afd {
 #define AFD_AUTOGRAD_OPS(X)                                                                      \
   X(add, true) X(sub, true) X(mul, true) X(div, true) X(affine, true) X(neg, true)               \
   X(exp, true) X(log, true) X(sqrt, true) X(pow, true) X(abs, true) X(clamp, true)               \
-  X(maximum, true) X(minimum, true) X(where, true) X(relu, true) X(leaky_relu, true)             \
+  X(maximum, true) X(minimum, true) X(where, true) X(relu, true) X(relu_grad, true)              \
+  X(leaky_relu, true)                                                                            \
   X(sigmoid, true) X(tanh, true) X(atanh, true) X(softplus, true) X(reshape, true)               \
   X(expand, true) X(sum_to, true) X(matmul, true) X(log_softmax, true) X(softmax, true)          \
   X(cross_entropy, true) X(batch_norm_eval, true) X(all_reduce_sum, true) X(max_dim, false)      \

@@ -127,7 +127,15 @@ Var clamp(const Var& x, double lo, double hi) {
 Var relu(const Var& x) {
   // d/dx max(x, 0) = [x > 0]
   return record(Op::relu, ops::relu(T(x)), {x}, [x](const Var& g, const Var&, const Needs&) {
-    return Grads{mul(g, constant(ops::unary(UnaryOp::gt_scalar, T(x), 0)))};
+    return Grads{relu_grad(g, constant(T(x)))};
+  });
+}
+
+Var relu_grad(const Var& g, const Var& x) {
+  // g [x > 0] in one pass (no mask tensor); linear in g: d/dg = [x > 0]; x is a constant (the
+  // derivative of the step is 0 almost everywhere).
+  return record(Op::relu_grad, ops::binary(BinaryOp::relu_grad, T(g), T(x)), {g}, [x](const Var& gg, const Var&, const Needs&) {
+    return Grads{relu_grad(gg, x)};
   });
 }
 

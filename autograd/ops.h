@@ -35,6 +35,9 @@ Var maximum(const Var& a, const Var& b);  // ties split the gradient in halves, 
 Var minimum(const Var& a, const Var& b);
 Var where(const Tensor& cond, const Var& a, const Var& b);  // cond != 0 ? a : b
 Var relu(const Var& x);
+// ReLU's backward: g where x > 0, else 0 (also where g is NaN or Inf, as PyTorch's
+// threshold_backward); differentiable in g, x taken as a constant.
+Var relu_grad(const Var& g, const Var& x);
 Var leaky_relu(const Var& x, double slope = 0.01);
 Var sigmoid(const Var& x);
 Var tanh(const Var& x);

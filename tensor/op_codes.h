@@ -19,6 +19,9 @@ enum class UnaryOp : uint8_t {
   reciprocal,   // 1 / x
 };
 
-enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq };
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq,
+  relu_grad,  // y > 0 ? x : 0  (ReLU's backward in one pass: the gradient x where the input y is positive)
+};
 
 }  // namespace afd

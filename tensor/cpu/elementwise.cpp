@@ -253,6 +253,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     case BinaryOp::lt: return map_binary<T>(a, b, out, [](T x, T y) { return T(x < y); });
     case BinaryOp::le: return map_binary<T>(a, b, out, [](T x, T y) { return T(x <= y); });
     case BinaryOp::eq: return map_binary<T>(a, b, out, [](T x, T y) { return T(x == y); });
+    case BinaryOp::relu_grad: return map_binary<T>(a, b, out, [](T x, T y) { return y > 0 ? x : T(0); });
   }
   AFD_FAIL("binary: unknown op {}", static_cast<int>(op));
 }

@@ -77,6 +77,7 @@ __device__ inline T apply_binary(BinaryOp op, T x, T y) {
     case BinaryOp::lt: return T(x < y);
     case BinaryOp::le: return T(x <= y);
     case BinaryOp::eq: return T(x == y);
+    case BinaryOp::relu_grad: return y > T(0) ? x : T(0);
   }
   return x;
 }
@@ -255,7 +256,7 @@ void dispatch_binary(BinaryOp op, F&& f) {
 #define AFD_CASE(name) \
   case BinaryOp::name: return f(std::integral_constant<BinaryOp, BinaryOp::name>{});
     AFD_CASE(add) AFD_CASE(sub) AFD_CASE(mul) AFD_CASE(div) AFD_CASE(maximum) AFD_CASE(minimum) AFD_CASE(pow)
-    AFD_CASE(gt) AFD_CASE(ge) AFD_CASE(lt) AFD_CASE(le) AFD_CASE(eq)
+    AFD_CASE(gt) AFD_CASE(ge) AFD_CASE(lt) AFD_CASE(le) AFD_CASE(eq) AFD_CASE(relu_grad)
 #undef AFD_CASE
   }
 }

@@ -78,6 +78,8 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   Tensor cond = Tensor::from_vector<uint8_t>({1, 0, 1, 0, 0, 1}, {2, 3}, device);
   c.push_back({"where", [cond](In v) { return where(cond, v[0], v[1]); }, {a23, b3}});
   c.push_back({"relu", [](In v) { return relu(v[0]); }, {away_from_zero({2, 3}, 13)}});
+  Tensor relu_input = away_from_zero({2, 3}, 15).to(device);
+  c.push_back({"relu_grad", [relu_input](In v) { return relu_grad(v[0], Var(relu_input)); }, {a23}});
   c.push_back({"leaky_relu", [](In v) { return leaky_relu(v[0], 0.2); }, {away_from_zero({2, 3}, 14)}});
   c.push_back({"sigmoid", [](In v) { return sigmoid(v[0]); }, {a23}});
   c.push_back({"tanh", [](In v) { return tanh(v[0]); }, {a23}});

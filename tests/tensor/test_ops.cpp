@@ -59,6 +59,10 @@ TEST(Ops, ElementwiseValues) {
   Tensor nan = Tensor::from_vector<double>({std::nan(""), -1}, {2});
   EXPECT_TRUE(std::isnan(ops::relu(nan).at<double>({0})));
   EXPECT_TRUE(std::isnan(ops::relu(nan.to(DType::f32)).to(DType::f64).at<double>({0})));
+  // ReLU's backward selects: g where x > 0, and 0 elsewhere even for a NaN or Inf g (g * [x > 0]
+  // would give NaN there; PyTorch's threshold_backward gives 0).
+  Tensor g = Tensor::from_vector<double>({NAN, INFINITY, 3, 4, 5}, {5});
+  EXPECT_EQ(ops::binary(BinaryOp::relu_grad, g, x).to_vector<double>(), (std::vector<double>{0, 0, 0, 4, 5}));
 }
 
 TEST(Ops, BroadcastingPatterns) {
