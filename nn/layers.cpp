@@ -36,10 +36,24 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
   if (with_bias) bias = register_parameter("bias", init::bias_uniform(out_channels, in_channels * kernel * kernel, gen));
 }
 
-Var Conv2d::forward(const Var& x) {
+Var Conv2d::forward(const Var& x) { return forward_with(x, weight, bias); }
+
+Var Conv2d::forward_with(const Var& x, const Var& w, const Var& b) const {
   AFD_CHECK(x.dim() == 4 && x.size(1) == in_channels, "Conv2d: expected x [N, {}, H, W], got {}", in_channels,
             shape_str(x.shape()));
-  return conv2d(x, weight, bias, stride, padding);
+  return conv2d(x, w, b, stride, padding);
+}
+
+Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x) {
+  AFD_CHECK(bn.num_features == conv.out_channels, "conv_bn: BatchNorm2d of {} channels after a Conv2d of {}",
+            bn.num_features, conv.out_channels);
+  if (bn.is_training()) return bn.forward(conv.forward_with(x, conv.weight, conv.bias));
+  Tensor invstd = ops::reciprocal(ops::sqrt(ops::add_scalar(bn.running_var.data(), bn.eps)));
+  Var a = mul(bn.weight, Var(invstd));                                // [K]
+  Var shift = sub(bn.bias, mul(a, Var(bn.running_mean.data())));      // c = beta - a mean
+  if (conv.bias.defined()) shift = add(shift, mul(a, conv.bias));     // + a b
+  Var w = mul(conv.weight, reshape(a, {conv.out_channels, 1, 1, 1}));  // a w
+  return conv.forward_with(x, w, shift);
 }
 
 // ---- BatchNorm ---------------------------------------------------------------------------------

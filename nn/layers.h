@@ -35,6 +35,8 @@ class Conv2d : public UnaryModule {
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding, bool bias,
          Generator& gen);
   Var forward(const Var& x) override;
+  // This layer's convolution of x with other weights of its shape (conv_bn's folded ones).
+  Var forward_with(const Var& x, const Var& w, const Var& b) const;
   Var weight, bias;
   int64_t in_channels, out_channels, kernel, stride, padding;
 };
@@ -70,6 +72,14 @@ class BatchNorm2d : public BatchNorm {  // x [N, C, H, W]
   explicit BatchNorm2d(int64_t num_features, double momentum = 0.1, double eps = 1e-5)
       : BatchNorm(num_features, momentum, eps, 4, 4, "BatchNorm2d") {}
 };
+
+// bn(conv(x)), with an eval-mode batch norm folded into the convolution. In eval mode bn is an
+// affine map per channel, v -> a v + c with a = gamma / sqrt(running_var + eps) and
+// c = beta - a running_mean, so bn(conv(x; w, b)) = conv(x; a w, a b + c): one pass over the
+// output instead of two, and one less in the backward (what attacks and evaluation run). The fold
+// is made of autograd ops, so gradients still reach w, b, gamma and beta. In train mode (batch
+// statistics, running averages updated) the two layers run as they are.
+Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x);
 
 class ReLU : public UnaryModule {
  public:

@@ -29,15 +29,15 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Genera
   bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
   shortcut = register_module("shortcut", std::make_shared<Sequential>());
   if (stride != 1 || in_planes != planes) {
-    shortcut->add(std::make_shared<Conv2d>(in_planes, planes, 1, stride, 0, false, gen));
-    shortcut->add(std::make_shared<BatchNorm2d>(planes));
+    shortcut_conv = shortcut->add(std::make_shared<Conv2d>(in_planes, planes, 1, stride, 0, false, gen));
+    shortcut_bn = shortcut->add(std::make_shared<BatchNorm2d>(planes));
   }
 }
 
 Var BasicBlock::forward(const Var& x) {
-  Var h = relu(bn1->forward(conv1->forward(x)));
-  h = bn2->forward(conv2->forward(h));
-  return relu(add(h, shortcut->forward(x)));
+  Var h = relu(conv_bn(*conv1, *bn1, x));
+  h = conv_bn(*conv2, *bn2, h);
+  return relu(add(h, shortcut_conv ? conv_bn(*shortcut_conv, *shortcut_bn, x) : x));
 }
 
 ResNet18::ResNet18(const ResNetConfig& cfg, Generator& gen) : config(cfg) {
@@ -57,7 +57,7 @@ ResNet18::ResNet18(const ResNetConfig& cfg, Generator& gen) : config(cfg) {
 Var ResNet18::features(const Var& x) {
   AFD_CHECK(x.dim() == 4 && x.size(1) == config.in_channels, "ResNet18: expected x [N, {}, H, W], got {}",
             config.in_channels, shape_str(x.shape()));
-  Var h = relu(bn1->forward(conv1->forward(x)));
+  Var h = relu(conv_bn(*conv1, *bn1, x));
   for (auto& layer : layers) h = layer->forward(h);
   Var z = global_avg_pool(h);  // [N, widths[3]]
   return config.normalize_features ? l2_normalize(z, 1, 1e-12) : z;

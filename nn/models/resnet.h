@@ -46,6 +46,9 @@ class BasicBlock : public UnaryModule {
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<BatchNorm2d> bn1, bn2;
   std::shared_ptr<Sequential> shortcut;  // empty: identity
+  // The shortcut's two layers (shortcut.0, shortcut.1) for conv_bn; null for the identity.
+  std::shared_ptr<Conv2d> shortcut_conv;
+  std::shared_ptr<BatchNorm2d> shortcut_bn;
 };
 
 class ResNet18 : public Classifier {

@@ -14,6 +14,7 @@
 #include "tensor/ops.h"
 
 using namespace afd;
+using afd::testing::expect_close;
 using afd::testing::expect_error;
 
 namespace {
@@ -168,4 +169,39 @@ TEST(Checkpoint, MissingTensorInFileIsAnErrorNamingFileAndTensor) {
   expect_error([&] { nn::load_state_dict_file(*net, path); }, "missing '0.bias'");
   expect_error([&] { nn::load_state_dict_file(*net, path); }, path);
   std::remove(path.c_str());
+}
+
+// conv_bn folds an eval-mode batch norm into the convolution (nn/layers.h): the same output and
+// the same gradients for x and all five parameters as bn(conv(x)), in float64; train mode is the
+// two layers as they are (running statistics updated once).
+TEST(Layers, ConvBnFoldsAnEvalBatchNormIntoTheConvolution) {
+  Generator gen(21);
+  nn::Conv2d conv(3, 4, 3, 2, 1, /*bias=*/true, gen);
+  nn::BatchNorm2d bn(4);
+  conv.to(DType::f64);
+  bn.to(DType::f64);
+  Tensor gamma = bn.weight.data(), beta = bn.bias.data();  // views of the parameters
+  gamma.copy_(ops::add_scalar(randn({4}, gen, DType::f64), 1.0));
+  beta.copy_(randn({4}, gen, DType::f64));
+  Var x(randn({5, 3, 6, 6}, gen, DType::f64));
+  x.set_requires_grad(true);
+  for (int i = 0; i < 3; ++i) conv_bn(conv, bn, x);  // running statistics away from 0 and 1
+  EXPECT_EQ(bn.num_batches_tracked.data().item<int64_t>(), 3);
+
+  bn.eval();
+  Tensor r = randn({5, 4, 3, 3}, gen, DType::f64);
+  std::vector<Var> wrt = {x, conv.weight, conv.bias, bn.weight, bn.bias};
+  Var folded = conv_bn(conv, bn, x);
+  Var layered = bn.forward(conv.forward(x));
+  expect_close(folded.data(), layered.data(), 1e-12, 1e-12);
+  std::vector<Var> g_folded = grad({sum(mul(folded, Var(r)))}, wrt);
+  std::vector<Var> g_layered = grad({sum(mul(layered, Var(r)))}, wrt);
+  for (size_t i = 0; i < wrt.size(); ++i) {
+    SCOPED_TRACE("gradient " + std::to_string(i));
+    expect_close(g_folded[i].data(), g_layered[i].data(), 1e-11, 1e-11);
+  }
+  EXPECT_EQ(bn.num_batches_tracked.data().item<int64_t>(), 3);  // eval mode updates nothing
+
+  nn::BatchNorm2d wrong(5);
+  expect_error([&] { conv_bn(conv, wrong, x); }, "conv_bn: BatchNorm2d of 5 channels after a Conv2d of 4");
 }
