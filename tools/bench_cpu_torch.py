@@ -1,7 +1,8 @@
 """PyTorch CPU side of the CPU benchmark: the same workloads as tools/bench_cpu.cpp.
 
-conv2d forward and backward (data, filter, both) for the two layers of the small MNIST CNN, and
-one whole training step of that CNN, at batch 128, f32. Every figure is the median wall time of
+conv2d forward and backward (data, filter, both) for the two layers of the small MNIST CNN and the
+small-map layers of the MNIST ResNet18 (LAYERS), and one whole training step of that CNN, at
+batch 128, f32. Every figure is the median wall time of
 one call after warm-up (the minimum is reported too). The last line of output is "JSON {...}" for tools/bench_cpu.sh.
 
     /usr/bin/python3 tools/bench_cpu_torch.py --threads 2 [--warmup 5] [--reps 20] [--min-seconds 1]
@@ -28,31 +29,36 @@ from bench_harness import cpu_model, restart_with_openblas_core, time_ms  # noqa
 
 BATCH = 128
 LR = 0.01
-# name, C, K, H, W: 3x3 convolutions, stride 1, pad 1 (output K x H x W).
-LAYERS = [("conv1", 1, 32, 28, 28), ("conv2", 32, 64, 14, 14)]
+# name, C, K, H, W, stride: 3x3 convolutions, pad 1 (as kLayers in bench_cpu.cpp): the small CNN's
+# two layers, then the small-map layers of the paper's MNIST ResNet18.
+LAYERS = [("conv1", 1, 32, 28, 28, 1), ("conv2", 32, 64, 14, 14, 1),
+          ("r18_7x7", 16, 16, 7, 7, 1), ("r18_4x4", 32, 32, 4, 4, 1), ("r18_4x4_s2", 32, 48, 4, 4, 2),
+          ("r18_2x2", 48, 48, 2, 2, 1), ("r18_2x2_s2", 48, 64, 2, 2, 2), ("r18_1x1", 64, 64, 1, 1, 1)]
 NO_ONEDNN = "@no-onednn"  # suffix of the workloads timed with oneDNN off for conv1
 
 
-def conv_gflop(C, K, H, W):
-    return 2.0 * BATCH * K * C * 9 * H * W * 1e-9
+def conv_gflop(C, K, P, Q):
+    # nominal work, every tap counted (as bench_cpu.cpp)
+    return 2.0 * BATCH * K * C * 9 * P * Q * 1e-9
 
 
 def bench_conv(layer, args, out):
-    name, C, K, H, W = layer
+    name, C, K, H, W, s = layer
+    P, Q = (H - 1) // s + 1, (W - 1) // s + 1
     x = torch.randn(BATCH, C, H, W)
     bound = 1.0 / (C * 9) ** 0.5
     w = torch.empty(K, C, 3, 3).uniform_(-bound, bound)
-    dy = torch.randn(BATCH, K, H, W)
-    gflop = conv_gflop(C, K, H, W)
+    dy = torch.randn(BATCH, K, P, Q)
+    gflop = conv_gflop(C, K, P, Q)
 
     def backward(mask):
         return torch.ops.aten.convolution_backward(
-            dy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+            dy, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
     variants = [("", True)] + ([(NO_ONEDNN, False)] if C == 1 else [])
     for suffix, onednn in variants:
         with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
-            out[name + "_fwd" + suffix] = (time_ms(lambda: F.conv2d(x, w, None, 1, 1), args), gflop)
+            out[name + "_fwd" + suffix] = (time_ms(lambda: F.conv2d(x, w, None, s, 1), args), gflop)
             out[name + "_bwd_data" + suffix] = (
                 time_ms(lambda: backward([True, False, False]), args), gflop)
             out[name + "_bwd_filter" + suffix] = (
