@@ -63,6 +63,7 @@ TEST(Ops, ElementwiseValues) {
   // would give NaN there; PyTorch's threshold_backward gives 0).
   Tensor g = Tensor::from_vector<double>({NAN, INFINITY, 3, 4, 5}, {5});
   EXPECT_EQ(ops::binary(BinaryOp::relu_grad, g, x).to_vector<double>(), (std::vector<double>{0, 0, 0, 4, 5}));
+  expect_error([&] { ops::binary(BinaryOp::relu_grad, g, Tensor::zeros({3}, DType::f64)); }, "relu_grad: shapes [5] and [3]");
 }
 
 TEST(Ops, BroadcastingPatterns) {
