@@ -279,16 +279,23 @@ void for_each_tap(const ConvGeometry& g, Body body) {
         }
 }
 
+// body(i, j) for every nonzero entry of M: its flat index i in M [K*P*Q, C*H*W] and the flat index
+// j in w [K, C, R, S] of the weight it holds (several entries hold the same weight).
+template <class Body>
+void for_each_entry(const ConvGeometry& g, Body body) {
+  int64_t HW = g.H * g.W, RS = g.R * g.S;
+  for_each_tap(g, [&](int64_t pq, int64_t rs, int64_t hw) {
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t c = 0; c < g.C; ++c) body((k * g.pq() + pq) * g.chw() + c * HW + hw, (k * g.C + c) * RS + rs);
+  });
+}
+
 // M [K*P*Q, C*H*W] from w [K, C, R, S], in the calling thread's scratch (read by all threads).
 template <class T>
 const T* dense_map(const T* w, const ConvGeometry& g) {
-  int64_t CHW = g.chw(), HW = g.H * g.W, RS = g.R * g.S;
-  T* m = scratch<T>(Scratch::dense, g.kpq() * CHW);
-  std::fill(m, m + g.kpq() * CHW, T(0));
-  for_each_tap(g, [&](int64_t pq, int64_t rs, int64_t hw) {
-    for (int64_t k = 0; k < g.K; ++k)
-      for (int64_t c = 0; c < g.C; ++c) m[(k * g.pq() + pq) * CHW + c * HW + hw] = w[(k * g.C + c) * RS + rs];
-  });
+  T* m = scratch<T>(Scratch::dense, g.kpq() * g.chw());
+  std::fill_n(m, g.kpq() * g.chw(), T(0));
+  for_each_entry(g, [&](int64_t i, int64_t j) { m[i] = w[j]; });
   return m;
 }
 
@@ -321,14 +328,10 @@ void dense_backward_data(const T* dy, const T* w, const ConvGeometry& g, T* dx) 
 
 template <class T>
 void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw, T* dbias) {
-  int64_t CHW = g.chw(), HW = g.H * g.W, RS = g.R * g.S;
-  T* dm = scratch<T>(Scratch::dense, g.kpq() * CHW);
-  gemm_row_blocks(true, false, g.kpq(), CHW, g.N, dy, x, T(0), dm);  // dM = dy^T . x
+  T* dm = scratch<T>(Scratch::dense, g.kpq() * g.chw());
+  gemm_row_blocks(true, false, g.kpq(), g.chw(), g.N, dy, x, T(0), dm);  // dM = dy^T . x
   std::fill_n(dw, g.K * g.crs(), T(0));
-  for_each_tap(g, [&](int64_t pq, int64_t rs, int64_t hw) {
-    for (int64_t k = 0; k < g.K; ++k)
-      for (int64_t c = 0; c < g.C; ++c) dw[(k * g.C + c) * RS + rs] += dm[(k * g.pq() + pq) * CHW + c * HW + hw];
-  });
+  for_each_entry(g, [&](int64_t i, int64_t j) { dw[j] += dm[i]; });  // the adjoint of dense_map
   if (!dbias) return;
   for (int64_t k = 0; k < g.K; ++k) {
     double s = 0;
