@@ -1,6 +1,6 @@
 // CPU benchmark (not a test): conv2d forward and backward for the two layers of the small MNIST
-// CNN and the small-map layers of the MNIST ResNet18 (kLayers), and one whole training step of
-// the small CNN, at batch 128, f32. tools/bench_cpu_torch.py runs
+// CNN, the layers of the MNIST ResNet18 and the CIFAR ResNet18's stages (kLayers), and one whole
+// training step of the small CNN, at batch 128 (the CIFAR layers 32), f32. tools/bench_cpu_torch.py runs
 // the same workloads in PyTorch; tools/bench_cpu.sh runs both side by side at the same thread
 // count and prints the ratios.
 //
@@ -58,22 +58,28 @@ Tensor init_weight(const Shape& shape, int64_t fan_in, Generator& gen) {
 struct ConvLayer {
   const char* name;
   int64_t C, K, H, W, stride;  // 3x3, pad 1: output K x P x Q
+  int64_t batch = kBatch;
   int64_t P() const { return (H - 1) / stride + 1; }
   int64_t Q() const { return (W - 1) / stride + 1; }
   // Nominal work: every tap counted, also those on the zero padding (on a 1x1 map 8 of 9 are).
-  double gflop() const { return 2.0 * kBatch * K * C * 9 * P() * Q() * 1e-9; }
+  double gflop() const { return 2.0 * batch * K * C * 9 * P() * Q() * 1e-9; }
 };
 constexpr ConvLayer kLayers[] = {
     {"conv1", 1, 32, 28, 28, 1}, {"conv2", 32, 64, 14, 14, 1},  // the small CNN below
-    // the small-map layers of the paper's MNIST ResNet18 (widths 16/32/48/64)
+    // the layers of the paper's MNIST ResNet18 (widths 16/32/48/64, a stride-2 stem)
+    {"r18_stem", 1, 16, 28, 28, 2}, {"r18_14x14_s2", 16, 16, 14, 14, 2},
     {"r18_7x7", 16, 16, 7, 7, 1}, {"r18_4x4", 32, 32, 4, 4, 1}, {"r18_4x4_s2", 32, 48, 4, 4, 2},
-    {"r18_2x2", 48, 48, 2, 2, 1}, {"r18_2x2_s2", 48, 64, 2, 2, 2}, {"r18_1x1", 64, 64, 1, 1, 1}};
+    {"r18_2x2", 48, 48, 2, 2, 1}, {"r18_2x2_s2", 48, 64, 2, 2, 2}, {"r18_1x1", 64, 64, 1, 1, 1},
+    // the CIFAR ResNet18's four stages and one downsampling conv, at batch 32 (as bench_models)
+    {"c18_32x32", 64, 64, 32, 32, 1, 32}, {"c18_32x32_s2", 64, 128, 32, 32, 2, 32},
+    {"c18_16x16", 128, 128, 16, 16, 1, 32}, {"c18_8x8", 256, 256, 8, 8, 1, 32},
+    {"c18_4x4", 512, 512, 4, 4, 1, 32}};
 
 void bench_conv(const ConvLayer& l, const Options& o, Generator& gen, std::vector<Result>& out) {
   Conv2dParams p{l.stride, 1};
-  Tensor x = randn({kBatch, l.C, l.H, l.W}, gen);
+  Tensor x = randn({l.batch, l.C, l.H, l.W}, gen);
   Tensor w = init_weight({l.K, l.C, 3, 3}, l.C * 9, gen);
-  Tensor dy = randn({kBatch, l.K, l.P(), l.Q()}, gen);
+  Tensor dy = randn({l.batch, l.K, l.P(), l.Q()}, gen);
   std::string n = l.name;
   auto want = [&](const std::string& name) { return o.only.empty() || o.only == name; };
   if (want(n + "_fwd"))

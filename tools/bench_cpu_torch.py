@@ -29,27 +29,32 @@ from bench_harness import cpu_model, restart_with_openblas_core, time_ms  # noqa
 
 BATCH = 128
 LR = 0.01
-# name, C, K, H, W, stride: 3x3 convolutions, pad 1 (as kLayers in bench_cpu.cpp): the small CNN's
-# two layers, then the small-map layers of the paper's MNIST ResNet18.
+# name, C, K, H, W, stride[, batch]: 3x3 convolutions, pad 1 (as kLayers in bench_cpu.cpp): the
+# small CNN's two layers, the layers of the paper's MNIST ResNet18, the CIFAR ResNet18's stages.
 LAYERS = [("conv1", 1, 32, 28, 28, 1), ("conv2", 32, 64, 14, 14, 1),
+          ("r18_stem", 1, 16, 28, 28, 2), ("r18_14x14_s2", 16, 16, 14, 14, 2),
           ("r18_7x7", 16, 16, 7, 7, 1), ("r18_4x4", 32, 32, 4, 4, 1), ("r18_4x4_s2", 32, 48, 4, 4, 2),
-          ("r18_2x2", 48, 48, 2, 2, 1), ("r18_2x2_s2", 48, 64, 2, 2, 2), ("r18_1x1", 64, 64, 1, 1, 1)]
+          ("r18_2x2", 48, 48, 2, 2, 1), ("r18_2x2_s2", 48, 64, 2, 2, 2), ("r18_1x1", 64, 64, 1, 1, 1),
+          ("c18_32x32", 64, 64, 32, 32, 1, 32), ("c18_32x32_s2", 64, 128, 32, 32, 2, 32),
+          ("c18_16x16", 128, 128, 16, 16, 1, 32), ("c18_8x8", 256, 256, 8, 8, 1, 32),
+          ("c18_4x4", 512, 512, 4, 4, 1, 32)]
 NO_ONEDNN = "@no-onednn"  # suffix of the workloads timed with oneDNN off for conv1
 
 
-def conv_gflop(C, K, P, Q):
+def conv_gflop(N, C, K, P, Q):
     # nominal work, every tap counted (as bench_cpu.cpp)
-    return 2.0 * BATCH * K * C * 9 * P * Q * 1e-9
+    return 2.0 * N * K * C * 9 * P * Q * 1e-9
 
 
 def bench_conv(layer, args, out):
-    name, C, K, H, W, s = layer
+    name, C, K, H, W, s = layer[:6]
+    N = layer[6] if len(layer) > 6 else BATCH
     P, Q = (H - 1) // s + 1, (W - 1) // s + 1
-    x = torch.randn(BATCH, C, H, W)
+    x = torch.randn(N, C, H, W)
     bound = 1.0 / (C * 9) ** 0.5
     w = torch.empty(K, C, 3, 3).uniform_(-bound, bound)
-    dy = torch.randn(BATCH, K, P, Q)
-    gflop = conv_gflop(C, K, P, Q)
+    dy = torch.randn(N, K, P, Q)
+    gflop = conv_gflop(N, C, K, P, Q)
 
     def backward(mask):
         return torch.ops.aten.convolution_backward(
@@ -107,7 +112,7 @@ class SmallCnn(nn.Module):
 
 def train_step_gflop():
     # As in bench_cpu.cpp: conv1 forward + filter grad, conv2 and linear forward + both grads.
-    c1, c2 = conv_gflop(1, 32, 28, 28), conv_gflop(32, 64, 14, 14)
+    c1, c2 = conv_gflop(BATCH, 1, 32, 28, 28), conv_gflop(BATCH, 32, 64, 14, 14)
     fc = 2.0 * BATCH * 3136 * 10 * 1e-9
     return 2 * c1 + 3 * c2 + 3 * fc
 

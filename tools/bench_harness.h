@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/error.h"
 
 namespace afd::bench {
@@ -22,13 +23,15 @@ struct Options {
   int reps = 20;             // at least this many timed calls ...
   double min_seconds = 1.0;  // ... and at least this much time in all
   std::string only;          // run just this workload (for profiling)
+  std::string conv = "automatic";  // CPU convolution algorithm: automatic, im2col or direct
 };
 
 struct Timing {
   double median_ms, min_ms;
 };
 
-// --threads N --warmup N --reps N --min-seconds S --only NAME, over `defaults`; an unknown flag
+// --threads N --warmup N --reps N --min-seconds S --only NAME --conv ALGORITHM, over `defaults`
+// (--conv sets the CPU convolution algorithm, cpu::set_conv_algorithm); an unknown flag
 // or a missing value is an error naming the tool and the flag.
 inline Options parse_options(const char* tool, int argc, char** argv, Options defaults) {
   Options o = defaults;
@@ -43,8 +46,13 @@ inline Options parse_options(const char* tool, int argc, char** argv, Options de
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--min-seconds") o.min_seconds = std::stod(next());
     else if (a == "--only") o.only = next();
+    else if (a == "--conv") o.conv = next();
     else AFD_FAIL("{}: unknown argument '{}' (see the comment at the top of tools/{}.cpp)", tool, a, tool);
   }
+  if (o.conv == "automatic") cpu::set_conv_algorithm(cpu::ConvAlgorithm::automatic);
+  else if (o.conv == "im2col") cpu::set_conv_algorithm(cpu::ConvAlgorithm::im2col);
+  else if (o.conv == "direct") cpu::set_conv_algorithm(cpu::ConvAlgorithm::direct);
+  else AFD_FAIL("{}: --conv '{}': expected automatic, im2col or direct", tool, o.conv);
   return o;
 }
 

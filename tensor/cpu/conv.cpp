@@ -20,9 +20,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/conv_direct.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/ops.h"
 
@@ -60,18 +62,6 @@ void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const 
               T beta, T* c) {
   gemm_ld(ta, tb, m, n, k, alpha, a, ta ? m : k, b, tb ? k : n, beta, c, n);
 }
-
-struct ConvGeometry {
-  int64_t N, C, H, W, K, R, S, P, Q, stride, pad;
-  int64_t crs() const { return C * R * S; }
-  int64_t pq() const { return P * Q; }
-  int64_t chw() const { return C * H * W; }
-  int64_t kpq() const { return K * P * Q; }
-  int64_t padded_h() const { return H + 2 * pad; }
-  int64_t padded_w() const { return W + 2 * pad; }
-  // A 1x1 stride-1 unpadded convolution needs no im2col: col is the image itself.
-  bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
-};
 
 ConvGeometry geometry(const Shape& x, const Shape& w, const Shape& y, const Conv2dParams& p) {
   return {x[0], x[1], x[2], x[3], w[0], w[2], w[3], y[2], y[3], p.stride, p.padding};
@@ -327,12 +317,43 @@ void dense_backward_data(const T* dy, const T* w, const ConvGeometry& g, T* dx) 
 }
 
 template <class T>
-void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw, T* dbias) {
+void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw) {
   T* dm = scratch<T>(Scratch::dense, g.kpq() * g.chw());
   gemm_row_blocks(true, false, g.kpq(), g.chw(), g.N, dy, x, T(0), dm);  // dM = dy^T . x
   std::fill_n(dw, g.K * g.crs(), T(0));
   for_each_entry(g, [&](int64_t i, int64_t j) { dw[j] += dm[i]; });  // the adjoint of dense_map
-  if (!dbias) return;
+}
+
+// ---- Choosing the algorithm ----
+std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
+
+// Where automatic runs the direct kernels (conv_direct.cpp), from bench_cpu's per-layer timings
+// (docs/benchmarks.md): stride 1, at least 16 channels in and out (with one input channel im2col
+// is a plain copy and ran 2x faster), maps of at least 4x4 (smaller ones waste most of the
+// direct kernel's vector lanes on junk positions) and at most 128 x 128 channels (wider layers
+// stream the packed weights from memory for every group of images; gemm blocks them better).
+// The data gradient is the same kernel with the channel counts swapped.
+bool direct_pays(const ConvGeometry& g, ConvPass pass) {
+  int64_t in = pass == ConvPass::forward ? g.C : g.K, out = pass == ConvPass::forward ? g.K : g.C;
+  return g.stride == 1 && in >= 16 && out >= 16 && in * out <= 128 * 128 && g.pq() >= 16;
+}
+
+bool use_dense(const ConvGeometry& g) {
+  return algorithm_setting.load() != ConvAlgorithm::im2col && use_dense_map(g);
+}
+
+// f32 only (the caller checks the type).
+bool use_direct(const ConvGeometry& g, ConvPass pass) {
+  ConvAlgorithm a = algorithm_setting.load();
+  if (a == ConvAlgorithm::im2col || !direct::supported()) return false;
+  if (pass == ConvPass::backward_filter) return false;  // no direct kernel (conv_direct.cpp)
+  if (pass == ConvPass::backward_data && !direct::backward_data_applies(g)) return false;
+  return a == ConvAlgorithm::direct || (!use_dense_map(g) && direct_pays(g, pass));
+}
+
+// Sum over the batch and the map of dy [N, K, P, Q] per filter, in double.
+template <class T>
+void bias_gradient(const T* dy, const ConvGeometry& g, T* dbias) {
   for (int64_t k = 0; k < g.K; ++k) {
     double s = 0;
     for (int64_t n = 0; n < g.N; ++n)
@@ -342,6 +363,14 @@ void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw
 }
 
 }  // namespace
+
+void set_conv_algorithm(ConvAlgorithm a) { algorithm_setting.store(a); }
+ConvAlgorithm conv_algorithm() { return algorithm_setting.load(); }
+bool conv2d_direct_supported() { return direct::supported(); }
+
+bool conv2d_uses_direct(const Shape& x, const Shape& w, const Conv2dParams& p, ConvPass pass) {
+  return use_direct(geometry(x, w, ops::conv2d_output_shape(x, w, p), p), pass);
+}
 
 bool conv2d_uses_dense_map(const Shape& x, const Shape& w, const Conv2dParams& p) {
   return use_dense_map(geometry(x, w, ops::conv2d_output_shape(x, w, p), p));
@@ -376,7 +405,9 @@ void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& 
     const T* pw = w.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* py = y.data<T>();
-    if (use_dense_map(g)) return dense_forward(x.data<T>(), pw, pb, g, py);
+    if constexpr (std::is_same_v<T, float>)
+      if (use_direct(g, ConvPass::forward)) return direct::forward(x.data<T>(), pw, pb, g, py);
+    if (use_dense(g)) return dense_forward(x.data<T>(), pw, pb, g, py);
     for_each_group(g, [&](const Group& grp, int) {
       const T* col = group_col(x.data<T>(), g, grp);
       // rows [K, cols] = w [K, CRS] . col [CRS, cols] (+ bias, pre-filled, with beta = 1)
@@ -396,7 +427,9 @@ void CpuBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, const C
   dispatch_float(dy.dtype(), "conv2d_backward_data", [&]<class T>() {
     const T* pw = w.data<T>();
     T* pdx = dx.data<T>();
-    if (use_dense_map(g)) return dense_backward_data(dy.data<T>(), pw, g, pdx);
+    if constexpr (std::is_same_v<T, float>)
+      if (use_direct(g, ConvPass::backward_data)) return direct::backward_data(dy.data<T>(), pw, g, pdx);
+    if (use_dense(g)) return dense_backward_data(dy.data<T>(), pw, g, pdx);
     for_each_group(g, [&](const Group& grp, int) {
       const T* rows = gather_rows(dy.data<T>(), g, grp);
       int64_t cols = grp.cols(g);
@@ -416,8 +449,11 @@ void CpuBackend::conv2d_backward_filter(const Tensor& dy, const Tensor& x, const
                                         Tensor& dw, Tensor& dbias) {
   ConvGeometry g = geometry(x.shape(), dw.shape(), dy.shape(), p);
   dispatch_float(dy.dtype(), "conv2d_backward_filter", [&]<class T>() {
-    if (use_dense_map(g))
-      return dense_backward_filter(dy.data<T>(), x.data<T>(), g, dw.data<T>(), dbias.defined() ? dbias.data<T>() : nullptr);
+    if (use_dense(g)) {
+      dense_backward_filter(dy.data<T>(), x.data<T>(), g, dw.data<T>());
+      if (dbias.defined()) bias_gradient(dy.data<T>(), g, dbias.data<T>());
+      return;
+    }
     int nt = omp_get_max_threads();
     // Per-thread partial sums, combined in thread order afterwards (deterministic).
     std::vector<std::vector<T>> partial_w(nt, std::vector<T>(g.K * g.crs(), T(0)));

@@ -60,6 +60,19 @@ Backend& cpu_backend();
 // batch (small maps, conv.cpp) rather than as im2col + gemm: tests cover both paths with it.
 bool conv2d_uses_dense_map(const Shape& x, const Shape& w, const Conv2dParams& p);
 
+// Which convolution kernels run. automatic: the dense matrix on tiny maps, the direct AVX-512
+// kernels (conv_direct.cpp: f32, CPUs with AVX-512F) where they measured faster, im2col + gemm
+// elsewhere. im2col forces im2col + gemm everywhere; direct forces the direct kernels wherever they
+// apply. Tests and benchmarks compare them; the setting is process-wide.
+enum class ConvAlgorithm { automatic, im2col, direct };
+void set_conv_algorithm(ConvAlgorithm a);
+ConvAlgorithm conv_algorithm();
+// Whether this CPU can run the direct kernels at all (AVX-512F).
+bool conv2d_direct_supported();
+enum class ConvPass { forward, backward_data, backward_filter };
+// Whether the given pass of this f32 convolution runs the direct kernels under the current setting.
+bool conv2d_uses_direct(const Shape& x, const Shape& w, const Conv2dParams& p, ConvPass pass);
+
 // Sizes of x viewed as [outer, dim, inner] around `dim`.
 struct Around {
   int64_t outer, n, inner;

@@ -392,3 +392,68 @@ TEST(Ops, ConvolutionOfTinyMapsIsOneDenseMatrix) {
   // A matrix of more than 4M entries (600 channels on 2x2 maps: 2400 x 2400) stays on im2col.
   EXPECT_FALSE(cpu::conv2d_uses_dense_map({1, 600, 2, 2}, {600, 600, 3, 3}, {1, 1}));
 }
+
+// The direct AVX-512 kernels (tensor/cpu/conv_direct.cpp), forced on. The f32 forward against the
+// definition in f64 for strides 1 to 3, kernels from 1x1 to 5x5, non-square kernels and maps, and
+// channel counts that fill no tile exactly (so the padded filters and junk positions are thrown
+// away); the data gradient (stride 1, square kernels) against the f64 im2col result, and through
+// the adjoint identity <conv(x, w), dy> = <x, dx>. Both bit for bit the same on 1 and 2 threads.
+TEST(Ops, DirectConvolutionMatchesTheDefinition) {
+  if (!cpu::conv2d_direct_supported()) GTEST_SKIP() << "this CPU has no AVX-512F: the direct kernels cannot run";
+  struct Restore {
+    int threads = num_threads();
+    ~Restore() {
+      cpu::set_conv_algorithm(cpu::ConvAlgorithm::automatic);
+      set_num_threads(threads);
+    }
+  } restore;
+  for (const ConvCase& c : std::vector<ConvCase>{{{3, 5, 7, 7}, {11, 5, 3, 3}, {1, 1}},     // 11 filters
+                                                 {{2, 16, 14, 14}, {16, 16, 3, 3}, {2, 1}},  // stride 2: 4 phases
+                                                 {{2, 2, 11, 11}, {3, 2, 3, 3}, {3, 1}},     // stride 3: 9 phases
+                                                 {{2, 3, 9, 6}, {4, 3, 3, 3}, {1, 0}},       // non-square, no padding
+                                                 {{2, 4, 10, 10}, {3, 4, 5, 5}, {1, 2}},     // 5x5
+                                                 {{2, 3, 6, 5}, {4, 3, 3, 1}, {1, 1}},       // a 3x1 kernel
+                                                 {{3, 6, 8, 8}, {7, 6, 1, 1}, {1, 0}},       // pointwise
+                                                 {{2, 6, 9, 9}, {5, 6, 1, 1}, {2, 0}},       // 1x1 stride 2, odd map
+                                                 {{2, 8, 3, 3}, {9, 8, 3, 3}, {1, 1}},       // a 3x3 map
+                                                 {{1, 2, 40, 40}, {2, 2, 3, 3}, {1, 1}},     // 2 filters, 100 vectors
+                                                 {{2, 1, 5, 5}, {24, 1, 3, 3}, {1, 1}}}) {   // 24 filters, 1 channel
+    SCOPED_TRACE("x " + shape_str(c.x) + ", w " + shape_str(c.w) + ", stride " + std::to_string(c.p.stride) +
+                 ", pad " + std::to_string(c.p.padding));
+    Tensor x = randt(c.x, 90), w = randt(c.w, 91), b = randt({c.w[0]}, 92);
+    Tensor x32 = x.to(DType::f32), w32 = w.to(DType::f32), b32 = b.to(DType::f32);
+    cpu::set_conv_algorithm(cpu::ConvAlgorithm::direct);
+    ASSERT_TRUE(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::forward));
+    ASSERT_FALSE(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::backward_filter));
+    bool data = c.p.stride == 1 && c.w[2] == c.w[3];
+    ASSERT_EQ(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::backward_data), data);
+    set_num_threads(1);
+    Tensor y1 = ops::conv2d(x32, w32, b32, c.p);
+    expect_close(y1.to(DType::f64), conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-4, 1e-4);
+    Tensor dy = randt(y1.shape(), 93), dy32 = dy.to(DType::f32);
+    Tensor dx1 = ops::conv2d_backward_data(dy32, w32, c.x, c.p);
+    set_num_threads(2);
+    EXPECT_EQ(ops::conv2d(x32, w32, b32, c.p).to_vector<float>(), y1.to_vector<float>());
+    EXPECT_EQ(ops::conv2d_backward_data(dy32, w32, c.x, c.p).to_vector<float>(), dx1.to_vector<float>());
+    // f64 never takes the direct kernels: it is the im2col reference here.
+    Tensor dx = ops::conv2d_backward_data(dy, w, c.x, c.p);
+    expect_close(dx1.to(DType::f64), dx, 1e-4, 1e-4);
+    double lhs = dot(ops::conv2d(x32, w32, Tensor(), c.p).to(DType::f64), dy);
+    EXPECT_NEAR(dot(x, dx1.to(DType::f64)), lhs, 1e-4 * (1 + std::fabs(lhs)));
+  }
+  // automatic: the MNIST ResNet18's 7x7 and 4x4 stages and the CIFAR ResNet18's 32x32 and 16x16
+  // ones go direct; one input channel, stride 2, 512 channels and 2x2 maps stay on im2col or dense.
+  cpu::set_conv_algorithm(cpu::ConvAlgorithm::automatic);
+  using cpu::ConvPass;
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::forward));
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 32, 4, 4}, {32, 32, 3, 3}, {1, 1}, ConvPass::backward_data));
+  EXPECT_TRUE(cpu::conv2d_uses_direct({32, 128, 16, 16}, {128, 128, 3, 3}, {1, 1}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 1, 28, 28}, {16, 1, 3, 3}, {2, 1}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 14, 14}, {16, 16, 3, 3}, {2, 1}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({32, 512, 4, 4}, {512, 512, 3, 3}, {1, 1}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 48, 2, 2}, {48, 48, 3, 3}, {1, 1}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  // im2col forced: neither direct nor dense.
+  cpu::set_conv_algorithm(cpu::ConvAlgorithm::im2col);
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::forward));
+}

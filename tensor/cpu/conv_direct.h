@@ -1,0 +1,34 @@
+// Internal to the CPU backend: the geometry of a 2-D convolution (conv.cpp) and the direct
+// AVX-512 kernels that compute it without im2col (conv_direct.cpp).
+#pragma once
+#include <cstdint>
+
+namespace afd::cpu {
+
+// x [N, C, H, W], w [K, C, R, S], y [N, K, P, Q]; the same stride and zero padding on both axes.
+struct ConvGeometry {
+  int64_t N, C, H, W, K, R, S, P, Q, stride, pad;
+  int64_t crs() const { return C * R * S; }
+  int64_t pq() const { return P * Q; }
+  int64_t chw() const { return C * H * W; }
+  int64_t kpq() const { return K * P * Q; }
+  int64_t padded_h() const { return H + 2 * pad; }
+  int64_t padded_w() const { return W + 2 * pad; }
+  // A 1x1 stride-1 unpadded convolution needs no im2col: col is the image itself.
+  bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
+};
+
+namespace direct {
+
+// Whether this CPU has AVX-512F (checked at run time: the binaries are built for any x86-64).
+bool supported();
+// The data gradient runs as the forward convolution of dy by the flipped, transposed filter,
+// which needs stride 1 and padding of at most R - 1 and S - 1.
+bool backward_data_applies(const ConvGeometry& g);
+
+// f32 only; every pointer is a dense tensor in the layout above. bias may be null.
+void forward(const float* x, const float* w, const float* bias, const ConvGeometry& g, float* y);
+void backward_data(const float* dy, const float* w, const ConvGeometry& g, float* dx);
+
+}  // namespace direct
+}  // namespace afd::cpu
