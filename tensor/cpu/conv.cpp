@@ -329,13 +329,14 @@ std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
 
 // Where automatic runs the direct kernels (conv_direct.cpp), from bench_cpu's per-layer timings
 // (docs/benchmarks.md): stride 1, at least 16 channels in and out (with one input channel im2col
-// is a plain copy and ran 2x faster), maps of at least 4x4 (smaller ones waste most of the
-// direct kernel's vector lanes on junk positions) and at most 128 x 128 channels (wider layers
-// stream the packed weights from memory for every group of images; gemm blocks them better).
-// The data gradient is the same kernel with the channel counts swapped.
+// is a plain copy and ran 2x faster), maps of at least 6x6 (on a 4x4 map with padding 1 half of
+// the direct kernel's vector lanes hold junk positions: it ran 0.86-1.0x im2col) and at most
+// 128 x 128 channels (wider layers stream the packed weights from memory for every group of
+// images; gemm blocks them better: 256 channels on 8x8 maps ran at 0.7-0.83x). The data gradient
+// is the same kernel with the channel counts swapped.
 bool direct_pays(const ConvGeometry& g, ConvPass pass) {
   int64_t in = pass == ConvPass::forward ? g.C : g.K, out = pass == ConvPass::forward ? g.K : g.C;
-  return g.stride == 1 && in >= 16 && out >= 16 && in * out <= 128 * 128 && g.pq() >= 16;
+  return g.stride == 1 && in >= 16 && out >= 16 && in * out <= 128 * 128 && g.pq() >= 36;
 }
 
 bool use_dense(const ConvGeometry& g) {
