@@ -49,7 +49,7 @@ for ((round = 1; round <= rounds; ++round)); do
   for impl in "${runs[@]}"; do
     echo "round $round/$rounds, $impl, $threads thread(s), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     if [[ $impl == afd ]]; then
-      cmd=("$build/tools/bench_attacks")
+      cmd=(env OPENBLAS_NUM_THREADS=1 "$build/tools/bench_attacks")  # see bench_cpu.sh
     else
       cmd=("$python" tools/bench_attacks_torch.py)
     fi

@@ -47,7 +47,10 @@ for ((round = 1; round <= rounds; ++round)); do
     if ((round % 2 == 0)); then runs=("torch" "afd"); fi
     for impl in "${runs[@]}"; do
       if [[ $impl == afd ]]; then
-        OMP_NUM_THREADS=$t "$build/tools/bench_cpu" --threads "$t" "${common[@]}" 2>/dev/null | grep '^JSON ' | cut -c6- >>"$log"
+        # afd calls OpenBLAS single-threaded (openblas_set_num_threads(1)), but OpenBLAS starts its
+        # own pool of cores - 1 threads at load unless told not to; they spin for about 0.1 s and
+        # took a core from the first timed calls of 2-thread runs.
+        OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=$t "$build/tools/bench_cpu" --threads "$t" "${common[@]}" 2>/dev/null | grep '^JSON ' | cut -c6- >>"$log"
       else
         OMP_NUM_THREADS=$t "$python" tools/bench_cpu_torch.py --threads "$t" "${common[@]}" 2>/dev/null | grep '^JSON ' | cut -c6- >>"$log"
       fi

@@ -45,7 +45,7 @@ for ((round = 1; round <= rounds; ++round)); do
     if ((round % 2 == 0)); then runs=("torch" "afd"); fi
     for impl in "${runs[@]}"; do
       if [[ $impl == afd ]]; then
-        cmd=("$build/tools/bench_models")
+        cmd=(env OPENBLAS_NUM_THREADS=1 "$build/tools/bench_models")  # see bench_cpu.sh
       else
         cmd=("$python" tools/bench_models_torch.py)
       fi
