@@ -1,5 +1,6 @@
-// CPU gemm (OpenBLAS) and 2-D convolution as im2col + gemm, or as one dense matrix on tiny maps
-// (see "Small maps" below).
+// CPU gemm (OpenBLAS) and 2-D convolution as im2col + gemm, as one dense matrix on tiny maps (see
+// "Small maps" below), or with the direct AVX-512 kernels of conv_direct.cpp (see "Choosing the
+// algorithm").
 //
 // For one image x_n [C, H, W] and weights w [K, C, R, S] (output y_n [K, P, Q]):
 //   col [C*R*S, P*Q]:  col[(c, r, s), (p, q)] = x_n[c, p*stride - pad + r, q*stride - pad + s] (0 outside)

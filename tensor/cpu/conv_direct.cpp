@@ -15,10 +15,10 @@
 // accumulators in registers; per (c, tap) it loads MV input vectors and broadcasts KT weights:
 //   acc[k][v] += w[k0 + k, c, tap] * plane_c[m0 + 16 v + off(tap) .. + 16]
 // Weights are packed to wt [K / KT][C][R*S][KT] so the KT broadcasts are adjacent. K and the
-// number of vectors are padded up to whole tiles (zero weights, junk positions) and the tile
-// shape is chosen from kForwardTiles to waste the least. Groups of images run in parallel, one per
-// thread; each output is one thread's fixed-order sum, so results do not depend on the thread
-// count.
+// number of vectors are padded up to whole tiles (zero weights, junk positions); the tile shape
+// is the one of kForwardTiles with the least estimated time (forward_tile_for). Groups of images
+// run in parallel, one per thread; each output is one thread's fixed-order sum, so results do not
+// depend on the thread count.
 //
 // Data gradient (stride 1): dx = conv(dy, w') with w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and
 // padding R - 1 - pad, the forward kernel again.
@@ -32,8 +32,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
-#include <cstring>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -75,9 +73,9 @@ Wide wide_layout(const ConvGeometry& g, int64_t padded_vectors) {
   return L;
 }
 
-// Image x_n [C, H, W] -> its wide planes [C_planes][L.plane] (channels from C on stay zero).
-void fill_planes(const float* x, const ConvGeometry& g, const Wide& L, int64_t c_planes, float* out) {
-  std::fill_n(out, c_planes * L.plane, 0.0f);
+// Image x_n [C, H, W] -> its wide planes [C][L.plane], zero where no pixel lands.
+void fill_planes(const float* x, const ConvGeometry& g, const Wide& L, float* out) {
+  std::fill_n(out, g.C * L.plane, 0.0f);
   int64_t st = g.stride, phase = L.ph * L.pw;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h) {
@@ -199,7 +197,7 @@ void forward(const float* x, const float* w, const float* bias, const ConvGeomet
     int64_t n0 = i * B, nb = std::min(B, g.N - n0);
     float* in = buffer(Buffer::planes, nb * g.C * L.plane);
     float* out = buffer(Buffer::out, nb * Kp * pitch);
-    for (int64_t b = 0; b < nb; ++b) fill_planes(x + (n0 + b) * g.chw(), g, L, g.C, in + b * g.C * L.plane);
+    for (int64_t b = 0; b < nb; ++b) fill_planes(x + (n0 + b) * g.chw(), g, L, in + b * g.C * L.plane);
     for (int64_t k0 = 0; k0 < Kp; k0 += tile.KT)
       for (int64_t b = 0; b < nb; ++b)
         for (int64_t v0 = 0; v0 < Vp; v0 += tile.MV)

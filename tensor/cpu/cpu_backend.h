@@ -3,7 +3,8 @@
 // matrices of per-image convolutions better than OpenBLAS's own threads).
 //
 // Files: elementwise.cpp (copies, elementwise, reductions, softmax, indexing, RNG),
-// conv.cpp (gemm, im2col convolution), norm_pool.cpp (batch norm, pooling).
+// conv.cpp (gemm, im2col convolution and the choice of algorithm), conv_direct.cpp (direct AVX-512
+// convolution kernels), norm_pool.cpp (batch norm, pooling).
 #pragma once
 #include "tensor/backend.h"
 
