@@ -18,7 +18,8 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-saniti
        -Wno-unknown-pragmas)
 # The parsers need the tensor core (Tensor allocation) and their own file; OpenMP pragmas are ignored.
 core=(tensor/tensor.cpp tensor/backend.cpp tensor/broadcast.cpp tensor/ops.cpp tensor/rng.cpp
-      tensor/cpu/conv.cpp tensor/cpu/elementwise.cpp tensor/cpu/norm_pool.cpp tensor/cpu/threads.cpp
+      tensor/cpu/conv.cpp tensor/cpu/conv_direct.cpp tensor/cpu/elementwise.cpp tensor/cpu/norm_pool.cpp
+      tensor/cpu/threads.cpp
       tensor/cuda/cuda_info_stub.cpp)
 declare -A extra=([idx]="afd/data/readers.cpp" [cifar]="afd/data/readers.cpp"
                   [safetensors]="nn/safetensors.cpp" [flagfile]="tools/afd_run/flags.cpp"

@@ -225,6 +225,8 @@ json parse_header(const std::string& header, const std::string& path, uint64_t h
     fail(Kind::header_json, path,
          fmt::format("header is not valid JSON (near file byte {}): {}", header_start + (e.byte > 0 ? e.byte - 1 : 0),
                      e.what()));
+  } catch (const json::out_of_range& e) {  // a number beyond double's range, e.g. 7e777
+    fail(Kind::header_json, path, fmt::format("header is not valid JSON: {}", e.what()));
   }
 }
 
