@@ -5,6 +5,7 @@
 // the same thread count and prints the ratios.
 //
 //   bench_attacks [--threads 2] [--warmup 1] [--reps 3] [--min-seconds 0] [--only CASE]
+//       [--conv automatic|im2col|direct]   (the CPU convolution algorithm; automatic by default)
 //
 // Cases (kCases): an attack from make_attack(name, cfg), 10 steps, Linf, no random start (PGD),
 // on a model in eval mode; inputs uniform in [0, 1] and labels uniform in 0..9, both seeded:

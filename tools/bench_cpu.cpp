@@ -5,6 +5,7 @@
 // count and prints the ratios.
 //
 //   bench_cpu [--threads 2] [--warmup 5] [--reps 20] [--min-seconds 1.0] [--only NAME]
+//       [--conv automatic|im2col|direct]   (the CPU convolution algorithm; automatic by default)
 //
 // Every figure is the median wall time of one call after warm-up (at least --reps calls and at
 // least --min-seconds in all); the minimum is reported too. The last line of output is "JSON {...}" for the driver script.

@@ -4,6 +4,7 @@
 // runs both side by side at the same thread count and prints the ratios.
 //
 //   bench_models [--threads 2] [--warmup 1] [--reps 3] [--min-seconds 0] [--only MODEL]
+//       [--conv automatic|im2col|direct]   (the CPU convolution algorithm; automatic by default)
 //
 // Workloads, per model (batch sizes in kModels; inputs uniform in [0, 1], labels i * 7 mod K):
 //   forward     eval mode, no gradient tape: logits = model(x)
