@@ -90,18 +90,6 @@ void for_each_group(const ConvGeometry& g, Body body) {
   for (int64_t i = 0; i < groups; ++i) body(Group{i * B, std::min(B, g.N - i * B)}, omp_get_thread_num());
 }
 
-// Per-thread scratch memory, reused from call to call: OpenMP keeps its worker threads, so each
-// keeps its buffers, and a convolution allocates nothing per group (a fresh block of this size
-// would be a new mmap whose pages fault in). Slots name independent buffers.
-enum class Scratch { padded, col, out, dense };
-template <class T>
-T* scratch(Scratch slot, int64_t n) {
-  thread_local std::vector<T> buffers[4];
-  std::vector<T>& b = buffers[static_cast<int>(slot)];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
-  return b.data();
-}
-
 // xp [C, H + 2 pad, W + 2 pad] = x_n [C, H, W] inside a border of zeros, so that im2col and
 // col2im need no bounds checks. Without padding x_n itself serves.
 template <class T>
@@ -328,8 +316,8 @@ void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw
 // ---- Choosing the algorithm ----
 std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
 
-// Where automatic runs the direct kernels (conv_direct.cpp), from bench_cpu's per-layer timings
-// (docs/benchmarks.md): stride 1, at least 16 channels in and out (with one input channel im2col
+// Where automatic runs the direct kernels (conv_direct.cpp), from per-layer timings of one
+// process alternating the two algorithms call by call (docs/benchmarks.md): stride 1, at least 16 channels in and out (with one input channel im2col
 // is a plain copy and ran 2x faster), maps of at least 6x6 (on a 4x4 map with padding 1 half of
 // the direct kernel's vector lanes hold junk positions: it ran 0.86-1.0x im2col) and at most
 // 128 x 128 channels (wider layers stream the packed weights from memory for every group of

@@ -49,27 +49,34 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Where every tap reads in the wide planes of one image (see the top of the file).
 struct Wide {
-  int64_t ph, pw;           // rows and pitch of one phase
-  int64_t V;                // vectors covering the wide outputs m < (P - 1) pw + Q
-  std::vector<int64_t> off; // per tap r*S + s
-  int64_t plane = 0;        // floats per channel plane, with slack for the reads past the end
+  int64_t ph, pw;            // rows and pitch of one phase
+  int64_t V;                 // vectors covering the wide outputs m < (P - 1) pw + Q
+  std::vector<int64_t> off;  // per tap r*S + s
+  int64_t max_off = 0;
+  int64_t phases = 0;        // st*st*ph*pw: the floats that hold pixels
+  int64_t plane = 0;         // floats per channel plane: set by reserve() once the tile is chosen
+
+  // Room for tiles covering padded_vectors >= V vectors: the last one reads up to vector
+  // padded_vectors - 1 at the largest offset.
+  void reserve(int64_t padded_vectors) {
+    plane = round_up(std::max(phases, padded_vectors * kLanes + max_off), kLanes);
+  }
 };
 
-Wide wide_layout(const ConvGeometry& g, int64_t padded_vectors) {
+Wide wide_layout(const ConvGeometry& g) {
   Wide L;
   int64_t st = g.stride;
   L.ph = ceil_div(g.padded_h(), st);
   L.pw = ceil_div(g.padded_w(), st);
   L.V = ceil_div((g.P - 1) * L.pw + g.Q, kLanes);
-  int64_t phase = L.ph * L.pw, max_off = 0;
+  int64_t phase = L.ph * L.pw;
+  L.phases = st * st * phase;
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t s = 0; s < g.S; ++s) {
       int64_t o = ((r % st) * st + s % st) * phase + (r / st) * L.pw + s / st;
       L.off.push_back(o);
-      max_off = std::max(max_off, o);
+      L.max_off = std::max(L.max_off, o);
     }
-  // The last tile reads up to vector padded_vectors - 1 at the largest offset.
-  L.plane = round_up(std::max(st * st * phase, std::max(padded_vectors, L.V) * kLanes + max_off), kLanes);
   return L;
 }
 
@@ -92,16 +99,6 @@ void fill_planes(const float* x, const ConvGeometry& g, const Wide& L, float* ou
         if (++a == st) a = 0, ++j;
       }
     }
-}
-
-// Per-thread buffers kept between calls (see conv.cpp's scratch): the planes and wide outputs
-// of a group of images, and the packed (and for the data gradient flipped) filters.
-enum class Buffer { planes, out, packed, flipped, count };
-float* buffer(Buffer slot, int64_t n) {
-  thread_local std::vector<float> buffers[static_cast<int>(Buffer::count)];
-  std::vector<float>& b = buffers[static_cast<int>(slot)];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
-  return b.data();
 }
 
 // ---- forward ----------------------------------------------------------------------------------
@@ -172,13 +169,13 @@ bool backward_data_applies(const ConvGeometry& g) { return g.stride == 1 && g.R 
 
 void forward(const float* x, const float* w, const float* bias, const ConvGeometry& g, float* y) {
   int64_t taps = g.R * g.S;
-  Wide probe = wide_layout(g, 0);
-  const ForwardTile& tile = forward_tile_for(g.K, probe.V);
-  int64_t Kp = round_up(g.K, tile.KT), Vp = round_up(probe.V, tile.MV);
-  Wide L = wide_layout(g, Vp);
+  Wide L = wide_layout(g);
+  const ForwardTile& tile = forward_tile_for(g.K, L.V);
+  int64_t Kp = round_up(g.K, tile.KT), Vp = round_up(L.V, tile.MV);
+  L.reserve(Vp);
 
   // wt [Kp / KT][C][taps][KT] and the bias padded to Kp, zero beyond K.
-  float* wt = buffer(Buffer::packed, Kp * g.C * taps);
+  float* wt = scratch<float>(Scratch::packed, Kp * g.C * taps);
   std::fill_n(wt, Kp * g.C * taps, 0.0f);
   std::vector<float> bp(bias ? Kp : 0, 0.0f);
   for (int64_t k = 0; k < g.K; ++k)
@@ -195,8 +192,8 @@ void forward(const float* x, const float* w, const float* bias, const ConvGeomet
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < groups; ++i) {
     int64_t n0 = i * B, nb = std::min(B, g.N - n0);
-    float* in = buffer(Buffer::planes, nb * g.C * L.plane);
-    float* out = buffer(Buffer::out, nb * Kp * pitch);
+    float* in = scratch<float>(Scratch::planes, nb * g.C * L.plane);
+    float* out = scratch<float>(Scratch::wide, nb * Kp * pitch);
     for (int64_t b = 0; b < nb; ++b) fill_planes(x + (n0 + b) * g.chw(), g, L, in + b * g.C * L.plane);
     for (int64_t k0 = 0; k0 < Kp; k0 += tile.KT)
       for (int64_t b = 0; b < nb; ++b)
@@ -216,7 +213,7 @@ void forward(const float* x, const float* w, const float* bias, const ConvGeomet
 void backward_data(const float* dy, const float* w, const ConvGeometry& g, float* dx) {
   // dx = conv(dy, w') (see the top of the file): channels K -> C, maps P x Q -> H x W.
   ConvGeometry t{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, 1, g.R - 1 - g.pad};
-  float* wt = buffer(Buffer::flipped, g.C * g.K * g.R * g.S);
+  float* wt = scratch<float>(Scratch::flipped, g.C * g.K * g.R * g.S);
   for (int64_t k = 0; k < g.K; ++k)
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t r = 0; r < g.R; ++r)

@@ -2,6 +2,7 @@
 // AVX-512 kernels that compute it without im2col (conv_direct.cpp).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace afd::cpu {
 
@@ -17,6 +18,20 @@ struct ConvGeometry {
   // A 1x1 stride-1 unpadded convolution needs no im2col: col is the image itself.
   bool is_pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
 };
+
+// Per-thread scratch memory, reused from call to call: OpenMP keeps its worker threads, so each
+// keeps its buffers, and a convolution allocates nothing per group of images (a fresh block of
+// this size would be a new mmap whose pages fault in). Slots name buffers in use at the same time:
+// im2col's padded image, col, gemm output and dense map (conv.cpp); the direct kernels' wide
+// planes, wide outputs, packed filter and flipped filter (conv_direct.cpp).
+enum class Scratch { padded, col, out, dense, planes, wide, packed, flipped, count };
+template <class T>
+T* scratch(Scratch slot, int64_t n) {
+  thread_local std::vector<T> buffers[static_cast<int>(Scratch::count)];
+  std::vector<T>& b = buffers[static_cast<int>(slot)];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
+  return b.data();
+}
 
 namespace direct {
 
