@@ -322,10 +322,14 @@ std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
 // the direct kernel's vector lanes hold junk positions: it ran 0.86-1.0x im2col) and at most
 // 128 x 128 channels (wider layers stream the packed weights from memory for every group of
 // images; gemm blocks them better: 256 channels on 8x8 maps ran at 0.7-0.83x). The data gradient
-// is the same kernel with the channel counts swapped.
+// is the same kernel with the channel counts swapped, and it computes all H x W taps of dx where
+// im2col's gemm computes P x Q columns: "valid" convolutions (pad 0) make it do (H W) / (P Q)
+// times the work (the SmallCNN's 12x12 -> 10x10 layer: 1.44x, and it ran at 0.8x im2col; its
+// 26x26 -> 24x24 layer, 1.17x, still ran 1.06x faster).
 bool direct_pays(const ConvGeometry& g, ConvPass pass) {
   int64_t in = pass == ConvPass::forward ? g.C : g.K, out = pass == ConvPass::forward ? g.K : g.C;
-  return g.stride == 1 && in >= 16 && out >= 16 && in * out <= 128 * 128 && g.pq() >= 36;
+  bool extra_work = pass == ConvPass::backward_data && 4 * g.H * g.W > 5 * g.pq();
+  return g.stride == 1 && in >= 16 && out >= 16 && in * out <= 128 * 128 && g.pq() >= 36 && !extra_work;
 }
 
 bool use_dense(const ConvGeometry& g) {

@@ -454,6 +454,11 @@ TEST(Ops, DirectConvolutionMatchesTheDefinition) {
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 14, 14}, {16, 16, 3, 3}, {2, 1}, ConvPass::forward));
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 48, 2, 2}, {48, 48, 3, 3}, {1, 1}, ConvPass::forward));
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  // The SmallCNN's valid (pad 0) convolutions: all forwards go direct, but the data gradient of
+  // 12x12 -> 10x10 would compute 1.44x im2col's taps and stays there; 26x26 -> 24x24 (1.17x) not.
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 32, 12, 12}, {64, 32, 3, 3}, {1, 0}, ConvPass::forward));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 32, 12, 12}, {64, 32, 3, 3}, {1, 0}, ConvPass::backward_data));
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 32, 26, 26}, {32, 32, 3, 3}, {1, 0}, ConvPass::backward_data));
   // im2col forced: neither direct nor dense.
   cpu::set_conv_algorithm(cpu::ConvAlgorithm::im2col);
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::forward));
