@@ -23,9 +23,21 @@
 // Data gradient (stride 1): dx = conv(dy, w') with w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and
 // padding R - 1 - pad, the forward kernel again.
 //
-// The filter gradient stays with im2col + gemm: vectorised over the wide positions it needs a
-// horizontal sum per (k, c, tap) and image chunk, which on small maps costs as much as the
-// multiply-adds (measured 1.1-3x slower than im2col on every layer of bench_cpu but one).
+// Filter gradient (3x3 kernels, any stride and padding):
+//   dw[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * xpad[n, c, p*st + r, q*st + s]
+// is vectorised over 16 filters k, not over positions: the sum over positions then stays inside
+// each lane, and a tile's accumulators stay in registers for all positions of all images (the
+// positions-vectorised form needs a horizontal sum per (k, c, tap) and image chunk, and measured
+// 1.1-3x slower than im2col). A tile covers KV vectors of 16 filters x JR rows (c, r) x the 3
+// taps s; per position it loads KV vectors of dy and broadcasts 3 JR pixels:
+//   acc[v][j, s] += dy^T[p*Q + q, k0 + 16 v .. + 16] * xpad_c[(p*st + r) Wp + q*st + s]
+// dy is transposed once per image to dy^T [P*Q][Kp] (filters innermost, zero beyond K) and x
+// copied into its zero-padded image, so no read needs a bounds check; JR rows (c, r) x 3 taps s
+// are contiguous pixels at a per-row offset. Images go in groups whose copies fit in L2, the
+// groups are shared among the threads, and the threads' sums are added in thread order at the end:
+// the result repeats from run to run but, as with im2col's filter gradient, not across thread
+// counts. (Sharing the tiles instead makes it independent of the thread count, but needs a
+// barrier per group: at 2 threads that cost 10-20% where OpenMP threads sleep at barriers.)
 #include "tensor/cpu/conv_direct.h"
 
 #include <immintrin.h>
@@ -220,6 +232,137 @@ void backward_data(const float* dy, const float* w, const ConvGeometry& g, float
         for (int64_t s = 0; s < g.S; ++s)
           wt[((c * g.K + k) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)] = w[((k * g.C + c) * g.R + r) * g.S + s];
   forward(dy, wt, nullptr, t, dx);
+}
+
+// ---- filter gradient --------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kTaps = 3;  // S: the filter-gradient tiles are written for 3x3 kernels
+
+// One tile over the positions of a group of images: acc [KV][JR * 3][16] += the sum above for
+// filters k0 + 16 v + lane, rows row_off[j] (c Hp Wp + r Wp) and taps s. Position i reads the
+// padded images xs at pos[i] (image b's offset + p st Wp + q st) and dy^T row i: dyt points at
+// the group's first image, column k0; the images' dy^T rows follow one another.
+template <int KV, int JR>
+AFD_AVX512 void filter_tile(const float* xs, const int64_t* pos, const float* dyt, int64_t positions, int64_t Kp,
+                            const int64_t* row_off, float* acc_io) {
+  __m512 acc[KV][JR * kTaps];
+  for (int v = 0; v < KV; ++v)
+    for (int i = 0; i < JR * kTaps; ++i) acc[v][i] = _mm512_loadu_ps(acc_io + (v * JR * kTaps + i) * kLanes);
+  int64_t o[JR];
+  for (int j = 0; j < JR; ++j) o[j] = row_off[j];
+  for (int64_t i = 0; i < positions; ++i, dyt += Kp) {
+    const float* xr = xs + pos[i];
+    __m512 dv[KV];
+    for (int v = 0; v < KV; ++v) dv[v] = _mm512_loadu_ps(dyt + kLanes * v);
+    for (int j = 0; j < JR; ++j)
+      for (int s = 0; s < kTaps; ++s) {
+        __m512 xv = _mm512_set1_ps(xr[o[j] + s]);
+        for (int v = 0; v < KV; ++v) acc[v][j * kTaps + s] = _mm512_fmadd_ps(dv[v], xv, acc[v][j * kTaps + s]);
+      }
+  }
+  for (int v = 0; v < KV; ++v)
+    for (int i = 0; i < JR * kTaps; ++i) _mm512_storeu_ps(acc_io + (v * JR * kTaps + i) * kLanes, acc[v][i]);
+}
+
+using FilterTileFn = void (*)(const float*, const int64_t*, const float*, int64_t, int64_t, const int64_t*, float*);
+struct FilterTile {
+  int KV, JR;  // KV * JR * 3 accumulators, KV dy vectors and one broadcast: at most 29 registers
+  FilterTileFn fn;
+};
+const FilterTile kFilterTiles[] = {{4, 2, filter_tile<4, 2>}, {2, 4, filter_tile<2, 4>}, {3, 2, filter_tile<3, 2>},
+                                   {1, 8, filter_tile<1, 8>}, {2, 2, filter_tile<2, 2>}, {1, 4, filter_tile<1, 4>}};
+
+// The tile with the least estimated time, as forward_tile_for: padded work (filters up to 16 KV,
+// rows up to JR) times the share by which the KV + 3 JR loads per position outrun its multiply-adds.
+const FilterTile& filter_tile_for(int64_t K, int64_t rows) {
+  const FilterTile* best = &kFilterTiles[0];
+  double best_time = -1;
+  for (const FilterTile& t : kFilterTiles) {
+    double fmas = t.KV * t.JR * kTaps, loads = t.KV + kTaps * t.JR;
+    double time = double(round_up(K, kLanes * t.KV) * round_up(rows, t.JR)) * std::max(fmas, loads) / fmas;
+    if (best_time < 0 || time < best_time) best = &t, best_time = time;
+  }
+  return *best;
+}
+
+}  // namespace
+
+constexpr int64_t kChunkBytes = 16 << 10;  // a third of L1
+constexpr int64_t kTileBlock = 128;        // tiles of at most 1.5 KB of sums each: 192 KB
+
+bool backward_filter_applies(const ConvGeometry& g) { return g.R == kTaps && g.S == kTaps; }
+
+void backward_filter(const float* dy, const float* x, const ConvGeometry& g, float* dw) {
+  const FilterTile& tile = filter_tile_for(g.K, g.C * g.R);
+  const int64_t Kv = kLanes * tile.KV, Kp = round_up(g.K, Kv);
+  const int64_t rows = g.C * g.R, rows_p = round_up(rows, tile.JR);
+  const int64_t Hp = g.padded_h(), Wp = g.padded_w();
+  const int64_t image_x = g.C * Hp * Wp, image_dy = g.pq() * Kp;
+  // Row offsets c Hp Wp + r Wp; rows past the last read row 0 and are thrown away.
+  std::vector<int64_t> row_off(rows_p, 0);
+  for (int64_t i = 0; i < rows; ++i) row_off[i] = (i / g.R) * Hp * Wp + (i % g.R) * Wp;
+  const int64_t B = std::clamp<int64_t>(kGroupBytes / (4 * (image_x + image_dy)), 1, kMaxGroup);
+  std::vector<int64_t> pos(B * g.pq());  // where position (b, p, q) of a group reads its images
+  for (int64_t b = 0, i = 0; b < B; ++b)
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q) pos[i++] = b * image_x + (p * Wp + q) * g.stride;
+  // Per-thread sums acc [Kp / Kv][rows_p / JR] tiles of [KV][JR * 3][16], added in thread order at
+  // the end (as conv.cpp's im2col filter gradient: the result depends on the thread count, but not
+  // on the run). Groups of images are shared among the threads, so there is no barrier per group.
+  const int64_t tiles_k = Kp / Kv, tiles_r = rows_p / tile.JR, tiles = tiles_k * tiles_r;
+  const int64_t tile_floats = Kv * tile.JR * kTaps, groups = ceil_div(g.N, B);
+  std::vector<std::vector<float>> acc(omp_get_max_threads());
+#pragma omp parallel
+  {
+    std::vector<float>& sums = acc[omp_get_thread_num()];
+    sums.assign(tiles * tile_floats, 0.0f);
+    float* xs = scratch<float>(Scratch::planes, B * image_x);
+    float* dyts = scratch<float>(Scratch::wide, B * image_dy);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < groups; ++i) {
+      const int64_t n0 = i * B, nb = std::min(B, g.N - n0);
+      // xs[b] = image n0 + b zero-padded; dyts[b] [P*Q][Kp] = its dy transposed (zero beyond K),
+      // in blocks of 16 positions so that each k reads one line.
+      std::fill_n(xs, nb * image_x, 0.0f);
+      for (int64_t bc = 0; bc < nb * g.C; ++bc)
+        for (int64_t h = 0; h < g.H; ++h)
+          std::copy_n(x + n0 * g.chw() + (bc * g.H + h) * g.W, g.W, xs + (bc * Hp + h + g.pad) * Wp + g.pad);
+      std::fill_n(dyts, nb * image_dy, 0.0f);
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t i0 = 0; i0 < g.pq(); i0 += kLanes)
+          for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t i = i0; i < std::min(i0 + kLanes, g.pq()); ++i)
+              dyts[b * image_dy + i * Kp + k] = dy[(n0 + b) * g.kpq() + k * g.pq() + i];
+      // The tiles in blocks of kTileBlock whose sums stay in L2. A block runs chunk by chunk of
+      // positions, so that a chunk's dy^T columns (kChunkBytes) stay in L1 for all its tiles of
+      // one filter block.
+      const int64_t positions = nb * g.pq(), chunk = std::max<int64_t>(1, kChunkBytes / (4 * Kv));
+      for (int64_t tb = 0; tb < tiles; tb += kTileBlock)
+        for (int64_t i0 = 0; i0 < positions; i0 += chunk)
+          for (int64_t t = tb; t < std::min(tb + kTileBlock, tiles); ++t) {
+            const int64_t tk = t / tiles_r, tr = t % tiles_r;
+            tile.fn(xs, pos.data() + i0, dyts + i0 * Kp + tk * Kv, std::min(chunk, positions - i0), Kp,
+                    row_off.data() + tr * tile.JR, sums.data() + t * tile_floats);
+          }
+    }
+  }
+  for (size_t th = 1; th < acc.size(); ++th)
+    if (!acc[th].empty())
+      for (int64_t i = 0; i < tiles * tile_floats; ++i) acc[0][i] += acc[th][i];
+  // acc element (tile (tk, tr), v, j * 3 + s, lane) is dw[tk Kv + 16 v + lane, row tr JR + j, s].
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t tk = t / tiles_r, tr = t % tiles_r;
+    for (int64_t v = 0; v < tile.KV; ++v)
+      for (int64_t j = 0; j < tile.JR; ++j)
+        for (int64_t s = 0; s < kTaps; ++s)
+          for (int64_t lane = 0; lane < kLanes; ++lane) {
+            const int64_t k = tk * Kv + v * kLanes + lane, row = tr * tile.JR + j;
+            if (k < g.K && row < rows)
+              dw[(k * rows + row) * kTaps + s] = acc[0][t * tile_floats + ((v * tile.JR + j) * kTaps + s) * kLanes + lane];
+          }
+  }
 }
 
 }  // namespace afd::cpu::direct

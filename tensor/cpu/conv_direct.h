@@ -41,9 +41,14 @@ bool supported();
 // which needs stride 1 and padding of at most R - 1 and S - 1.
 bool backward_data_applies(const ConvGeometry& g);
 
+// The filter gradient's tiles are written for 3x3 kernels (any stride and padding).
+bool backward_filter_applies(const ConvGeometry& g);
+
 // f32 only; every pointer is a dense tensor in the layout above. bias may be null.
 void forward(const float* x, const float* w, const float* bias, const ConvGeometry& g, float* y);
 void backward_data(const float* dy, const float* w, const ConvGeometry& g, float* dx);
+// dw [K, C, R, S] = the filter gradient, overwritten (the bias gradient is the caller's).
+void backward_filter(const float* dy, const float* x, const ConvGeometry& g, float* dw);
 
 }  // namespace direct
 }  // namespace afd::cpu

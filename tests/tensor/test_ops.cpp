@@ -397,7 +397,8 @@ TEST(Ops, ConvolutionOfTinyMapsIsOneDenseMatrix) {
 // definition in f64 for strides 1 to 3, kernels from 1x1 to 5x5, non-square kernels and maps, and
 // channel counts that fill no tile exactly (so the padded filters and junk positions are thrown
 // away); the data gradient (stride 1, square kernels) against the f64 im2col result, and through
-// the adjoint identity <conv(x, w), dy> = <x, dx>. Both bit for bit the same on 1 and 2 threads.
+// the adjoint identity <conv(x, w), dy> = <x, dx>, both bit for bit the same on 1 and 2 threads;
+// the filter gradient (3x3 kernels, any stride) against f64 im2col, on 1 and 2 threads.
 TEST(Ops, DirectConvolutionMatchesTheDefinition) {
   if (!cpu::conv2d_direct_supported()) GTEST_SKIP() << "this CPU has no AVX-512F: the direct kernels cannot run";
   struct Restore {
@@ -417,14 +418,16 @@ TEST(Ops, DirectConvolutionMatchesTheDefinition) {
                                                  {{2, 6, 9, 9}, {5, 6, 1, 1}, {2, 0}},       // 1x1 stride 2, odd map
                                                  {{2, 8, 3, 3}, {9, 8, 3, 3}, {1, 1}},       // a 3x3 map
                                                  {{1, 2, 40, 40}, {2, 2, 3, 3}, {1, 1}},     // 2 filters, 100 vectors
-                                                 {{2, 1, 5, 5}, {24, 1, 3, 3}, {1, 1}}}) {   // 24 filters, 1 channel
+                                                 {{2, 1, 5, 5}, {24, 1, 3, 3}, {1, 1}},      // 24 filters, 1 channel
+                                                 {{5, 16, 40, 40}, {16, 16, 3, 3}, {1, 1}}}) {  // images in 3 groups
     SCOPED_TRACE("x " + shape_str(c.x) + ", w " + shape_str(c.w) + ", stride " + std::to_string(c.p.stride) +
                  ", pad " + std::to_string(c.p.padding));
     Tensor x = randt(c.x, 90), w = randt(c.w, 91), b = randt({c.w[0]}, 92);
     Tensor x32 = x.to(DType::f32), w32 = w.to(DType::f32), b32 = b.to(DType::f32);
     cpu::set_conv_algorithm(cpu::ConvAlgorithm::direct);
     ASSERT_TRUE(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::forward));
-    ASSERT_FALSE(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::backward_filter));
+    bool filter = c.w[2] == 3 && c.w[3] == 3;
+    ASSERT_EQ(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::backward_filter), filter);
     bool data = c.p.stride == 1 && c.w[2] == c.w[3];
     ASSERT_EQ(cpu::conv2d_uses_direct(c.x, c.w, c.p, cpu::ConvPass::backward_data), data);
     set_num_threads(1);
@@ -432,9 +435,19 @@ TEST(Ops, DirectConvolutionMatchesTheDefinition) {
     expect_close(y1.to(DType::f64), conv_reference(x, w, b, c.p.stride, c.p.padding), 1e-4, 1e-4);
     Tensor dy = randt(y1.shape(), 93), dy32 = dy.to(DType::f32);
     Tensor dx1 = ops::conv2d_backward_data(dy32, w32, c.x, c.p);
+    auto [dw1, db1] = ops::conv2d_backward_filter(dy32, x32, c.w, c.p, true);
     set_num_threads(2);
     EXPECT_EQ(ops::conv2d(x32, w32, b32, c.p).to_vector<float>(), y1.to_vector<float>());
     EXPECT_EQ(ops::conv2d_backward_data(dy32, w32, c.x, c.p).to_vector<float>(), dx1.to_vector<float>());
+    // The filter gradient's per-thread sums depend on the thread count, not on the run.
+    auto [dw2, db2] = ops::conv2d_backward_filter(dy32, x32, c.w, c.p, true);
+    EXPECT_EQ(ops::conv2d_backward_filter(dy32, x32, c.w, c.p, true).first.to_vector<float>(), dw2.to_vector<float>());
+    expect_close(dw2.to(DType::f64), dw1.to(DType::f64), 1e-4, std::max(1e-4, 2e-7 * double(dy.numel() / c.w[0])));
+    // dw sums N P Q products in f32 per entry: the rounding grows with the count (about 8e-4 at
+    // 8000 terms of N(0, 1) values); an indexing error would be off by whole products.
+    auto [dw, db] = ops::conv2d_backward_filter(dy, x, c.w, c.p, true);
+    expect_close(dw1.to(DType::f64), dw, 1e-4, std::max(1e-4, 2e-7 * double(dy.numel() / c.w[0])));
+    expect_close(db1.to(DType::f64), db, 1e-4, 1e-4);
     // f64 never takes the direct kernels: it is the im2col reference here.
     Tensor dx = ops::conv2d_backward_data(dy, w, c.x, c.p);
     expect_close(dx1.to(DType::f64), dx, 1e-4, 1e-4);
@@ -442,7 +455,8 @@ TEST(Ops, DirectConvolutionMatchesTheDefinition) {
     EXPECT_NEAR(dot(x, dx1.to(DType::f64)), lhs, 1e-4 * (1 + std::fabs(lhs)));
   }
   // automatic: the MNIST ResNet18's 7x7 stage and the CIFAR ResNet18's 32x32 and 16x16 ones go
-  // direct; one input channel, stride 2, 256 channels and 4x4 maps stay on im2col, 2x2 on dense.
+  // direct; one input channel, stride 2, 256 channels and 4x4 maps stay on im2col, 2x2 on dense
+  // (forward and data gradient).
   cpu::set_conv_algorithm(cpu::ConvAlgorithm::automatic);
   using cpu::ConvPass;
   EXPECT_TRUE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::forward));
@@ -453,7 +467,14 @@ TEST(Ops, DirectConvolutionMatchesTheDefinition) {
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 1, 28, 28}, {16, 1, 3, 3}, {2, 1}, ConvPass::forward));
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 14, 14}, {16, 16, 3, 3}, {2, 1}, ConvPass::forward));
   EXPECT_FALSE(cpu::conv2d_uses_direct({128, 48, 2, 2}, {48, 48, 3, 3}, {1, 1}, ConvPass::forward));
-  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  // The filter gradient: any map size and stride with 16 to 128 channels; not one input channel,
+  // not 256 channels.
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 16, 7, 7}, {16, 16, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 16, 14, 14}, {32, 16, 3, 3}, {2, 1}, ConvPass::backward_filter));
+  EXPECT_TRUE(cpu::conv2d_uses_direct({128, 32, 4, 4}, {32, 32, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({128, 1, 28, 28}, {32, 1, 3, 3}, {1, 0}, ConvPass::backward_filter));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({32, 256, 8, 8}, {256, 256, 3, 3}, {1, 1}, ConvPass::backward_filter));
+  EXPECT_FALSE(cpu::conv2d_uses_direct({32, 64, 32, 32}, {128, 64, 1, 1}, {2, 0}, ConvPass::backward_filter));
   // The SmallCNN's valid (pad 0) convolutions: all forwards go direct, but the data gradient of
   // 12x12 -> 10x10 would compute 1.44x im2col's taps and stays there; 26x26 -> 24x24 (1.17x) not.
   EXPECT_TRUE(cpu::conv2d_uses_direct({128, 32, 12, 12}, {64, 32, 3, 3}, {1, 0}, ConvPass::forward));
