@@ -2,32 +2,64 @@
 # Packs a CUDA build made here for a GPU machine that cannot build the project itself (one without
 # Debian's packages or a network, like the lent GPU machines of this project's workplace):
 #   bash tools/device_pack.sh [build-dir]      (default build-dev)
-# Builds (release, CUDA, sm_90 only: H100 and H200), then writes .devpack/pack.tar.xz holding the
-# build's executables at their paths in the build folder and the shared libraries they need that
-# are not CUDA's (fmt, OpenBLAS with gfortran and quadmath, libjpeg, OpenMP). On the GPU machine,
-# tools/device_check.sh unpacks it when it is there and runs the executables in place, with the
-# CUDA libraries (cuDNN, NCCL, cuBLAS) of that machine. The executables name the source folder by
-# its absolute path here (fixtures, afd_run's path): device_check.sh links that path to its own
-# copy of the repository when the two differ.
+# Builds (a new build folder is configured release, CUDA, sm_90: H100 and H200), checks that the
+# CUDA backend is compiled in, then writes .devpack/pack.tar.xz holding the build's executables at
+# their paths in the build folder and every shared library they need except the C library's,
+# libstdc++'s and CUDA's (cudart, cuBLAS, cuDNN, NCCL, the driver): fmt, OpenBLAS with gfortran and
+# quadmath, libjpeg, libpng, OpenMP, Gloo with hiredis, ibverbs and libnl. On the GPU machine,
+# tools/device_check.sh unpacks it when it is there and runs the executables in place, with that
+# machine's CUDA libraries. The executables name the source folder by its absolute path here
+# (fixtures, afd_run's path): device_check.sh links that path to its own copy of the repository
+# when the two differ.
+#
+# The pack must be the committed code: the script refuses a tree with uncommitted changes to
+# tracked files (DEVPACK_ALLOW_DIRTY=1 packs it anyway, and the pack says "dirty").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-dev}
+rev=$(git describe --always --dirty --abbrev=12)
+if [[ $rev == *-dirty && ${DEVPACK_ALLOW_DIRTY:-0} != 1 ]]; then
+  echo "device_pack: the tree has uncommitted changes (git status); commit them or set DEVPACK_ALLOW_DIRTY=1" >&2
+  exit 1
+fi
 [[ -f $build/build.ninja ]] || meson setup "$build" -Dcuda=enabled -Dgpu_archs=90 --buildtype=release
 ninja -C "$build"
+version=$("$build/afd_run" version)
+if [[ $version != *"CUDA backend compiled: yes"* ]]; then
+  echo "device_pack: $build has no CUDA backend ($version); configure it with -Dcuda=enabled" >&2
+  exit 1
+fi
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 # Executables: every regular executable file of the build outside the object folders (*.p).
-find "$build" -type f -perm -u+x ! -path '*.p/*' ! -path '*/meson-*' ! -name '*.so' ! -name '*.py' \
-  -exec sh -c 'for f; do mkdir -p "$0/$(dirname "$f")"; cp "$f" "$0/$f"; strip -s "$0/$f"; done' "$stage" {} +
+mapfile -t exes < <(find "$build" -type f -perm -u+x ! -path '*.p/*' ! -path '*/meson-*' ! -name '*.so' ! -name '*.py')
+for f in "${exes[@]}"; do
+  mkdir -p "$stage/$(dirname "$f")"
+  cp "$f" "$stage/$f"
+  strip -s "$stage/$f"
+done
+# Shared libraries: all that ldd finds for any executable, except the ones every Linux with CUDA
+# has (and that must match the machine's own: the loader, the C library, libstdc++) and CUDA's.
 mkdir -p "$stage/.devpack/lib"
-# Shared libraries from the system that a GPU machine may lack (CUDA's own are left to it).
-{ ldd "$build/afd_run" "$build"/tests/test_* 2>/dev/null || true; } | awk '/=>/ {print $3}' | sort -u |
-  grep -E 'lib(fmt|openblas|gfortran|quadmath|jpeg|gomp)\.so' |
-  while read -r lib; do cp -L "$lib" "$stage/.devpack/lib/"; done
-echo "$(git rev-parse HEAD) $(pwd) $build" > "$stage/.devpack/built_from.txt"
+deps=$(ldd "${exes[@]}" 2>/dev/null | grep '=>' | sort -u)
+missing=$(grep 'not found' <<< "$deps" || true)
+if [[ -n $missing ]]; then
+  echo "device_pack: libraries not found here:" >&2
+  echo "$missing" >&2
+  exit 1
+fi
+system='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libutil|libresolv|libstdc\+\+|libgcc_s)\.'
+cuda='^(libcuda|libcudart|libcublas|libcublasLt|libcudnn.*|libnccl|libnvrtc|libnvJitLink)\.'
+awk '{print $3}' <<< "$deps" | sort -u | while read -r lib; do
+  name=$(basename "$lib")
+  [[ $name =~ $system || $name =~ $cuda ]] && continue
+  cp -L "$lib" "$stage/.devpack/lib/"
+done
+echo "$rev $(pwd) $build" > "$stage/.devpack/built_from.txt"
 mkdir -p .devpack
 tar -C "$stage" -cJf .devpack/pack.tar.xz .
 grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >> .git/info/exclude
 ls -la .devpack/pack.tar.xz
-tar -tJf .devpack/pack.tar.xz | grep -v '/$' | head -40
+echo "libraries packed: $(ls "$stage/.devpack/lib" | tr '\n' ' ')"
+echo "executables packed: ${#exes[@]}, built from $rev"

@@ -66,6 +66,16 @@ ncclUniqueId exchange_unique_id(const DistOptions& o) {
   }
 }
 
+// The communicator is non-blocking (config.blocking = 0): its initialisation and group calls may
+// return ncclInProgress, meaning "started": wait() then polls them to the end. Any other result
+// but success is an error.
+#define AFD_NCCL_STARTED(call)                                                                      \
+  do {                                                                                             \
+    const ncclResult_t afd_nccl_ = (call);                                                         \
+    if (afd_nccl_ != ncclSuccess && afd_nccl_ != ncclInProgress)                                   \
+      ::afd::cuda::throw_gpu_error(#call, ncclGetErrorString(afd_nccl_), "NCCL", __FILE__, __LINE__); \
+  } while (0)
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const DistOptions& o, Device device)
@@ -76,7 +86,7 @@ class NcclCommunicator final : public Communicator {
     const ncclUniqueId id = exchange_unique_id(o);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
-    AFD_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
+    AFD_NCCL_STARTED(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
     wait("ncclCommInitRankConfig", nullptr);
     AFD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
@@ -94,9 +104,9 @@ class NcclCommunicator final : public Communicator {
     const ncclDataType_t type = nccl_type(t.dtype());
     if (t.numel() == 0) return;
     AFD_CUDA_CHECK(cudaDeviceSynchronize());  // the backend's stream has produced t
-    AFD_NCCL_CHECK(ncclGroupStart());
-    AFD_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), type, ncclSum, comm_, stream_));
-    AFD_NCCL_CHECK(ncclGroupEnd());
+    AFD_NCCL_STARTED(ncclGroupStart());
+    AFD_NCCL_STARTED(ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), type, ncclSum, comm_, stream_));
+    AFD_NCCL_STARTED(ncclGroupEnd());
     wait("ncclAllReduce", stream_);
   }
 
@@ -105,9 +115,9 @@ class NcclCommunicator final : public Communicator {
     AFD_CHECK(root >= 0 && root < size_, "broadcast: root {} outside [0, {})", root, size_);
     if (t.numel() == 0) return;
     AFD_CUDA_CHECK(cudaDeviceSynchronize());
-    AFD_NCCL_CHECK(ncclGroupStart());
-    AFD_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), t.nbytes(), ncclUint8, root, comm_, stream_));
-    AFD_NCCL_CHECK(ncclGroupEnd());
+    AFD_NCCL_STARTED(ncclGroupStart());
+    AFD_NCCL_STARTED(ncclBroadcast(t.raw_data(), t.raw_data(), t.nbytes(), ncclUint8, root, comm_, stream_));
+    AFD_NCCL_STARTED(ncclGroupEnd());
     wait("ncclBroadcast", stream_);
   }
 

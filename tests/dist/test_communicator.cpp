@@ -191,6 +191,27 @@ int visible_gpus() {
   return count;
 }
 
+// NCCL with one rank on cuda:0: initialisation, the collectives and the barrier run through the
+// non-blocking communicator's polling (ncclInProgress) on a machine with one GPU. Skips without.
+TEST(Communicator, NcclOneRankOnOneGpu) {
+  if (visible_gpus() < 1) GTEST_SKIP() << "needs a GPU: the NCCL communicator is compiled but not run here";
+  const fs::path dir = fresh_dir("nccl1");
+  std::vector<int> codes = run_ranks(1, [&](int rank) {
+    auto comm = make_nccl(options(rank, 1, dir), Device::cuda(0));
+    if (comm->size() != 1 || comm->rank() != 0 || std::string(comm->backend()) != "nccl") return 3;
+    Tensor t = Tensor::from_vector<float>({1.5f, -2.f, 3.f}, {3}).to(Device::cuda(0));
+    comm->all_reduce_sum(t);
+    if (t.to(Device::cpu()).to_vector<float>() != std::vector<float>{1.5f, -2.f, 3.f}) return 4;
+    Tensor d = Tensor::from_vector<double>({0.25, 7.0}, {2}).to(Device::cuda(0));
+    comm->broadcast(d, 0);
+    if (d.to(Device::cpu()).to_vector<double>() != std::vector<double>{0.25, 7.0}) return 5;
+    comm->barrier();
+    return 0;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0}));
+  fs::remove_all(dir);
+}
+
 // NCCL, one process per GPU. Skips without two GPUs (NCCL refuses two ranks on one device).
 TEST(Communicator, NcclAllReduceBroadcastBarrierOnTwoGpus) {
   if (visible_gpus() < 2) GTEST_SKIP() << "needs 2 GPUs: the NCCL communicator is compiled but not run here";
