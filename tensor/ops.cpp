@@ -265,6 +265,10 @@ std::pair<Tensor, Tensor> conv2d_backward_filter(const Tensor& dy, const Tensor&
                                                  bool want_bias) {
   check_same(dy, x, "conv2d_backward_filter");
   check_shape(dy, conv2d_output_shape(x.shape(), w_shape, p), "conv2d_backward_filter", "dy");
+  if (dy.numel() == 0) {  // an empty batch: no backend call (cuDNN takes no empty descriptors)
+    return {Tensor::zeros(w_shape, dy.dtype(), dy.device()),
+            want_bias ? Tensor::zeros({w_shape[0]}, dy.dtype(), dy.device()) : Tensor()};
+  }
   Tensor dw(w_shape, dy.dtype(), dy.device());
   Tensor dbias = want_bias ? Tensor({w_shape[0]}, dy.dtype(), dy.device()) : Tensor();
   count_kernel(Kernel::conv2d_backward_filter);

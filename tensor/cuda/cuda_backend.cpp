@@ -54,11 +54,14 @@ void* DeviceAllocator::allocate(size_t bytes) {
       release_cached();
       status = cudaMalloc(&p, cls);
     }
-    if (status != cudaSuccess) {
+    if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       AFD_FAIL("cuda:{}: out of memory allocating {} bytes ({} in use by tensors): {}; use a smaller "
                "--batch-size", device_, bytes, stats_.in_use_bytes, cudaGetErrorString(status));
     }
+    // Anything else is an earlier asynchronous error (a kernel that faulted) surfacing here:
+    // report it as what it is, not as a lack of memory.
+    if (status != cudaSuccess) throw_gpu_error("cudaMalloc", cudaGetErrorString(status), "CUDA", __FILE__, __LINE__);
     ++stats_.device_mallocs;
   }
   stats_.in_use_bytes += cls;
@@ -160,8 +163,11 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
   const Device sd = src.device(), dd = dst.device();
   if (sd.is_cpu()) {  // host -> this device: convert on the host first
     Tensor host = src.to(dst.dtype());
-    // From pageable memory this returns once the bytes are staged, so `host` may die after it.
+    // From pageable memory CUDA "may" stage the bytes and return; where the GPU reads host memory
+    // directly the copy can still run after the call. `host` (often a temporary) dies on return,
+    // so wait for the copy.
     AFD_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), host.raw_data(), dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return;
   }
   if (dd.is_cpu()) {  // this device -> host: convert on the device first
@@ -174,6 +180,9 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
     Tensor moved(src.shape(), src.dtype(), dd);
     afd::synchronize(sd);  // the source device may still be writing src
     AFD_CUDA_CHECK(cudaMemcpyAsync(moved.raw_data(), src.raw_data(), src.nbytes(), cudaMemcpyDefault, stream_));
+    // src's block returns to the source device's cache when the caller drops it, and that
+    // device's stream may reuse it at once: the read must be over first.
+    AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
     copy(moved, dst);
     return;
   }
@@ -436,6 +445,10 @@ void CudaBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, i
   char* pd = static_cast<char*>(dst.raw_data()) + dst_start * ad.inner * es;
   size_t width = len * as.inner * es;
   if (width == 0 || as.outer == 0) return;
+  if (as.outer == 1) {  // one row: a plain copy (a 2-D copy refuses pitches over cudaDeviceProp::memPitch, 2 GiB)
+    AFD_CUDA_CHECK(cudaMemcpyAsync(pd, ps, width, cudaMemcpyDeviceToDevice, stream_));
+    return;
+  }
   AFD_CUDA_CHECK(cudaMemcpy2DAsync(pd, ad.n * ad.inner * es, ps, as.n * as.inner * es, width, as.outer,
                                    cudaMemcpyDeviceToDevice, stream_));
 }

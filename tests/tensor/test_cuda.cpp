@@ -101,8 +101,13 @@ TEST(CudaBackend, PrecisionSettingSwitchesTf32) {
   Tensor a = Tensor::full({64, 256}, 1.0 + 1.0 / 4096, DType::f32, gpu), b = Tensor::ones({256, 64}, DType::f32, gpu);
   set_precision(Precision::strict);
   float strict = ops::matmul(a, b).to_vector<float>()[0];
+  set_precision(Precision::tf32);
+  float tf32 = ops::matmul(a, b).to_vector<float>()[0];
   set_precision(old);
   EXPECT_FLOAT_EQ(strict, 256.0f * (1.0f + 1.0f / 4096));
+  // TF32 keeps 10 mantissa bits: 1 + 2^-12 becomes 1 and the product 256 (if this fails, the tf32
+  // setting never reached cuBLAS, or cuBLAS chose a non-tensor-core kernel for this shape).
+  EXPECT_FLOAT_EQ(tf32, 256.0f);
   EXPECT_STREQ(precision_name(Precision::tf32), "tf32");
   EXPECT_EQ(parse_precision("strict"), Precision::strict);
   afd::testing::expect_error([] { parse_precision("fp16"); }, "precision 'fp16'");

@@ -154,6 +154,12 @@ TEST(Ops, Conv2dMatchesDirectConvolution) {
     Tensor y32 = ops::conv2d(x.to(DType::f32), w.to(DType::f32), c.bias ? b.to(DType::f32) : Tensor(), {c.stride, c.pad});
     expect_close(y32, y, 1e-5, 1e-5);
   }
+  // An empty batch: an empty output, and zero filter and bias gradients (without a backend call).
+  Tensor x0 = Tensor::zeros({0, 3, 5, 5}), w0 = randt({2, 3, 3, 3}, 13).to(DType::f32);
+  EXPECT_EQ(ops::conv2d(x0, w0, Tensor(), {1, 1}).shape(), (Shape{0, 2, 5, 5}));
+  auto [dw0, db0] = ops::conv2d_backward_filter(Tensor::zeros({0, 2, 5, 5}), x0, w0.shape(), {1, 1}, true);
+  EXPECT_EQ(dw0.to_vector<float>(), std::vector<float>(54, 0.0f));
+  EXPECT_EQ(db0.to_vector<float>(), std::vector<float>(2, 0.0f));
   expect_error([&] { ops::conv2d(Tensor::zeros({1, 3, 5, 5}), Tensor::zeros({2, 4, 3, 3}), Tensor(), {}); },
                "conv2d: input has 3 channels but weight [2, 4, 3, 3] expects 4");
   expect_error([&] { ops::conv2d(Tensor::zeros({3, 5, 5}), Tensor::zeros({2, 3, 3, 3}), Tensor(), {}); },
