@@ -37,7 +37,7 @@
 // groups are shared among the threads, and the threads' sums are added in thread order at the end:
 // the result repeats from run to run but, as with im2col's filter gradient, not across thread
 // counts. (Sharing the tiles instead makes it independent of the thread count, but needs a
-// barrier per group: at 2 threads that cost 10-20% where OpenMP threads sleep at barriers.)
+// barrier per group: it ran at a tenth of its speed while another process held the second vCPU.)
 #include "tensor/cpu/conv_direct.h"
 
 #include <immintrin.h>
@@ -238,7 +238,9 @@ void backward_data(const float* dy, const float* w, const ConvGeometry& g, float
 
 namespace {
 
-constexpr int64_t kTaps = 3;  // S: the filter-gradient tiles are written for 3x3 kernels
+constexpr int64_t kTaps = 3;               // S: the filter-gradient tiles are written for 3x3 kernels
+constexpr int64_t kChunkBytes = 16 << 10;  // a third of L1
+constexpr int64_t kTileBlock = 128;        // tiles of at most 1.5 KB of sums each: 192 KB
 
 // One tile over the positions of a group of images: acc [KV][JR * 3][16] += the sum above for
 // filters k0 + 16 v + lane, rows row_off[j] (c Hp Wp + r Wp) and taps s. Position i reads the
@@ -289,9 +291,6 @@ const FilterTile& filter_tile_for(int64_t K, int64_t rows) {
 
 }  // namespace
 
-constexpr int64_t kChunkBytes = 16 << 10;  // a third of L1
-constexpr int64_t kTileBlock = 128;        // tiles of at most 1.5 KB of sums each: 192 KB
-
 bool backward_filter_applies(const ConvGeometry& g) { return g.R == kTaps && g.S == kTaps; }
 
 void backward_filter(const float* dy, const float* x, const ConvGeometry& g, float* dw) {
@@ -321,8 +320,8 @@ void backward_filter(const float* dy, const float* x, const ConvGeometry& g, flo
     float* xs = scratch<float>(Scratch::planes, B * image_x);
     float* dyts = scratch<float>(Scratch::wide, B * image_dy);
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < groups; ++i) {
-      const int64_t n0 = i * B, nb = std::min(B, g.N - n0);
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      const int64_t n0 = grp * B, nb = std::min(B, g.N - n0);
       // xs[b] = image n0 + b zero-padded; dyts[b] [P*Q][Kp] = its dy transposed (zero beyond K),
       // in blocks of 16 positions so that each k reads one line.
       std::fill_n(xs, nb * image_x, 0.0f);
