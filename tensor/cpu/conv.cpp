@@ -317,12 +317,12 @@ void dense_backward_filter(const T* dy, const T* x, const ConvGeometry& g, T* dw
 std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
 
 // Where automatic runs the direct kernels (conv_direct.cpp), from per-layer timings of one
-// process alternating the two algorithms call by call (docs/benchmarks.md): stride 1, at least 16 channels in and out (with one input channel im2col
-// is a plain copy and ran 2x faster), maps of at least 6x6 (on a 4x4 map with padding 1 half of
-// the direct kernel's vector lanes hold junk positions: it ran 0.86-1.0x im2col) and at most
-// 128 x 128 channels (wider layers stream the packed weights from memory for every group of
-// images; gemm blocks them better: 256 channels on 8x8 maps ran at 0.7-0.83x). The data gradient
-// is the same kernel with the channel counts swapped, and it computes all H x W taps of dx where
+// process alternating the two algorithms call by call (docs/benchmarks.md): stride 1, at least
+// 16 channels in and out (with one input channel im2col is a plain copy and ran 2x faster), maps
+// of at least 6x6 (on a 4x4 map with padding 1 half of the direct kernel's vector lanes hold
+// junk positions: it ran 0.86-1.0x im2col) and at most 128 x 128 channels (wider layers stream
+// the packed weights from memory for every group of images; gemm blocks them better: 256
+// channels on 8x8 maps ran at 0.7-0.83x). The data gradient is the same kernel with the channel counts swapped, and it computes all H x W taps of dx where
 // im2col's gemm computes P x Q columns: "valid" convolutions (pad 0) make it do (H W) / (P Q)
 // times the work (the SmallCNN's 12x12 -> 10x10 layer: 1.44x, and it ran at 0.8x im2col; its
 // 26x26 -> 24x24 layer, 1.17x, still ran 1.06x faster).

@@ -23,7 +23,8 @@ struct ConvGeometry {
 // keeps its buffers, and a convolution allocates nothing per group of images (a fresh block of
 // this size would be a new mmap whose pages fault in). Slots name buffers in use at the same time:
 // im2col's padded image, col, gemm output and dense map (conv.cpp); the direct kernels' wide
-// planes, wide outputs, packed filter and flipped filter (conv_direct.cpp).
+// planes, wide outputs, packed filter and flipped filter, and the filter gradient's padded images
+// and transposed dy in the planes and wide slots (conv_direct.cpp).
 enum class Scratch { padded, col, out, dense, planes, wide, packed, flipped, count };
 template <class T>
 T* scratch(Scratch slot, int64_t n) {
