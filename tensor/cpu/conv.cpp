@@ -322,10 +322,11 @@ std::atomic<ConvAlgorithm> algorithm_setting{ConvAlgorithm::automatic};
 // of at least 6x6 (on a 4x4 map with padding 1 half of the direct kernel's vector lanes hold
 // junk positions: it ran 0.86-1.0x im2col) and at most 128 x 128 channels (wider layers stream
 // the packed weights from memory for every group of images; gemm blocks them better: 256
-// channels on 8x8 maps ran at 0.7-0.83x). The data gradient is the same kernel with the channel counts swapped, and it computes all H x W taps of dx where
-// im2col's gemm computes P x Q columns: "valid" convolutions (pad 0) make it do (H W) / (P Q)
-// times the work (the SmallCNN's 12x12 -> 10x10 layer: 1.44x, and it ran at 0.8x im2col; its
-// 26x26 -> 24x24 layer, 1.17x, still ran 1.06x faster).
+// channels on 8x8 maps ran at 0.7-0.83x). The data gradient is the same kernel with the
+// channel counts swapped, and it computes all H x W taps of dx where im2col's gemm computes
+// P x Q columns: "valid" convolutions (pad 0) make it do (H W) / (P Q) times the work (the
+// SmallCNN's 12x12 -> 10x10 layer: 1.44x, and it ran at 0.8x im2col; its 26x26 -> 24x24 layer,
+// 1.17x, still ran 1.06x faster).
 //
 // The filter gradient has no junk positions, so any map size and stride pays, with 16 to 128
 // channels in and out: 1.1-1.8x im2col there (scnn2-4, the MNIST ResNet18's 7x7, 4x4 and stride-2
