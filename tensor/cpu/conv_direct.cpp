@@ -359,7 +359,8 @@ void backward_filter(const float* dy, const float* x, const ConvGeometry& g, flo
           for (int64_t lane = 0; lane < kLanes; ++lane) {
             const int64_t k = tk * Kv + v * kLanes + lane, row = tr * tile.JR + j;
             if (k < g.K && row < rows)
-              dw[(k * rows + row) * kTaps + s] = acc[0][t * tile_floats + ((v * tile.JR + j) * kTaps + s) * kLanes + lane];
+              dw[(k * rows + row) * kTaps + s] =
+                  acc[0][t * tile_floats + ((v * tile.JR + j) * kTaps + s) * kLanes + lane];
           }
   }
 }
