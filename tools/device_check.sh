@@ -119,7 +119,9 @@ if [[ -f .devpack/pack.tar.xz ]]; then
     name=$(basename "$t")
     left=$((tests_deadline - SECONDS))
     if ((left < 5)); then tests_failed="TIMED OUT before $name"; break; fi
-    timeout -k 5 "$left" "$t" --gtest_output="xml:$logs/junit-$name.xml" > "$logs/test-$name.log" 2>&1
+    # The parity tests' log names each convolution plan's cuDNN algorithms ("[ cudnn ]" lines).
+    log_cudnn=""; [[ $name == test_tensor ]] && log_cudnn=1
+    AFD_LOG_CUDNN=$log_cudnn timeout -k 5 "$left" "$t" --gtest_output="xml:$logs/junit-$name.xml" > "$logs/test-$name.log" 2>&1
     rc=$?
     status=$(status_of $rc)
     # A suite that crashed or was stopped writes no XML: its tests are missing from the counts.

@@ -6,6 +6,10 @@
 //
 // Precision: strict f32 uses CUDNN_FMA_MATH (no tensor cores, so no TF32), as PyTorch does with
 // allow_tf32 off; tf32 uses CUDNN_DEFAULT_MATH, under which cuDNN may use TF32 tensor cores.
+#include <cstdio>
+#include <cstdlib>
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include "tensor/cuda/check.h"
@@ -117,6 +121,21 @@ ConvPlan& CudaBackend::conv_plan(const Tensor& x, const Tensor& w, const Tensor&
     plan->bwd_filter = best.algo;
     AFD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         cudnn_, plan->x.d, plan->y.d, plan->conv.d, plan->w.d, plan->bwd_filter, &plan->bwd_filter_bytes));
+  }
+  // AFD_LOG_CUDNN=1: one line per new plan, to tell which algorithms a run (or a parity test that
+  // misses its tolerance: FFT and Winograd round differently from a direct sum) used.
+  static const bool log = std::getenv("AFD_LOG_CUDNN") != nullptr && *std::getenv("AFD_LOG_CUDNN") != '\0';
+  if (log) {
+    static const char* const kFwd[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct",
+                                       "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+    static const char* const kBwdData[] = {"algo_0", "algo_1", "fft", "fft_tiling", "winograd", "winograd_nonfused"};
+    static const char* const kBwdFilter[] = {"algo_0", "algo_1", "fft", "algo_3", "winograd", "winograd_nonfused",
+                                             "fft_tiling"};
+    auto name = [](const char* const* names, size_t n, int a) { return a >= 0 && size_t(a) < n ? names[a] : "?"; };
+    std::fprintf(stderr, "[ cudnn ] %s: forward %s (%zu B), data gradient %s (%zu B), filter gradient %s (%zu B)\n",
+                 what.c_str(), name(kFwd, std::size(kFwd), plan->fwd), plan->fwd_bytes,
+                 name(kBwdData, std::size(kBwdData), plan->bwd_data), plan->bwd_data_bytes,
+                 name(kBwdFilter, std::size(kBwdFilter), plan->bwd_filter), plan->bwd_filter_bytes);
   }
   return *conv_plans_.emplace(key, std::move(plan)).first->second;
 }
