@@ -105,7 +105,7 @@ if [[ -f .devpack/pack.tar.xz ]]; then
   export LD_LIBRARY_PATH="$(pwd)/.devpack/lib:${cuda_dirs}${orig_ld}"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >> "$logs/unpack.log"
   ldd "$build/afd_run" >> "$logs/unpack.log" 2>&1
-  unresolved=$(ldd "$build/afd_run" "$build"/tests/*/test_* 2>/dev/null | grep 'not found' | sort -u | tr -s ' \t' ' ')
+  unresolved=$(ldd "$build/afd_run" "$build"/tests/test_* "$build"/tests/*/test_* 2>/dev/null | grep 'not found' | sort -u | tr -s ' \t' ' ')
   preflight=${unresolved:+"MISSING LIBRARIES:$unresolved"}
   preflight=${preflight:-"all libraries found (ldd afd_run in unpack.log)"}
   build_status="prebuilt at $rev (tools/device_pack.sh)"
