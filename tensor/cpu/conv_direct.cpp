@@ -59,6 +59,22 @@ constexpr int64_t kLanes = 16;  // floats per AVX-512 vector
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// The estimated time of a tile shape: its padded work, times the share by which its loads per
+// step outrun its multiply-adds (two of each issue per cycle).
+double tile_time(int64_t padded_work, double fmas, double loads) {
+  return double(padded_work) * std::max(fmas, loads) / fmas;
+}
+
+// The entry of `tiles` with the least time(tile); the first one on ties.
+template <class Tile, size_t N, class Time>
+const Tile& cheapest(const Tile (&tiles)[N], Time time) {
+  const Tile* best = &tiles[0];
+  double best_time = time(tiles[0]);
+  for (const Tile& t : tiles)
+    if (double tt = time(t); tt < best_time) best = &t, best_time = tt;
+  return *best;
+}
+
 // Where every tap reads in the wide planes of one image (see the top of the file).
 struct Wide {
   int64_t ph, pw;            // rows and pitch of one phase
@@ -160,14 +176,9 @@ constexpr int64_t kMaxGroup = 8;
 // fused multiply-adds issue per cycle. (bench_cpu: 16 x 1 tiles ran 15% slower than 8 x 2 on
 // the CIFAR 32x32 layer, which pads nothing with either.)
 const ForwardTile& forward_tile_for(int64_t K, int64_t V) {
-  const ForwardTile* best = &kForwardTiles[0];
-  double best_time = -1;
-  for (const ForwardTile& t : kForwardTiles) {
-    double fmas = t.KT * t.MV, loads = t.KT + 2 * t.MV;
-    double time = double(round_up(K, t.KT) * round_up(V, t.MV)) * std::max(fmas, loads) / fmas;
-    if (best_time < 0 || time < best_time) best = &t, best_time = time;
-  }
-  return *best;
+  return cheapest(kForwardTiles, [&](const ForwardTile& t) {
+    return tile_time(round_up(K, t.KT) * round_up(V, t.MV), t.KT * t.MV, t.KT + 2 * t.MV);
+  });
 }
 
 }  // namespace
@@ -279,14 +290,9 @@ const FilterTile kFilterTiles[] = {{4, 2, filter_tile<4, 2>}, {2, 4, filter_tile
 // The tile with the least estimated time, as forward_tile_for: padded work (filters up to 16 KV,
 // rows up to JR) times the share by which the KV + 3 JR loads per position outrun its multiply-adds.
 const FilterTile& filter_tile_for(int64_t K, int64_t rows) {
-  const FilterTile* best = &kFilterTiles[0];
-  double best_time = -1;
-  for (const FilterTile& t : kFilterTiles) {
-    double fmas = t.KV * t.JR * kTaps, loads = t.KV + kTaps * t.JR;
-    double time = double(round_up(K, kLanes * t.KV) * round_up(rows, t.JR)) * std::max(fmas, loads) / fmas;
-    if (best_time < 0 || time < best_time) best = &t, best_time = time;
-  }
-  return *best;
+  return cheapest(kFilterTiles, [&](const FilterTile& t) {
+    return tile_time(round_up(K, kLanes * t.KV) * round_up(rows, t.JR), t.KV * t.JR * kTaps, t.KV + kTaps * t.JR);
+  });
 }
 
 }  // namespace
