@@ -106,7 +106,8 @@ CudaBackend::CudaBackend(int device) : device_(device), allocator_(device) {
   AFD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   AFD_CUDNN_CHECK(cudnnCreate(&cudnn_));
   AFD_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
-  AFD_CUDA_CHECK(cudaMalloc(&bad_index_, sizeof(unsigned long long)));
+  AFD_CUDA_CHECK(cudaMalloc(&bad_index_, sizeof(BadIndex)));
+  AFD_CUDA_CHECK(cudaMemsetAsync(bad_index_, 0xff, sizeof(BadIndex), stream_));  // key = kNoBadIndex
 }
 
 // Backends live until the process ends (device_backend never deletes them): tensors held in
@@ -131,6 +132,7 @@ void CudaBackend::activate() {
 void CudaBackend::synchronize() {
   activate();
   AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  drain_index_checks();
 }
 
 void* CudaBackend::allocate(size_t bytes) {
@@ -142,19 +144,48 @@ void CudaBackend::deallocate(void* ptr, size_t bytes) { allocator_.deallocate(pt
 
 Tensor CudaBackend::scratch(int64_t n) { return Tensor({std::max<int64_t>(n, 1)}, DType::f64, device()); }
 
+// ---- index checks ----------------------------------------------------------------------------------
+// An index outside its range must raise the CPU backend's error, but reading a verdict back on every
+// cross_entropy or gather would stop the host until the stream drains, every step (DESIGN: no host
+// syncs in a step). So a check only queues two small kernels that fold its verdict into one device
+// word (kernels.cuh, BadIndex), the indexing kernels skip bad entries meanwhile, and the word is read
+// where the host waits anyway: synchronize() and copies to the CPU. The error then comes at that
+// point, as CUDA's own device-side asserts do, but it names the failing op, index, position and range.
+namespace {
+constexpr size_t kMaxQueuedChecks = size_t(1) << 16;  // then a drain; check numbers fit the key's 24 bits
+}
+
 void CudaBackend::check_indices(const Tensor& index, int64_t limit, const char* op) {
   int64_t n = index.numel();
   if (n == 0) return;
-  unsigned long long first_bad = static_cast<unsigned long long>(n);
-  AFD_CUDA_CHECK(cudaMemcpyAsync(bad_index_, &first_bad, sizeof first_bad, cudaMemcpyHostToDevice, stream_));
-  launch_find_bad_index(index.data<int64_t>(), n, limit, bad_index_, stream_);
-  AFD_CUDA_CHECK(cudaMemcpyAsync(&first_bad, bad_index_, sizeof first_bad, cudaMemcpyDeviceToHost, stream_));
+  AFD_CHECK(n < (int64_t(1) << kBadPositionBits), "{}: {} indices, more than the index check addresses", op, n);
+  std::lock_guard<std::mutex> lock(index_mutex_);
+  if (index_checks_.size() == kMaxQueuedChecks) drain_locked();
+  launch_find_bad_index(index.data<int64_t>(), n, limit, index_checks_.size(), bad_index_, stream_);
+  index_checks_.push_back({op, limit});
+}
+
+void CudaBackend::drain_index_checks() {
+  std::lock_guard<std::mutex> lock(index_mutex_);
+  drain_locked();
+}
+
+void CudaBackend::drain_locked() {
+  if (index_checks_.empty()) return;
+  BadIndex bad{};
+  AFD_CUDA_CHECK(cudaMemcpyAsync(&bad, bad_index_, sizeof bad, cudaMemcpyDeviceToHost, stream_));
   AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  if (first_bad < static_cast<unsigned long long>(n)) {
-    int64_t value = 0;
-    AFD_CUDA_CHECK(cudaMemcpy(&value, index.data<int64_t>() + first_bad, sizeof value, cudaMemcpyDeviceToHost));
-    AFD_FAIL("{}: index {} at position {} is out of range [0, {})", op, value, first_bad, limit);
+  if (bad.key == kNoBadIndex) {
+    index_checks_.clear();
+    return;
   }
+  AFD_CUDA_CHECK(cudaMemsetAsync(bad_index_, 0xff, sizeof(BadIndex), stream_));  // afresh for the next checks
+  const uint64_t seq = bad.key >> kBadPositionBits, position = bad.key & ((uint64_t(1) << kBadPositionBits) - 1);
+  const size_t queued = index_checks_.size();
+  const IndexCheck failed = seq < queued ? index_checks_[seq] : IndexCheck{"index check", -1};
+  index_checks_.clear();
+  AFD_CHECK(seq < queued, "index check word {:#x} names check {} of {}", bad.key, seq, queued);
+  AFD_FAIL("{}: index {} at position {} is out of range [0, {})", failed.op, bad.value, position, failed.limit);
 }
 
 // ---- copies and fills ------------------------------------------------------------------------------
@@ -174,6 +205,7 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
     Tensor same = src.to(dst.dtype());
     AFD_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), same.raw_data(), dst.nbytes(), cudaMemcpyDeviceToHost, stream_));
     AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    drain_index_checks();  // a result read back may hold the zeros of a bad index
     return;
   }
   if (sd != dd) {  // device -> device: bytes first (unified addressing), then convert here
@@ -423,7 +455,8 @@ void CudaBackend::index_select(const Tensor& table, const Tensor& index, Tensor&
   activate();
   check_indices(index, table.size(0), "index_select");
   int64_t row_bytes = table.nbytes() / std::max<int64_t>(table.size(0), 1);
-  launch_index_select(table.raw_data(), index.data<int64_t>(), out.raw_data(), index.size(0), row_bytes, stream_);
+  launch_index_select(table.raw_data(), table.size(0), index.data<int64_t>(), out.raw_data(), index.size(0),
+                      row_bytes, stream_);
 }
 
 void CudaBackend::index_add(Tensor& out, const Tensor& index, const Tensor& src) {
@@ -431,7 +464,7 @@ void CudaBackend::index_add(Tensor& out, const Tensor& index, const Tensor& src)
   check_indices(index, out.size(0), "index_add");
   int64_t row = out.numel() / std::max<int64_t>(out.size(0), 1);
   dispatch_float(src.dtype(), "index_add", [&]<class T>() {
-    launch_index_add<T>(out.data<T>(), index.data<int64_t>(), src.data<T>(), index.size(0), row, stream_);
+    launch_index_add<T>(out.data<T>(), out.size(0), index.data<int64_t>(), src.data<T>(), index.size(0), row, stream_);
   });
 }
 

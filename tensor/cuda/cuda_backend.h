@@ -1,7 +1,7 @@
 // The CUDA backend: one instance per device, each with its own stream, cuBLAS and cuDNN handles
 // and caching allocator. Every kernel of a device runs on its one stream, in order, so a block
 // freed by a tensor can be handed to the next allocation at once (stream order makes the reuse
-// safe) and host code only waits where it reads results back (copies to the CPU, index checks).
+// safe) and host code only waits where it reads results back (copies to the CPU, synchronize()).
 //
 // Files: cuda_backend.cpp (allocator, copies, elementwise and reduction dispatch, gemm through
 // cuBLAS), conv.cpp (convolutions through cuDNN), elementwise.cu / reduce.cu / pool.cu (own
@@ -39,6 +39,7 @@ class DeviceAllocator {
   MemoryStats stats_;
 };
 
+struct BadIndex;  // kernels.cuh: the device word of the index checks
 struct ConvPlan;  // conv.cpp: descriptors and chosen algorithms for one convolution shape
 struct ConvPlanDeleter {
   void operator()(ConvPlan* plan) const;  // conv.cpp, where ConvPlan is complete
@@ -94,8 +95,12 @@ class CudaBackend final : public Backend {
  private:
   void activate();  // makes this device current on the calling thread
   Device device() const { return Device::cuda(device_); }
-  // Throws the CPU backend's message when an index lies outside [0, limit).
+  // Queues a device-side check that every index lies in [0, limit), with no host wait; the next
+  // synchronisation (drain_index_checks) throws the CPU backend's message for the first failure.
   void check_indices(const Tensor& index, int64_t limit, const char* op);
+  // Reads the index-check word and throws if a queued check failed; forgets the queued checks.
+  void drain_index_checks();
+  void drain_locked();  // the same, index_mutex_ held
   // A scratch tensor of n doubles (from the caching allocator).
   Tensor scratch(int64_t n);
   ConvPlan& conv_plan(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p);
@@ -105,7 +110,13 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  unsigned long long* bad_index_ = nullptr;  // device word for check_indices
+  BadIndex* bad_index_ = nullptr;  // device word of the queued index checks (kernels.cuh)
+  struct IndexCheck {
+    const char* op;
+    int64_t limit;
+  };
+  std::vector<IndexCheck> index_checks_;  // queued since the last drain; check k has seq k
+  std::mutex index_mutex_;                // a loader thread may copy to the CPU while the main thread checks
   std::unordered_map<std::string, std::unique_ptr<ConvPlan, ConvPlanDeleter>> conv_plans_;
 };
 

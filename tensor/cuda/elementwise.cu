@@ -117,18 +117,31 @@ __global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, int6
 }
 
 // ---- indexing --------------------------------------------------------------------------------------
-__global__ void find_bad_index_kernel(const int64_t* idx, int64_t n, int64_t limit, unsigned long long* first_bad) {
+// Index checks without a host wait (cuda_backend.cpp, "Index checks"): check number `seq` since the
+// last drain keeps the smallest key = seq << kBadPositionBits | i over its bad positions i, so the
+// word ends at the first bad position of the first failing check. Later checks cannot lower it.
+__global__ void find_bad_index_kernel(const int64_t* idx, int64_t n, int64_t limit, uint64_t seq, BadIndex* bad) {
   AFD_GRID_LOOP(i, n) {
-    if (idx[i] < 0 || idx[i] >= limit) atomicMin(first_bad, static_cast<unsigned long long>(i));
+    if (idx[i] < 0 || idx[i] >= limit)
+      atomicMin(&bad->key, static_cast<unsigned long long>((seq << kBadPositionBits) | static_cast<uint64_t>(i)));
   }
 }
 
+// One thread, after find_bad_index_kernel: if this check owns the key, keep the bad value itself
+// (the index tensor may be freed before the host reads the word).
+__global__ void record_bad_value_kernel(const int64_t* idx, uint64_t seq, BadIndex* bad) {
+  if (bad->key != kNoBadIndex && (bad->key >> kBadPositionBits) == seq)
+    bad->value = idx[bad->key & ((1ull << kBadPositionBits) - 1)];
+}
+
+// The kernels below may run before the host learns that an index is bad: they skip such entries
+// (gather and index_select write zeros) instead of touching memory outside the tensor.
 template <class T>
 __global__ void gather_kernel(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t x_n, int64_t idx_n,
                               int64_t inner) {
   AFD_GRID_LOOP(at, outer * idx_n * inner) {
-    int64_t q = at % inner, o = at / (idx_n * inner);
-    out[at] = x[(o * x_n + idx[at]) * inner + q];
+    int64_t q = at % inner, o = at / (idx_n * inner), i = idx[at];
+    out[at] = i >= 0 && i < x_n ? x[(o * x_n + i) * inner + q] : T(0);
   }
 }
 
@@ -138,24 +151,26 @@ __global__ void scatter_add_kernel(T* out, const int64_t* idx, const T* src, int
   AFD_GRID_LOOP(col, outer * inner) {
     int64_t o = col / inner, q = col % inner;
     for (int64_t r = 0; r < idx_n; ++r) {
-      int64_t at = (o * idx_n + r) * inner + q;
-      out[(o * out_n + idx[at]) * inner + q] += src[at];
+      int64_t at = (o * idx_n + r) * inner + q, i = idx[at];
+      if (i >= 0 && i < out_n) out[(o * out_n + i) * inner + q] += src[at];
     }
   }
 }
 
-__global__ void index_select_kernel(const char* table, const int64_t* idx, char* out, int64_t rows,
-                                    int64_t row_bytes) {
+__global__ void index_select_kernel(const char* table, int64_t table_rows, const int64_t* idx, char* out,
+                                    int64_t rows, int64_t row_bytes) {
   AFD_GRID_LOOP(at, rows * row_bytes) {
-    int64_t i = at / row_bytes, b = at % row_bytes;
-    out[at] = table[idx[i] * row_bytes + b];
+    int64_t i = idx[at / row_bytes], b = at % row_bytes;
+    out[at] = i >= 0 && i < table_rows ? table[i * row_bytes + b] : char(0);
   }
 }
 
 template <class T>
-__global__ void index_add_kernel(T* out, const int64_t* idx, const T* src, int64_t rows, int64_t row) {
+__global__ void index_add_kernel(T* out, int64_t out_rows, const int64_t* idx, const T* src, int64_t rows,
+                                 int64_t row) {
   AFD_GRID_LOOP(j, row) {
-    for (int64_t i = 0; i < rows; ++i) out[idx[i] * row + j] += src[i * row + j];
+    for (int64_t i = 0; i < rows; ++i)
+      if (idx[i] >= 0 && idx[i] < out_rows) out[idx[i] * row + j] += src[i * row + j];
   }
 }
 
@@ -293,9 +308,11 @@ void launch_where(const void* cond, Dt cond_dt, const T* a, const T* b, T* out, 
   AFD_CUDA_CHECK_LAUNCH();
 }
 
-void launch_find_bad_index(const int64_t* idx, int64_t n, int64_t limit, unsigned long long* first_bad,
+void launch_find_bad_index(const int64_t* idx, int64_t n, int64_t limit, uint64_t seq, BadIndex* bad,
                            cudaStream_t stream) {
-  find_bad_index_kernel<<<grid_for(n), kBlock, 0, stream>>>(idx, n, limit, first_bad);
+  find_bad_index_kernel<<<grid_for(n), kBlock, 0, stream>>>(idx, n, limit, seq, bad);
+  AFD_CUDA_CHECK_LAUNCH();
+  record_bad_value_kernel<<<1, 1, 0, stream>>>(idx, seq, bad);
   AFD_CUDA_CHECK_LAUNCH();
 }
 
@@ -313,16 +330,17 @@ void launch_scatter_add(T* out, const int64_t* idx, const T* src, int64_t outer,
   AFD_CUDA_CHECK_LAUNCH();
 }
 
-void launch_index_select(const void* table, const int64_t* idx, void* out, int64_t rows, int64_t row_bytes,
-                         cudaStream_t stream) {
+void launch_index_select(const void* table, int64_t table_rows, const int64_t* idx, void* out, int64_t rows,
+                         int64_t row_bytes, cudaStream_t stream) {
   index_select_kernel<<<grid_for(rows * row_bytes), kBlock, 0, stream>>>(
-      static_cast<const char*>(table), idx, static_cast<char*>(out), rows, row_bytes);
+      static_cast<const char*>(table), table_rows, idx, static_cast<char*>(out), rows, row_bytes);
   AFD_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
-void launch_index_add(T* out, const int64_t* idx, const T* src, int64_t rows, int64_t row, cudaStream_t stream) {
-  index_add_kernel<T><<<grid_for(row), kBlock, 0, stream>>>(out, idx, src, rows, row);
+void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src, int64_t rows, int64_t row,
+                      cudaStream_t stream) {
+  index_add_kernel<T><<<grid_for(row), kBlock, 0, stream>>>(out, out_rows, idx, src, rows, row);
   AFD_CUDA_CHECK_LAUNCH();
 }
 
@@ -361,7 +379,7 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
   template void launch_gather<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t); \
   template void launch_scatter_add<T>(T*, const int64_t*, const T*, int64_t, int64_t, int64_t, int64_t,      \
                                       cudaStream_t);                                                        \
-  template void launch_index_add<T>(T*, const int64_t*, const T*, int64_t, int64_t, cudaStream_t);
+  template void launch_index_add<T>(T*, int64_t, const int64_t*, const T*, int64_t, int64_t, cudaStream_t);
 AFD_INSTANTIATE(float)
 AFD_INSTANTIATE(double)
 #undef AFD_INSTANTIATE

@@ -46,9 +46,21 @@ template <class T>
 void launch_where(const void* cond, Dt cond_dt, const T* a, const T* b, T* out, int64_t n,
                   const BroadcastGeometry& geometry, cudaStream_t stream);
 
-// *first_bad = the smallest i with idx[i] outside [0, limit), or n when every index is in range.
-void launch_find_bad_index(const int64_t* idx, int64_t n, int64_t limit, unsigned long long* first_bad,
+// The device word of the index checks (CudaBackend::check_indices). key = seq << kBadPositionBits |
+// position of the first bad index of the first failing check since the last reset, kNoBadIndex
+// when none failed (a reset writes 0xff bytes); value = that index.
+struct BadIndex {
+  unsigned long long key;
+  long long value;
+};
+constexpr int kBadPositionBits = 40;
+constexpr unsigned long long kNoBadIndex = ~0ull;
+// Check number seq: lowers bad->key to seq << kBadPositionBits | i for the smallest i with idx[i]
+// outside [0, limit), and records idx[i] if that made this check the first failing one.
+void launch_find_bad_index(const int64_t* idx, int64_t n, int64_t limit, uint64_t seq, BadIndex* bad,
                            cudaStream_t stream);
+// The indexing kernels below (and cross-entropy) may run before the host reads that word: an
+// index outside its range is skipped (gather and index_select write 0, cross-entropy NaN).
 // Along a dim seen as [outer, n, inner]: out[o, r, q] = x[o, idx[o, r, q], q] (idx shaped like out).
 template <class T>
 void launch_gather(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t x_n, int64_t idx_n,
@@ -58,11 +70,12 @@ template <class T>
 void launch_scatter_add(T* out, const int64_t* idx, const T* src, int64_t outer, int64_t out_n, int64_t idx_n,
                         int64_t inner, cudaStream_t stream);
 // out row i = table row idx[i] (rows of row_bytes bytes).
-void launch_index_select(const void* table, const int64_t* idx, void* out, int64_t rows, int64_t row_bytes,
-                         cudaStream_t stream);
+void launch_index_select(const void* table, int64_t table_rows, const int64_t* idx, void* out, int64_t rows,
+                         int64_t row_bytes, cudaStream_t stream);
 // out[idx[i], j] += src[i, j]; one thread per j walks i in order.
 template <class T>
-void launch_index_add(T* out, const int64_t* idx, const T* src, int64_t rows, int64_t row, cudaStream_t stream);
+void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src, int64_t rows, int64_t row,
+                      cudaStream_t stream);
 
 // Philox streams laid out as tensor/rng.h documents, the same numbers as the CPU backend.
 template <class T>
@@ -85,7 +98,7 @@ void launch_max_dim(const T* x, T* values, int64_t* idx, int64_t outer, int64_t 
                     cudaStream_t stream);
 template <class T>
 void launch_softmax(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool log, cudaStream_t stream);
-// loss[n] = logsumexp(logits[n, :]) - logits[n, labels[n]].
+// loss[n] = logsumexp(logits[n, :]) - logits[n, labels[n]] (NaN for a label outside [0, C)).
 template <class T>
 void launch_cross_entropy(const T* logits, const int64_t* labels, T* loss, int64_t N, int64_t C,
                           cudaStream_t stream);

@@ -113,7 +113,8 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* labels, T* 
     for (int64_t c = 1; c < C; ++c) m = max(m, row[c]);
     double s = 0;
     for (int64_t c = 0; c < C; ++c) s += exp(double(row[c] - m));
-    loss[n] = static_cast<T>(log(s)) - (row[labels[n]] - m);
+    int64_t label = labels[n];
+    loss[n] = label >= 0 && label < C ? static_cast<T>(log(s)) - (row[label] - m) : static_cast<T>(NAN);
   }
 }
 

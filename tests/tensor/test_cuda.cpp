@@ -1,6 +1,8 @@
 // The CUDA side of the build: libraries link, and on a machine with a GPU a kernel launches.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tensor/backend.h"
 #include "tensor/cuda/cuda_info.h"
 #include "tensor/ops.h"
@@ -60,15 +62,34 @@ TEST(CudaBackend, OutOfMemoryIsAClearErrorAndTheDeviceStaysUsable) {
   EXPECT_EQ(ops::sum(ok).item<float>(), 20.0f);
 }
 
+// The checks queue on the stream without a host wait (cuda_backend.cpp, "index checks"): the error
+// comes where the host next reads back or synchronises, and names the first failing op.
 TEST(CudaBackend, IndexOutOfRangeIsNamedAsOnTheCpu) {
   if (!have_gpu()) GTEST_SKIP() << kNoGpu;
   const Device gpu = Device::cuda(0);
+  auto on_gpu = [&](std::vector<int64_t> v) { return Tensor::from_vector<int64_t>(v, {int64_t(v.size())}).to(gpu); };
   Tensor logits = Tensor::zeros({3, 4}, DType::f32, gpu);
-  Tensor labels = Tensor::from_vector<int64_t>({0, 7, 1}, {3}).to(gpu);
-  afd::testing::expect_error([&] { ops::cross_entropy(logits, labels); }, "index 7 at position 1 is out of range [0, 4)");
-  Tensor table = Tensor::zeros({5, 2}, DType::f32, gpu);
-  Tensor bad = Tensor::from_vector<int64_t>({4, -1}, {2}).to(gpu);
-  afd::testing::expect_error([&] { ops::index_select(table, bad); }, "index -1 at position 1");
+  Tensor loss = ops::cross_entropy(logits, on_gpu({0, 7, 1}));
+  afd::testing::expect_error([&] { loss.to(Device::cpu()); }, "cross_entropy (label): index 7 at position 1 is out of range [0, 4)");
+
+  // Two failing checks before a synchronize: the first is named. The kernels skip bad entries
+  // (index_select writes zeros), and compute-sanitizer's memcheck sees no access outside a tensor.
+  Tensor table = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {5, 2}).to(gpu);
+  Tensor rows = ops::index_select(table, on_gpu({4, -1}));
+  Tensor summed = ops::index_add({5, 2}, on_gpu({9}), Tensor::ones({1, 2}, DType::f32, gpu));
+  afd::testing::expect_error([&] { afd::synchronize(gpu); }, "index_select: index -1 at position 1 is out of range [0, 5)");
+  EXPECT_EQ(rows.to_vector<float>(), std::vector<float>({9, 10, 0, 0}));
+  EXPECT_EQ(summed.to_vector<float>(), std::vector<float>(10, 0.0f));
+
+  Tensor picked = ops::gather(table, 1, Tensor::from_vector<int64_t>({1, 2, 0, 0, 0, 0, 0, 0, 0, 0}, {5, 2}).to(gpu));
+  Tensor spread = ops::scatter_add({5, 2}, 1, on_gpu({0, 0, 0, 0, 0, 0, 0, 0, 5, 1}).reshape({5, 2}), table);
+  afd::testing::expect_error([&] { picked.to(Device::cpu()); }, "gather: index 2 at position 1 is out of range [0, 2)");
+  EXPECT_EQ(picked.to_vector<float>(), std::vector<float>({2, 0, 3, 3, 5, 5, 7, 7, 9, 9}));
+  EXPECT_EQ(spread.to_vector<float>(), std::vector<float>({3, 0, 7, 0, 11, 0, 15, 0, 0, 10}));
+
+  // After an error the checks start afresh: a good batch reads back without one.
+  Tensor ok = ops::cross_entropy(logits, on_gpu({0, 3, 1}));
+  EXPECT_NEAR(ops::sum(ok).item<float>(), 3 * std::log(4.0f), 1e-5);
 }
 
 TEST(CudaBackend, DeterministicModeRepeatsAConvolutionStepBitForBit) {
