@@ -206,6 +206,22 @@ TEST(Communicator, NcclOneRankOnOneGpu) {
     comm->broadcast(d, 0);
     if (d.to(Device::cpu()).to_vector<double>() != std::vector<double>{0.25, 7.0}) return 5;
     comm->barrier();
+    // The trainer's helpers over NCCL at world size 1 (issue 10: "the NCCL path with world size 1"):
+    // gradients weighted and summed in several buckets, and the metric sums.
+    std::vector<Var> params;
+    for (int64_t n : {3, 5}) params.emplace_back(Tensor::zeros({n}, DType::f32, Device::cuda(0)), true);
+    for (size_t i = 0; i < params.size(); ++i) {
+      std::vector<float> g(size_t(params[i].numel()));
+      for (size_t k = 0; k < g.size(); ++k) g[k] = float(k + 1 + 10 * i);
+      params[i].impl()->grad = Tensor::from_vector<float>(g, {int64_t(g.size())}).to(Device::cuda(0));
+    }
+    average_gradients(*comm, params, 0.5, /*bucket_bytes=*/16);
+    for (size_t i = 0; i < params.size(); ++i) {
+      std::vector<float> g = params[i].grad().to(Device::cpu()).to_vector<float>();
+      for (size_t k = 0; k < g.size(); ++k)
+        if (g[k] != 0.5f * float(k + 1 + 10 * i)) return 6;
+    }
+    if (sum_over_ranks(*comm, {2.5, 4.0}, Device::cuda(0)) != std::vector<double>{2.5, 4.0}) return 7;
     return 0;
   });
   EXPECT_EQ(codes, (std::vector<int>{0}));
