@@ -117,7 +117,7 @@ __global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, int6
 }
 
 // ---- indexing --------------------------------------------------------------------------------------
-// Index checks without a host wait (cuda_backend.cpp, "Index checks"): check number `seq` since the
+// Index checks without a host wait (cuda_backend.cpp, "index checks"): check number `seq` since the
 // last drain keeps the smallest key = seq << kBadPositionBits | i over its bad positions i, so the
 // word ends at the first bad position of the first failing check. Later checks cannot lower it.
 __global__ void find_bad_index_kernel(const int64_t* idx, int64_t n, int64_t limit, uint64_t seq, BadIndex* bad) {
