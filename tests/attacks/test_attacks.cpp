@@ -14,6 +14,7 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
+#include "tests/attacks/tiny_models.h"
 #include "tests/support/checks.h"
 
 namespace afd::attacks {
@@ -24,45 +25,9 @@ using afd::testing::expect_error;
 
 constexpr int64_t kClasses = 5;
 
-// MLP on [N, 1, 4, 4]: flatten, 16 -> 12, ReLU, 12 -> 5.
-std::shared_ptr<nn::Sequential> make_mlp(uint64_t seed) {
-  Generator gen(seed);
-  auto net = std::make_shared<nn::Sequential>();
-  net->add(std::make_shared<nn::Flatten>());
-  net->add(std::make_shared<nn::Linear>(16, 12, gen));
-  net->add(std::make_shared<nn::ReLU>());
-  net->add(std::make_shared<nn::Linear>(12, kClasses, gen));
-  net->to(DType::f64);
-  return net;
-}
+using Case = TinyCase;
 
-// Tiny CNN on [N, 1, 8, 8]: conv 1 -> 4 (3x3, pad 1), ReLU, maxpool 2, flatten, 64 -> 5.
-std::shared_ptr<nn::Sequential> make_cnn(uint64_t seed) {
-  Generator gen(seed);
-  auto net = std::make_shared<nn::Sequential>();
-  net->add(std::make_shared<nn::Conv2d>(1, 4, 3, 1, 1, true, gen));
-  net->add(std::make_shared<nn::ReLU>());
-  net->add(std::make_shared<nn::MaxPool2d>(2));
-  net->add(std::make_shared<nn::Flatten>());
-  net->add(std::make_shared<nn::Linear>(64, kClasses, gen));
-  net->to(DType::f64);
-  return net;
-}
-
-struct Case {
-  std::shared_ptr<nn::Sequential> model;
-  Tensor x, y;
-};
-
-// Labels are the model's clean predictions, so every point starts correctly classified.
-Case make_case(bool cnn, int64_t n, uint64_t seed) {
-  Case c;
-  c.model = cnn ? make_cnn(seed) : make_mlp(seed);
-  Generator gen(seed + 100);
-  c.x = rand(cnn ? Shape{n, 1, 8, 8} : Shape{n, 1, 4, 4}, gen, DType::f64);
-  c.y = ops::argmax(logits_of(*c.model, c.x), 1);
-  return c;
-}
+Case make_case(bool cnn, int64_t n, uint64_t seed) { return tiny_case(cnn, kClasses, n, seed); }
 
 AttackConfig config_for(const std::string& name) {
   AttackConfig c;

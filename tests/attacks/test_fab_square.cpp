@@ -28,6 +28,7 @@
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 #include "tests/attacks/reference_model.h"
+#include "tests/attacks/tiny_models.h"
 #include "tests/support/checks.h"
 
 namespace afd::attacks {
@@ -557,32 +558,12 @@ TEST(SquareSchedule, EtaIsAUnitSplitPattern) {
 // ---- properties on small models ------------------------------------------------------------------
 constexpr int64_t kClasses = 5;
 
-// Tiny CNN on [N, 1, 8, 8]: conv 1 -> 4 (3x3, pad 1), ReLU, maxpool 2, flatten, 64 -> 5.
-std::shared_ptr<nn::Sequential> make_cnn(uint64_t seed) {
-  Generator gen(seed);
-  auto net = std::make_shared<nn::Sequential>();
-  net->add(std::make_shared<nn::Conv2d>(1, 4, 3, 1, 1, true, gen));
-  net->add(std::make_shared<nn::ReLU>());
-  net->add(std::make_shared<nn::MaxPool2d>(2));
-  net->add(std::make_shared<nn::Flatten>());
-  net->add(std::make_shared<nn::Linear>(64, kClasses, gen));
-  net->to(DType::f64);
-  return net;
-}
+using Case = TinyCase;
 
-struct Case {
-  std::shared_ptr<nn::Sequential> model;
-  Tensor x, y;
-};
-
-// Labels are the clean predictions, except that row 1 gets a wrong label (a point the attacks
-// must leave alone).
+// tiny_case, except that row 1 gets a wrong label (a point the attacks must leave alone).
 Case make_case(int64_t n, uint64_t seed) {
-  Case c;
-  c.model = make_cnn(seed);
-  Generator gen(seed + 100);
-  c.x = rand({n, 1, 8, 8}, gen, DType::f64);
-  std::vector<int64_t> y = ops::argmax(logits_of(*c.model, c.x), 1).to_vector<int64_t>();
+  Case c = tiny_case(/*cnn=*/true, kClasses, n, seed);
+  std::vector<int64_t> y = c.y.to_vector<int64_t>();
   y[1] = (y[1] + 1) % kClasses;
   c.y = Tensor::from_vector<int64_t>(y, {n});
   return c;

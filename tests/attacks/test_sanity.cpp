@@ -8,20 +8,13 @@
 #include "nn/layers.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
+#include "tests/attacks/tiny_models.h"
 
 namespace afd::attacks {
 namespace {
 
-std::shared_ptr<nn::Sequential> tiny_cnn(uint64_t seed) {
-  Generator gen(seed);
-  auto net = std::make_shared<nn::Sequential>();
-  net->add(std::make_shared<nn::Conv2d>(1, 4, 3, 1, 1, true, gen));
-  net->add(std::make_shared<nn::ReLU>());
-  net->add(std::make_shared<nn::MaxPool2d>(2));
-  net->add(std::make_shared<nn::Flatten>());
-  net->add(std::make_shared<nn::Linear>(64, 5, gen));
-  return net;
-}
+// tiny_models.h's CNN with 5 classes, in float32.
+std::shared_ptr<nn::Sequential> tiny_cnn(uint64_t seed) { return attacks::tiny_cnn(5, seed, DType::f32); }
 
 // Wraps a model: softmax on its output, Gaussian noise on its logits, or a gradient-free output.
 class Wrapped : public nn::UnaryModule {
