@@ -42,15 +42,6 @@ AttackConfig apgd_config(Norm p, LossKind loss, int steps = 20) {
   return c;
 }
 
-double lp(const std::vector<double>& d, size_t begin, size_t end, Norm p) {
-  double s = 0;
-  for (size_t j = begin; j < end; ++j) {
-    const double a = std::fabs(d[j]);
-    s = p == Norm::linf ? std::max(s, a) : (p == Norm::l2 ? s + a * a : s + a);
-  }
-  return p == Norm::l2 ? std::sqrt(s) : s;
-}
-
 // Every row of x_adv in the box and within eps (1 + 1e-6) + 1e-6 of x in norm p.
 void expect_in_ball_and_box(const Tensor& x_adv, const Tensor& x, double eps, Norm p, const std::string& what) {
   SCOPED_TRACE(what);

@@ -48,15 +48,6 @@ AttackConfig config_for(const std::string& name) {
 
 const std::vector<std::string> kAttacks = {"fgsm", "pgd-linf", "pgd-l2", "pgd-l1", "sparse-l1", "mim-linf", "mim-l2"};
 
-double lp(const std::vector<double>& d, size_t begin, size_t end, Norm p) {
-  double s = 0;
-  for (size_t j = begin; j < end; ++j) {
-    double a = std::fabs(d[j]);
-    s = p == Norm::linf ? std::max(s, a) : (p == Norm::l2 ? s + a * a : s + a);
-  }
-  return p == Norm::l2 ? std::sqrt(s) : s;
-}
-
 // ---- properties of every attack ----------------------------------------------------------------
 TEST(AttackProperties, StayInTheBallAndTheBoxAndReportNorms) {
   for (bool cnn : {false, true}) {

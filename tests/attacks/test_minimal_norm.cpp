@@ -57,15 +57,6 @@ std::vector<int64_t> predictions(nn::UnaryModule& model, const Tensor& x) {
   return ops::argmax(logits_of(model, x), 1).to_vector<int64_t>();
 }
 
-double lp(const std::vector<double>& d, size_t begin, size_t end, Norm p) {
-  double s = 0;
-  for (size_t j = begin; j < end; ++j) {
-    double a = std::fabs(d[j]);
-    s = p == Norm::linf ? std::max(s, a) : (p == Norm::l2 ? s + a * a : s + a);
-  }
-  return p == Norm::l2 ? std::sqrt(s) : s;
-}
-
 // ---- properties --------------------------------------------------------------------------------
 TEST(MinimalNormProperties, BoxNormsSuccessIsTheModelsVerdictAndEpsIsIgnored) {
   Case c = make_case(6, 7);

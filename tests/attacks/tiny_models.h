@@ -1,7 +1,11 @@
-// The two tiny models the attack property tests run on, and a batch for them: small enough that
-// every test attacks in milliseconds, deep enough (ReLU, max pooling) to have kinks.
+// The two tiny models the attack property tests run on, a batch for them (small enough that every
+// test attacks in milliseconds, deep enough, with ReLU and max pooling, to have kinks), and the
+// host-side norm the tests measure perturbations with.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <vector>
 
 #include "attacks/core.h"
 #include "nn/layers.h"
@@ -49,6 +53,16 @@ inline TinyCase tiny_case(bool cnn, int64_t classes, int64_t n, uint64_t seed) {
   c.x = rand(cnn ? Shape{n, 1, 8, 8} : Shape{n, 1, 4, 4}, gen, DType::f64);
   c.y = ops::argmax(logits_of(*c.model, c.x), 1);
   return c;
+}
+
+// The Lp norm of d[begin, end), computed on the host: the tests' own measure of a perturbation.
+inline double lp(const std::vector<double>& d, size_t begin, size_t end, Norm p) {
+  double s = 0;
+  for (size_t j = begin; j < end; ++j) {
+    const double a = std::fabs(d[j]);
+    s = p == Norm::linf ? std::max(s, a) : (p == Norm::l2 ? s + a * a : s + a);
+  }
+  return p == Norm::l2 ? std::sqrt(s) : s;
 }
 
 }  // namespace afd::attacks
