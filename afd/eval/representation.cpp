@@ -104,15 +104,26 @@ Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size) {
   return cat(parts, 0);
 }
 
-DOutputs discriminator_outputs(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
-                               const Tensor& y, int64_t batch_size) {
-  AFD_CHECK(x.defined() && x_adv.defined() && x.shape() == x_adv.shape(),
-            "discriminator_outputs: clean and adversarial batches differ: {} and {}", x.str(), x_adv.str());
-  Tensor z = features_of(model, x, batch_size), z_adv = features_of(model, x_adv, batch_size);
+DOutputs discriminator_outputs(nn::SNPDFC3& disc, const Tensor& z, const Tensor& z_adv, const Tensor& y) {
+  AFD_CHECK(z.defined() && z_adv.defined() && z.dim() == 2 && z.shape() == z_adv.shape(),
+            "discriminator_outputs: clean and adversarial features must be [N, F] of one shape, got {} and {}",
+            z.defined() ? z.str() : "undefined", z_adv.defined() ? z_adv.str() : "undefined");
   attacks::EvalModeGuard eval_disc(disc);  // spectral norm: the stored u, v (no power iteration)
   NoGradGuard no_grad;
-  const int64_t n = x.size(0);
+  const int64_t n = z.size(0);
   return {disc.forward(Var(z), y).data().reshape({n}), disc.forward(Var(z_adv), y).data().reshape({n})};
+}
+
+FeatureShift feature_shift(const Tensor& z, const Tensor& z_adv) {
+  AFD_CHECK(z.defined() && z_adv.defined() && z.dim() == 2 && z.shape() == z_adv.shape(),
+            "feature_shift: clean and adversarial features must be [N, F] of one shape, got {} and {}",
+            z.defined() ? z.str() : "undefined", z_adv.defined() ? z_adv.str() : "undefined");
+  const Tensor zd = z.to(Device::cpu()).to(DType::f64), ad = z_adv.to(Device::cpu()).to(DType::f64);
+  FeatureShift s;
+  s.shift = attacks::host_rows(attacks::row_norms(ops::sub(ad, zd), attacks::Norm::l2));
+  const std::vector<double> norm = attacks::host_rows(attacks::row_norms(zd, attacks::Norm::l2));
+  for (size_t i = 0; i < norm.size(); ++i) s.relative.push_back(norm[i] > 0 ? s.shift[i] / norm[i] : NAN);
+  return s;
 }
 
 std::vector<double> symmetric_eigenvalues(std::vector<double> a, int64_t n) {

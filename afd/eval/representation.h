@@ -12,13 +12,21 @@
 //   of the points and measures alpha on the other half, and the other way round (2-fold
 //   cross-fitting: no point is scored with a threshold fitted on it).
 //
+//   Feature sensitivity (Sec. 4.6's S_e, Figure A4): how far an attack moves each point's features,
+//     shift_i = ||F(x'_i) - F(x_i)||_2,   relative_i = shift_i / ||F(x_i)||_2,
+//   and S_e = the mean shift. The relative shift makes models comparable whose z is not
+//   L2-normalised; for z on the unit sphere (the paper's ResNets) the two are equal. AFD's claim is
+//   that its features move less than AT's and TRADES', over a larger range of eps.
+//
 //   Dimensionality (Sec. 4.5, Table A4): the feature dimensions that are non-zero anywhere on the
 //   data, and the number of principal components that explain 99% of the features' variance
 //   (the paper: AFD 6 on MNIST, 9 on CIFAR-10, 76 on CIFAR-100).
 //
-//   DOutputs d = discriminator_outputs(model, disc, x, x_adv, y);
+//   Tensor z = features_of(model, x), z_adv = features_of(model, x_adv);
+//   DOutputs d = discriminator_outputs(disc, z, z_adv, y);
 //   HDivergence h = h_divergence(d.clean, d.adv), fitted = h_divergence_fitted(d.clean, d.adv);
-//   Dimensionality d = dimensionality(features_of(model, x));
+//   FeatureShift s = feature_shift(z, z_adv);
+//   Dimensionality d = dimensionality(z);
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -55,16 +63,22 @@ struct Threshold {
 };
 Threshold fit_threshold(const std::vector<double>& d_clean, const std::vector<double>& d_adv);
 
-// D's outputs on the clean and the adversarial features ([N] each, x's device): the features in
-// eval mode (no tape), then D on both, batch by batch.
+// z = F(x) in eval mode with no tape, batch by batch: [N, feature_dim] on x's device.
+Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size = 256);
+
+// D's outputs ([N] each, z's device) on the clean and the adversarial features z, z_adv [N, F] of
+// points labelled y [N]: D in eval mode (spectral norm from its stored vectors), no tape.
 struct DOutputs {
   Tensor clean, adv;
 };
-DOutputs discriminator_outputs(nn::Classifier& model, nn::SNPDFC3& disc, const Tensor& x, const Tensor& x_adv,
-                               const Tensor& y, int64_t batch_size = 256);
+DOutputs discriminator_outputs(nn::SNPDFC3& disc, const Tensor& z, const Tensor& z_adv, const Tensor& y);
 
-// z = F(x) in eval mode with no tape, batch by batch: [N, feature_dim] on x's device.
-Tensor features_of(nn::Classifier& model, const Tensor& x, int64_t batch_size = 256);
+// Per point of z, z_adv [N, F] (host values): shift_i = ||z_adv_i - z_i||_2 and
+// relative_i = shift_i / ||z_i||_2 (NaN where z_i = 0).
+struct FeatureShift {
+  std::vector<double> shift, relative;
+};
+FeatureShift feature_shift(const Tensor& z, const Tensor& z_adv);
 
 struct Dimensionality {
   int64_t features = 0;     // F, the feature size

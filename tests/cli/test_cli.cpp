@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <tuple>
 
@@ -31,6 +32,7 @@
 #include "tests/data/temp_dir.h"
 #include "tests/support/xml.h"
 #include "tools/afd_run/cli.h"
+#include "tools/afd_run/eval_report.h"
 
 namespace afd::cli {
 namespace {
@@ -836,6 +838,8 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
     }
     EXPECT_EQ(a.contains("h_divergence"), i == 0);  // the AFD model holds D
     EXPECT_EQ(a.value("h_divergence", json()), b.value("h_divergence", json())) << "Figure 3's entries";
+    EXPECT_EQ(a["sensitivity"].size(), 4u);  // fgsm and pgd-l2 at eps 0.3 and 1
+    EXPECT_EQ(a["sensitivity"], b["sensitivity"]) << "Figure A4's entries";
   }
   for (const char* file : {"table1.csv", "table2.csv"})
     EXPECT_EQ(read_text(fs::path(dir / "one") / file), read_text(fs::path(dir / "merged") / file)) << file;
@@ -846,7 +850,10 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   ASSERT_EQ(ps_one.tensors.size(), ps_merged.tensors.size());
   for (const auto& [name, t] : ps_one.tensors) {
     ASSERT_TRUE(ps_merged.contains(name)) << name;
-    EXPECT_EQ(t.to(DType::f64).to_vector<double>(), ps_merged.get(name).to(DType::f64).to_vector<double>()) << name;
+    const std::vector<double> u = t.to(DType::f64).to_vector<double>(), v = ps_merged.get(name).to(DType::f64).to_vector<double>();
+    EXPECT_TRUE(std::equal(u.begin(), u.end(), v.begin(), v.end(),
+                           [](double p, double q) { return p == q || (std::isnan(p) && std::isnan(q)); }))
+        << name;  // the shifts are NaN where an attack did not run
   }
   EXPECT_EQ(ps_one.metadata.at("eps"), ps_merged.metadata.at("eps"));
 
@@ -883,6 +890,18 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
       const int64_t pa = merged["models"][0]["representation"]["pca_99"];
       const int64_t pb = merged["models"][1]["representation"]["pca_99"], pc = merged["models"][2]["representation"]["pca_99"];
       EXPECT_EQ(verdict, pa < pb && pa < pc ? "holds" : pa > pb || pa > pc ? "does not hold" : "inconclusive");
+    } else if (c["claim"] == "less_sensitive_features") {
+      ++seen;  // against AT (B), over both attacks; lower is AFD's side
+      EXPECT_EQ(c["baseline"], "B");
+      ASSERT_EQ(c["attacks"].size(), 2u);
+      int higher = 0, lower = 0;
+      for (const json& a : c["attacks"]) {
+        EXPECT_GE(a["afd_shift"].get<double>(), 0.0);
+        EXPECT_NEAR(a["difference"].get<double>(), a["afd_shift"].get<double>() - a["baseline_shift"].get<double>(), 1e-12);
+        EXPECT_LE(a["ci"][0].get<double>(), a["difference"].get<double>());
+        higher += a["ci"][0].get<double>() > 0, lower += a["ci"][1].get<double>() < 0;
+      }
+      EXPECT_EQ(verdict, higher == 0 && lower >= 1 ? "holds" : higher > lower ? "does not hold" : "inconclusive");
     } else {
       EXPECT_EQ(c["claim"], "h_divergence_predicts_error_gap");  // 4 (attack, eps) pairs
       EXPECT_EQ(c["estimator"], seen == 3 ? "d_hat" : "d_hat_fitted");  // Eq. 6, then the fitted threshold
@@ -891,9 +910,12 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
     }
   }
   // Claim 4 with the fitted estimate needs its values (2 or more clean-correct points, see above).
+  // Claim 5 needs 2 or more points both models classify correctly; these tiny models have fewer
+  // (CliReport.FeatureShiftClaim below judges it on chosen numbers).
   EXPECT_EQ(seen, merged["models"][0]["h_divergence"][0]["alpha_fitted"].is_null() ? 4 : 5);
   for (const char* part : {"## The paper's claims", "### 1. AFD's AUC on unseen attacks", "### 2. AFD's clean accuracy",
-                           "### 3. AFD's features", "### 4. The estimated H-divergence", "## Timing"})
+                           "### 3. AFD's features", "### 4. The estimated H-divergence", "## Timing",
+                           "## Feature sensitivity (Figure A4)", "plots/feature_shift_vs_eps_pgd-l2.svg"})
     EXPECT_NE(md_merged.find(part), std::string::npos) << part;
 
   // Parts that overlap or disagree are refused, naming the folder.
@@ -952,6 +974,66 @@ int run_binary(const std::vector<std::string>& args, const std::string& trigger,
   ::waitpid(pid, &status, 0);
   if (err_text) *err_text = text;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Claim 5 (Figure A4) on chosen per-point shifts, through the report writer: AFD's features move
+// half as far as AT's on both attacks (holds); TRADES' move as far as AFD's under PGD-L2 (no
+// difference) and half as far under FGSM (AFD higher: does not hold). A point AT misclassifies
+// (NaN) drops out of that comparison only.
+TEST(CliReport, FeatureShiftClaimFromPerPointShifts) {
+  TempDir dir;
+  const int64_t n = 40;
+  const std::vector<double> eps = {0, 0.5, 1};
+  json report{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}};
+  PerSample ps;
+  ps.labels.assign(size_t(n), 0);
+  const std::vector<std::string> attacks = {"pgd-l2", "fgsm"};
+  const std::vector<std::pair<std::string, std::string>> models = {{"AFD-WGAN", "afd"}, {"AT", "at"}, {"TRADES", "trades"}};
+  // afd_shift(i, j): point i at eps j; the others scale it.
+  auto afd_shift = [](int64_t i, size_t j) { return j == 0 ? 0.0 : 0.1 * double(j) + 0.003 * double(i % 7); };
+  for (size_t m = 0; m < models.size(); ++m) {
+    json mj{{"name", models[m].first}, {"method", models[m].second}, {"clean_acc", 1.0}, {"attacks", json::array()},
+            {"sensitivity", json::array()}};
+    if (models[m].second == "afd") mj["gan"] = "wgan";
+    for (const std::string& attack : attacks) {
+      const double scale = m == 0 ? 1.0 : m == 1 ? 2.0 : attack == "fgsm" ? 0.5 : 1.0;
+      std::vector<double> rows;  // [E, N]
+      for (size_t j = 0; j < eps.size(); ++j)
+        for (int64_t i = 0; i < n; ++i) rows.push_back(m == 1 && i == 0 ? NAN : scale * afd_shift(i, j));
+      const std::string name = fmt::format("m{}.wb.{}.shift", m, attack);
+      ps.tensors.emplace_back(name, Tensor::from_vector<double>(rows, {int64_t(eps.size()), n}));
+      ps.eps[name] = eps;
+      mj["attacks"].push_back(json{{"attack", attack}, {"config", {{"norm", attack == "fgsm" ? "linf" : "l2"}}},
+                                   {"eps", eps}, {"robust_acc", {1.0, 1.0, 1.0}}, {"auc", 1.0}, {"seconds", 1.0}});
+      for (size_t j = 1; j < eps.size(); ++j)
+        mj["sensitivity"].push_back(json{{"attack", attack}, {"eps", eps[j]}, {"shift", scale * afd_shift(1, j)},
+                                         {"relative_shift", scale * afd_shift(1, j)}, {"points", n}});
+    }
+    report["models"].push_back(mj);
+  }
+  fs::create_directories(dir / "out/plots");  // as prepare_out_dir leaves it
+  const std::string md = write_eval_report(report, ps, dir / "out");
+  std::map<std::string, std::string> verdicts;
+  for (const json& c : report["claims"]) {
+    if (c["claim"] != "less_sensitive_features") continue;
+    verdicts[c["baseline"]] = c["verdict"];
+    ASSERT_EQ(c["attacks"].size(), 2u);
+    for (const json& a : c["attacks"]) {
+      // A point's score is the trapezoid mean over eps: 0.5 s(0.5) + 0.25 s(1) here.
+      double mean = 0;
+      const int64_t first = c["baseline"] == "AT" ? 1 : 0, points = n - first;
+      for (int64_t i = first; i < n; ++i) mean += (0.5 * afd_shift(i, 1) + 0.25 * afd_shift(i, 2)) / double(points);
+      EXPECT_NEAR(a["afd_shift"].get<double>(), mean, 1e-12) << c["baseline"] << " " << a["attack"];
+      const double scale = c["baseline"] == "AT" ? 2.0 : a["attack"] == "fgsm" ? 0.5 : 1.0;
+      EXPECT_NEAR(a["baseline_shift"].get<double>(), scale * mean, 1e-12);
+      EXPECT_EQ(a["outcome"], scale > 1 ? "lower" : scale < 1 ? "higher" : "no significant difference");
+    }
+  }
+  EXPECT_EQ(verdicts, (std::map<std::string, std::string>{{"AT", "holds"}, {"TRADES", "does not hold"}}));
+  for (const char* part : {"### 5. AFD's features move less under attack", "## Feature sensitivity (Figure A4)",
+                           "| AFD-WGAN | 0.103 | 0.203 |", "plots/feature_shift_vs_eps_fgsm.svg"})
+    EXPECT_NE(md.find(part), std::string::npos) << part;
+  EXPECT_TRUE(fs::exists(dir / "out/plots/feature_shift_vs_eps_pgd-l2.svg"));
 }
 
 TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {

@@ -1,5 +1,6 @@
 // The representation analyses (afd/eval/representation.h): the H-divergence estimate from D's
-// outputs, the Jacobi eigenvalues, and the dimensionality of features with a known structure.
+// outputs, the feature shift under an attack, the Jacobi eigenvalues, and the dimensionality of
+// features with a known structure.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 
 #include "afd/eval/representation.h"
 #include "nn/models/discriminator.h"
+#include "nn/models/resnet.h"
 #include "nn/models/small_cnn.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
@@ -109,15 +111,47 @@ TEST(HDivergence, EstimatedThroughTheModelAndTheDiscriminator) {
   Tensor x = rand({6, 1, 28, 28}, g, DType::f32), y = Tensor::from_vector<int64_t>({0, 1, 2, 3, 4, 5}, {6});
   // The same images as "adversarial": D's outputs agree, so alpha = 1 exactly and d_hat = 0, for
   // Eq. 6 and for the fitted threshold.
-  DOutputs d = discriminator_outputs(model, disc, x, x, y, /*batch_size=*/4);
+  const Tensor z = features_of(model, x, /*batch_size=*/4);
+  DOutputs d = discriminator_outputs(disc, z, z, y);
   EXPECT_EQ(d.clean.shape(), (Shape{6}));
   EXPECT_EQ(d.clean.to_vector<float>(), d.adv.to_vector<float>());
   for (const HDivergence& same : {h_divergence(d.clean, d.adv), h_divergence_fitted(d.clean, d.adv)}) {
     EXPECT_DOUBLE_EQ(same.alpha, 1.0);
     EXPECT_DOUBLE_EQ(same.d_hat, 0.0);
   }
-  EXPECT_EQ(features_of(model, x, 4).shape(), (Shape{6, model.feature_dim()}));
+  EXPECT_EQ(z.shape(), (Shape{6, model.feature_dim()}));
   EXPECT_TRUE(model.is_training());  // the modes are restored
+  EXPECT_TRUE(disc.is_training());
+}
+
+TEST(FeatureShift, DistancesAndRelativeDistancesPerPoint) {
+  // z rows (3, 4), (0, 0), (1, 0); z_adv moves them by (0, 1.5), (1, 0), (0, 0).
+  const Tensor z = Tensor::from_vector<float>({3, 4, 0, 0, 1, 0}, {3, 2});
+  const Tensor z_adv = Tensor::from_vector<float>({3, 5.5f, 1, 0, 1, 0}, {3, 2});
+  const FeatureShift s = feature_shift(z, z_adv);
+  EXPECT_EQ(s.shift, (std::vector<double>{1.5, 1.0, 0.0}));
+  ASSERT_EQ(s.relative.size(), 3u);
+  EXPECT_DOUBLE_EQ(s.relative[0], 1.5 / 5);
+  EXPECT_TRUE(std::isnan(s.relative[1]));  // z = 0: no scale
+  EXPECT_EQ(s.relative[2], 0.0);
+  afd::testing::expect_error([&] { feature_shift(z, z_adv.slice(0, 2)); }, "feature_shift: clean and adversarial features");
+}
+
+TEST(FeatureShift, ThroughAModel) {
+  // The same images give no shift; images moved by an attack-sized step give a positive one, and
+  // on a ResNet's L2-normalised z the relative shift equals the shift.
+  Generator g(8);
+  nn::ResNet18 model(nn::ResNetConfig::mnist(10, 4), g);
+  Tensor x = rand({5, 1, 28, 28}, g, DType::f32);
+  Tensor x_adv = ops::clamp(ops::add(x, ops::mul_scalar(ops::sign(randn(x.shape(), g)), 0.3)), 0, 1);
+  const Tensor z = features_of(model, x, 2);
+  const FeatureShift same = feature_shift(z, features_of(model, x, 2));
+  for (double v : same.shift) EXPECT_EQ(v, 0.0);
+  const FeatureShift moved = feature_shift(z, features_of(model, x_adv, 2));
+  for (size_t i = 0; i < moved.shift.size(); ++i) {
+    EXPECT_GT(moved.shift[i], 1e-4) << i;
+    EXPECT_NEAR(moved.relative[i], moved.shift[i], 1e-6 * moved.shift[i]) << i;
+  }
 }
 
 TEST(Dimensionality, EigenvaluesOfAKnownMatrix) {

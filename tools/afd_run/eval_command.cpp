@@ -138,12 +138,15 @@ std::vector<uint8_t> correct_flags(nn::UnaryModule& model, const Tensor& x, cons
   return ok;
 }
 
-// u8 [E, N] from E rows of N flags (per_sample.safetensors).
-Tensor flag_matrix(const std::vector<std::vector<uint8_t>>& rows) {
-  std::vector<uint8_t> flat;
+// [E, N] from E rows of N values (per_sample.safetensors): u8 flags, f64 numbers.
+template <class T>
+Tensor row_matrix(const std::vector<std::vector<T>>& rows) {
+  std::vector<T> flat;
   for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
-  return Tensor::from_vector<uint8_t>(flat, {int64_t(rows.size()), rows.empty() ? 0 : int64_t(rows[0].size())});
+  return Tensor::from_vector<T>(flat, {int64_t(rows.size()), rows.empty() ? 0 : int64_t(rows[0].size())});
 }
+Tensor flag_matrix(const std::vector<std::vector<uint8_t>>& rows) { return row_matrix(rows); }
+Tensor value_matrix(const std::vector<std::vector<double>>& rows) { return row_matrix(rows); }
 
 double mean_of(const std::vector<uint8_t>& flags) {
   double sum = 0;
@@ -210,16 +213,33 @@ std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t c
   return disc;
 }
 
-// Figure 3's numbers for one attack and eps: D's outputs on the clean and adversarial features,
-// batch by batch, then Eq. 6 (threshold 0) and the fitted estimate over all of them.
-struct HDivergenceSum {
-  std::vector<Tensor> clean, adv;  // [batch] each
-  void add(const eval::DOutputs& d) { clean.push_back(d.clean), adv.push_back(d.adv); }
-  json to_json(const std::string& attack, double eps, double error_gap) const {
+// One white-box attack at one eps, batch by batch of its adversarials: the features of the clean
+// and adversarial points, their shift (Figure A4) and, with D (AFD checkpoints), D's outputs on
+// both (Figure 3). The points are the clean-correct ones, which the attack ran on.
+struct FeatureAnalysis {
+  std::vector<Tensor> d_clean, d_adv;   // D's outputs, [batch] each
+  std::vector<double> shift, relative;  // per point of the evaluation; NaN where the attack did not run
+
+  explicit FeatureAnalysis(int64_t count) : shift(size_t(count), NAN), relative(size_t(count), NAN) {}
+
+  // x, x_adv, y: the points `rows` of the evaluation, clean and adversarial.
+  void add(nn::Classifier& model, nn::SNPDFC3* disc, const Tensor& x, const Tensor& x_adv, const Tensor& y,
+           const std::vector<int64_t>& rows, int64_t batch_size) {
+    const Tensor z = eval::features_of(model, x, batch_size), z_adv = eval::features_of(model, x_adv, batch_size);
+    if (disc) {
+      const eval::DOutputs d = eval::discriminator_outputs(*disc, z, z_adv, y);
+      d_clean.push_back(d.clean), d_adv.push_back(d.adv);
+    }
+    const eval::FeatureShift s = eval::feature_shift(z, z_adv);
+    for (size_t j = 0; j < rows.size(); ++j) shift[size_t(rows[j])] = s.shift[j], relative[size_t(rows[j])] = s.relative[j];
+  }
+
+  // Eq. 6 (threshold 0) and the fitted estimate over all of D's outputs.
+  json h_divergence_json(const std::string& attack, double eps, double error_gap) const {
     eval::HDivergence h, fitted;
     h.alpha = h.d_hat = h.clean_right = h.adv_right = fitted.alpha = fitted.d_hat = NAN;
-    if (!clean.empty()) {
-      const Tensor c = cat(clean, 0), a = cat(adv, 0);
+    if (!d_clean.empty()) {
+      const Tensor c = cat(d_clean, 0), a = cat(d_adv, 0);
       h = eval::h_divergence(c, a);  // alpha = P_clean[D > 0] + P_adv[D < 0], d_hat = 2 |alpha - 1|
       fitted = eval::h_divergence_fitted(c, a);
     }
@@ -233,6 +253,22 @@ struct HDivergenceSum {
                 {"d_hat_fitted", number(fitted.d_hat)},
                 {"points", h.count},
                 {"error_gap", error_gap}};
+  }
+
+  // S_e = the mean shift, and the mean relative shift, over the points the attack ran on.
+  json sensitivity_json(const std::string& attack, double eps) const {
+    double sum = 0, sum_relative = 0;
+    int64_t points = 0, scaled = 0;
+    for (size_t i = 0; i < shift.size(); ++i) {
+      if (std::isnan(shift[i])) continue;
+      sum += shift[i], ++points;
+      if (!std::isnan(relative[i])) sum_relative += relative[i], ++scaled;
+    }
+    return json{{"attack", attack},
+                {"eps", eps},
+                {"shift", number(points ? sum / double(points) : NAN)},
+                {"relative_shift", number(scaled ? sum_relative / double(scaled) : NAN)},
+                {"points", points}};
   }
 };
 
@@ -344,6 +380,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       if (clean_ok[i]) clean_rows.push_back(int64_t(i));
     const std::shared_ptr<nn::SNPDFC3> disc = load_discriminator(lm, test.classes, device);
     if (disc) mj["h_divergence"] = json::array();
+    mj["sensitivity"] = json::array();
     ps.tensors.emplace_back(key + ".clean", flag_matrix({clean_ok}));
     // The threat model the sanity report checks: the first attack's norm at its largest eps.
     attacks::SanityOptions sanity;
@@ -368,6 +405,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       std::vector<std::vector<uint8_t>> robust;  // per eps, per point (eps 0: the clean flags)
       std::vector<double> norms;                 // minimal-norm attacks: per point
       json components = json::array();
+      std::vector<FeatureAnalysis> analyses;     // per eps > 0, in grid order
       if (attack == "autoattack") {
         // The ensemble itself (attacks/autoattack.h), so that each component's cumulative robust
         // accuracy and time are reported: standard version (apgd-ce, apgd-t, fab-t, square).
@@ -389,14 +427,11 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
           acc.push_back(rep.final_robust_accuracy());
           robust.push_back(rep.robust);
-          if (disc) {  // an entry for every eps, as for the other attacks: null numbers without clean-right points
-            HDivergenceSum h;
-            if (!clean_rows.empty())
-              h.add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, clean_rows),
-                                                attacks::take_rows(rep.x_adv, clean_rows),
-                                                attacks::take_rows(y, clean_rows), eo.batch_size));
-            mj["h_divergence"].push_back(h.to_json(attack, e, clean - acc.back()));
-          }
+          analyses.emplace_back(count);  // an entry for every eps: null numbers without clean-right points
+          if (!clean_rows.empty())
+            analyses.back().add(*lm.model, disc.get(), attacks::take_rows(x, clean_rows),
+                                attacks::take_rows(rep.x_adv, clean_rows), attacks::take_rows(y, clean_rows), clean_rows,
+                                eo.batch_size);
           for (size_t c = 0; c < rep.attacks.size(); ++c)
             components.push_back(json{{"eps", e}, {"attack", rep.attacks[c]}, {"robust_acc", rep.robust_accuracy[c]},
                                       {"seconds", rep.seconds[c]}});
@@ -405,20 +440,15 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           aa_eps = e;
         }
       } else {
-        // With D: its outputs on each batch of adversarials as the evaluation makes them.
-        std::vector<HDivergenceSum> hsum(attacked.size());
+        // Each batch of adversarials as the evaluation makes them, per eps.
+        analyses.assign(attacked.size(), FeatureAnalysis(count));
         attacks::EvalOptions eo_attack = eo;
-        if (disc)
-          eo_attack.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
-            hsum[k].add(eval::discriminator_outputs(*lm.model, *disc, attacks::take_rows(x, rows), x_eval,
-                                                    attacks::take_rows(y, rows), eo.batch_size));
-          };
+        eo_attack.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
+          analyses[k].add(*lm.model, disc.get(), attacks::take_rows(x, rows), x_eval, attacks::take_rows(y, rows), rows,
+                          eo.batch_size);
+        };
         const attacks::RobustnessCurve curve =
             attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo_attack);
-        if (disc)
-          for (size_t k = 0; k < attacked.size(); ++k)
-            mj["h_divergence"].push_back(
-                hsum[k].to_json(attack, attacked[k], curve.clean_accuracy - curve.robust_accuracy[k]));
         size_t k = 0;
         for (double e : grid) {
           robust.push_back(e > 0 ? curve.robust[k] : clean_ok);
@@ -426,6 +456,21 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         }
         clean = curve.clean_accuracy;
         norms = curve.norms;
+      }
+      // Figures 3 and A4: per eps > 0, D's view (AFD checkpoints) and the feature shift; per point,
+      // the relative shift (row j for eps j; eps 0: no shift on the clean-correct points).
+      std::vector<std::vector<double>> shift_rows;
+      for (size_t j = 0, k = 0; j < grid.size(); ++j) {
+        if (grid[j] == 0) {
+          std::vector<double> none(size_t(count), NAN);
+          for (int64_t i : clean_rows) none[size_t(i)] = 0;
+          shift_rows.push_back(std::move(none));
+          continue;
+        }
+        const FeatureAnalysis& f = analyses[k++];
+        if (disc) mj["h_divergence"].push_back(f.h_divergence_json(attack, grid[j], clean - acc[j]));
+        mj["sensitivity"].push_back(f.sensitivity_json(attack, grid[j]));
+        shift_rows.push_back(f.relative);
       }
       if (attack == attack_list.front()) {
         sanity.norm = cfg.norm;
@@ -441,6 +486,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       ps.eps[name + ".robust"] = grid;
       if (!norms.empty())
         ps.tensors.emplace_back(name + ".norms", Tensor::from_vector<double>(norms, {int64_t(norms.size())}));
+      ps.tensors.emplace_back(name + ".shift", value_matrix(shift_rows));
+      ps.eps[name + ".shift"] = grid;
       if (!components.empty()) mj["attacks"].back()["components"] = components;
       io.err << fmt::format("afd_run eval: {} / {}: clean {}%, {} ({})\n", lm.name, attack, percent(clean),
                             [&] {

@@ -42,6 +42,14 @@ json ci_list(const std::vector<double>& accs, int64_t n) {
 
 namespace {
 
+// "plots/PREFIX_ATTACK.svg", the attack's name kept to letters, digits, '-' and '_'.
+std::string plot_file(const std::string& prefix, const std::string& attack) {
+  std::string file = attack;
+  for (char& c : file)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+  return "plots/" + prefix + "_" + file + ".svg";
+}
+
 // Figure 2 of the paper from eval.json's numbers: for each attack, robust accuracy (%) vs eps with
 // one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns eval.md's section
 // that embeds them.
@@ -64,10 +72,7 @@ std::string write_accuracy_plots(const json& eval_json, const std::vector<std::s
     chart.title = fmt::format("{}: robust accuracy vs eps ({}, first {} test points)", attack,
                               eval_json["dataset"].get<std::string>(), eval_json["count"].get<int64_t>());
     chart.x_label = fmt::format("eps ({})", norm);
-    std::string file = attack;
-    for (char& c : file)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
-    file = "plots/accuracy_vs_eps_" + file + ".svg";
+    const std::string file = plot_file("accuracy_vs_eps", attack);
     report::write_svg((fs::path(out) / file).string(), chart);
     md += fmt::format("![{}: robust accuracy vs eps, one line per model]({})\n\n", attack, file);
   }
@@ -326,6 +331,64 @@ std::string write_h_divergence(const json& report, const std::string& out) {
          "![fitted d_hat vs error gap](plots/d_hat_fitted_vs_error_gap.svg)\n";
 }
 
+// Figure A4 from eval.json's "sensitivity" entries: for each attack, the mean relative feature shift
+// vs eps, one line per model, in OUT/plots/feature_shift_vs_eps_ATTACK.svg; returns eval.md's
+// section (a table per attack, and the plots). Empty when no model has the entries.
+std::string write_sensitivity(const json& report, const std::vector<std::string>& attack_list, const std::string& out) {
+  std::string md, scale_note;
+  for (const std::string& attack : attack_list) {
+    report::LineChart chart;
+    chart.y_min = 0;
+    chart.y_label = "mean ||F(x') - F(x)|| / ||F(x)||";
+    chart.x_label = "eps";
+    chart.title = fmt::format("{}: feature shift vs eps ({}, first {} test points)", attack,
+                              report["dataset"].get<std::string>(), report["count"].get<int64_t>());
+    std::vector<double> grid;  // the eps of every model's entries, ascending
+    for (const json& model : report["models"])
+      for (const json& e : model.value("sensitivity", json::array()))
+        if (e["attack"] == attack && std::find(grid.begin(), grid.end(), e["eps"].get<double>()) == grid.end())
+          grid.push_back(e["eps"]);
+    if (grid.empty()) continue;
+    std::sort(grid.begin(), grid.end());
+    std::vector<std::string> header = {"model"};
+    for (double e : grid) header.push_back("eps " + format_real(e));
+    std::vector<std::vector<std::string>> rows;
+    for (const json& model : report["models"]) {
+      const std::string name = model["name"];
+      report::Series series{name, {}, {}};
+      std::vector<std::string> row(grid.size() + 1, "-");
+      row[0] = name;
+      for (const json& e : model.value("sensitivity", json::array())) {
+        if (e["attack"] != attack) continue;
+        const double eps = e["eps"], rel = entry_number(e, "relative_shift"), abs = entry_number(e, "shift");
+        series.x.push_back(eps), series.y.push_back(rel);
+        row[size_t(std::find(grid.begin(), grid.end(), eps) - grid.begin()) + 1] = cell3(rel);
+        if (std::isfinite(rel) && std::isfinite(abs) && std::abs(rel - abs) > 1e-6 * std::max(1.0, abs) &&
+            scale_note.find(name + ",") == std::string::npos)
+          scale_note += name + ",";
+      }
+      if (series.x.empty()) continue;
+      chart.series.push_back(std::move(series));
+      rows.push_back(row);
+    }
+    const std::string file = plot_file("feature_shift_vs_eps", attack);
+    report::write_svg((fs::path(out) / file).string(), chart);
+    md += fmt::format("\n### {}\n\n", attack) + md_table(header, rows) +
+          fmt::format("\n![{}: feature shift vs eps, one line per model]({})\n", attack, file);
+  }
+  if (md.empty()) return "";
+  std::string note;
+  if (!scale_note.empty()) {
+    scale_note.pop_back();
+    note = fmt::format(" The features of {} are not L2-normalised: there the absolute shift S_e, in eval.json, differs.",
+                       scale_note);
+  }
+  return "\n## Feature sensitivity (Figure A4)\n\n"
+         "How far each attack moves the features z = F(x): the mean over the points it ran on (the clean-correct ones) "
+         "of ||F(x') - F(x)||_2 / ||F(x)||_2, per eps. For L2-normalised features (the paper's ResNets) this is the "
+         "paper's S_e = mean ||F(x) - F(x')|| (Sec. 4.6); desensitised features move little." + note + "\n" + md;
+}
+
 // ---- the accuracy tables ------------------------------------------------------------------------
 
 // The attacks of a report's `section` ("attacks": white-box, "black_box"), in the order first
@@ -508,7 +571,60 @@ std::vector<double> auc_scores(const PerSample& ps, size_t m, const std::string&
   return s;
 }
 
+// Per point: curve_auc of its relative feature shift over the attack's grid (the mean shift over
+// the eps range; eps 0 has none), NaN for a point the attack did not run on. Empty where the
+// attack has no shift tensor (parts evaluated before it existed) or a one-eps grid.
+std::vector<double> shift_scores(const PerSample& ps, size_t m, const std::string& attack) {
+  const std::string name = fmt::format("m{}.wb.{}.shift", m, attack);
+  const Tensor* t = find_tensor(ps, name);
+  if (!t || !ps.eps.contains(name)) return {};
+  const std::vector<double> eps = ps.eps[name].get<std::vector<double>>();
+  const int64_t e = t->size(0), n = t->size(1);
+  if (int64_t(eps.size()) != e || e < 2) return {};
+  const std::vector<double> v = t->to(DType::f64).to_vector<double>();  // [E, N]
+  std::vector<double> s, row(size_t(e), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < e; ++j) row[size_t(j)] = v[size_t(j * n + i)];
+    s.push_back(curve_auc(eps, row));  // NaN if any eps of the point is
+  }
+  return s;
+}
+
 std::string signed_pp(double fraction) { return fmt::format("{:+.2f}", 100 * fraction); }
+
+// One attack's per-point scores of an AFD model and a baseline, on the same points.
+struct PairedScores {
+  std::string attack;
+  std::vector<double> sa, sb;
+};
+
+// AFD model against one baseline over several attacks (claims 1 and 5): per attack the paired
+// difference of the points' scores, its interval Bonferroni-corrected over the attacks (95%
+// jointly), counted as AFD better where significantly higher (lower, with lower_is_better).
+// Verdict: holds if better on at least half of the attacks and worse on none, does not hold if worse
+// on more than better, otherwise inconclusive. Appends the Markdown rows; returns the claim's JSON.
+json judge_over_attacks(const std::vector<PairedScores>& scores, const std::string& measure, bool lower_is_better,
+                        const std::string& afd_name, const std::string& baseline_name, std::string& rows) {
+  const double z = eval::normal_quantile(1 - 0.05 / (2.0 * double(scores.size())));
+  int higher = 0, lower = 0;
+  json per_attack = json::array();
+  for (const auto& [attack, sa, sb] : scores) {
+    const eval::Difference d = eval::paired_difference(sa, sb, z);
+    const std::string outcome = d.ci.lo > 0 ? "higher" : d.ci.hi < 0 ? "lower" : "no significant difference";
+    higher += d.ci.lo > 0, lower += d.ci.hi < 0;
+    double mean_a = 0, mean_b = 0;
+    for (size_t i = 0; i < sa.size(); ++i) mean_a += sa[i] / double(sa.size()), mean_b += sb[i] / double(sb.size());
+    rows += fmt::format("| {} | {} | {} | {:.3f} | {:.3f} | {:+.3f} ({:+.3f} to {:+.3f}) | {} |\n", afd_name,
+                        baseline_name, attack, mean_a, mean_b, d.mean, d.ci.lo, d.ci.hi, outcome);
+    per_attack.push_back(json{{"attack", attack}, {"afd_" + measure, mean_a}, {"baseline_" + measure, mean_b},
+                              {"difference", d.mean}, {"ci", {d.ci.lo, d.ci.hi}}, {"outcome", outcome}});
+  }
+  const int k = int(scores.size()), better = lower_is_better ? lower : higher, worse = lower_is_better ? higher : lower;
+  const std::string verdict = worse == 0 && 2 * better >= k ? "holds" : worse > better ? "does not hold" : "inconclusive";
+  rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | **{}** |\n", afd_name,
+                      baseline_name, higher, lower, k, verdict);
+  return json{{"z", z}, {"attacks", per_attack}, {"verdict", verdict}};
+}
 
 // The verdicts (the rules are in the Markdown text below and in docs/evaluation.md).
 std::string claims_section(json& report, const PerSample& ps) {
@@ -538,37 +654,16 @@ std::string claims_section(json& report, const PerSample& ps) {
   std::string rows;
   for (size_t a : afd)
     for (size_t b : robust_baselines) {
-      struct Scores {
-        std::string attack;
-        std::vector<double> sa, sb;  // per point, AFD's and the baseline's
-      };
-      std::vector<Scores> unseen;
+      std::vector<PairedScores> unseen;
       for (const std::string& attack : attack_order(report, "attacks")) {
         if (attack == "pgd-linf" || attack == models[a].value("train_attack", "")) continue;
-        Scores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
+        PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
         if (!sc.sa.empty() && !sc.sb.empty()) unseen.push_back(std::move(sc));
       }
       if (unseen.empty()) continue;
-      const double z = eval::normal_quantile(1 - 0.05 / (2.0 * double(unseen.size())));
-      int higher = 0, lower = 0;
-      json per_attack = json::array();
-      for (const auto& [attack, sa, sb] : unseen) {
-        const eval::Difference d = eval::paired_difference(sa, sb, z);
-        const std::string outcome = d.ci.lo > 0 ? "higher" : d.ci.hi < 0 ? "lower" : "no significant difference";
-        higher += d.ci.lo > 0, lower += d.ci.hi < 0;
-        double mean_a = 0, mean_b = 0;
-        for (size_t i = 0; i < sa.size(); ++i) mean_a += sa[i] / double(sa.size()), mean_b += sb[i] / double(sb.size());
-        rows += fmt::format("| {} | {} | {} | {:.3f} | {:.3f} | {:+.3f} ({:+.3f} to {:+.3f}) | {} |\n", name(a), name(b),
-                            attack, mean_a, mean_b, d.mean, d.ci.lo, d.ci.hi, outcome);
-        per_attack.push_back(json{{"attack", attack}, {"afd_auc", mean_a}, {"baseline_auc", mean_b}, {"difference", d.mean},
-                                  {"ci", {d.ci.lo, d.ci.hi}}, {"outcome", outcome}});
-      }
-      const int k = int(unseen.size());
-      const std::string verdict = lower == 0 && 2 * higher >= k ? "holds" : lower > higher ? "does not hold" : "inconclusive";
-      rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | **{}** |\n", name(a), name(b),
-                          higher, lower, k, verdict);
-      report["claims"].push_back(json{{"claim", "auc_unseen_attacks"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]},
-                                      {"z", z}, {"attacks", per_attack}, {"verdict", verdict}});
+      json claim{{"claim", "auc_unseen_attacks"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
+      claim.update(judge_over_attacks(unseen, "auc", /*lower_is_better=*/false, name(a), name(b), rows));
+      report["claims"].push_back(claim);
     }
   if (!rows.empty())
     md += "\n### 1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)\n\n"
@@ -659,6 +754,34 @@ std::string claims_section(json& report, const PerSample& ps) {
           "otherwise **inconclusive** (also when r is undefined: fewer than 4 pairs, or no spread in d_hat or the "
           "gap).\n\n"
           "| AFD | d_hat | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---|---:|---:|---|\n" + rows;
+
+  // 5. Less sensitive features (Figure A4).
+  rows.clear();
+  for (size_t a : afd)
+    for (size_t b : robust_baselines) {
+      std::vector<PairedScores> compared;
+      for (const std::string& attack : attack_order(report, "attacks")) {
+        const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
+        if (sa.empty() || sa.size() != sb.size()) continue;
+        PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
+        for (size_t i = 0; i < sa.size(); ++i)
+          if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
+        if (sc.sa.size() >= 2) compared.push_back(std::move(sc));
+      }
+      if (compared.empty()) continue;
+      json claim{{"claim", "less_sensitive_features"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
+      claim.update(judge_over_attacks(compared, "shift", /*lower_is_better=*/true, name(a), name(b), rows));
+      report["claims"].push_back(claim);
+    }
+  if (!rows.empty())
+    md += "\n### 5. AFD's features move less under attack than AT's and TRADES' (Figure A4)\n\n"
+          "Per point, the score is the mean of its relative feature shift ||F(x') - F(x)|| / ||F(x)|| over the "
+          "attack's eps range (the trapezoid rule of Table 2; eps 0 moves nothing), on the points both models "
+          "classify correctly, every white-box attack with two or more eps. Intervals are Bonferroni-corrected over "
+          "the attacks of a comparison. Verdict: **holds** if AFD's shift is significantly lower on at least half of "
+          "the attacks and higher on none; **does not hold** if it is significantly higher on more attacks than lower; "
+          "otherwise **inconclusive**.\n\n| AFD | baseline | attack | shift AFD | shift baseline | difference "
+          "(interval) | outcome |\n|---|---|---|---:|---:|---:|---|\n" + rows;
   return md;
 }
 
@@ -697,6 +820,7 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
   md += claims_section(report, ps);
   md += timing_section(report);
   if (!attack_list.empty()) md += write_accuracy_plots(report, attack_list, out);
+  md += write_sensitivity(report, attack_list, out);
   md += write_h_divergence(report, out);
   write_text((fs::path(out) / "eval.json").string(), report.dump(2) + "\n");
   json names = json::array();
@@ -707,6 +831,8 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
                       "m<i>.clean u8 [1, N]: model i correct on x; m<i>.wb.<attack>.robust u8 [E, N]: correct on x "
                       "and on the white-box x_adv at eps[j] (row j; eps 0 = clean); m<i>.wb.<attack>.norms f64 [N]: "
                       "minimal-norm attacks' norm of the adversarial found (0 clean mistake, inf none found); "
+                      "m<i>.wb.<attack>.shift f64 [E, N]: ||F(x') - F(x)|| / ||F(x)|| at eps[j] (NaN where the attack did "
+                      "not run); "
                       "m<i>.bb.<attack>.robust u8 [E, N]: the same for the source model's x_adv"}});
   write_text((fs::path(out) / "eval.md").string(), md);
   return md;
@@ -758,7 +884,7 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
       const std::string mname = pm["name"];
       if (j == merged["models"].size()) {
         json fresh = pm;
-        for (const char* section : {"attacks", "black_box", "h_divergence"}) fresh.erase(section);
+        for (const char* section : {"attacks", "black_box", "h_divergence", "sensitivity"}) fresh.erase(section);
         fresh["attacks"] = json::array();
         merged["models"].push_back(fresh);
       } else {
@@ -789,9 +915,10 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
           mm[section].push_back(a);
         }
       }
-      if (pm.contains("h_divergence")) {
-        if (!mm.contains("h_divergence")) mm["h_divergence"] = json::array();
-        for (const json& h : pm["h_divergence"]) mm["h_divergence"].push_back(h);
+      for (const char* section : {"h_divergence", "sensitivity"}) {  // per (attack, eps): its attack's part
+        if (!pm.contains(section)) continue;
+        if (!mm.contains(section)) mm[section] = json::array();
+        for (const json& h : pm[section]) mm[section].push_back(h);
       }
       index.push_back(j);
     }
