@@ -331,64 +331,6 @@ std::string write_h_divergence(const json& report, const std::string& out) {
          "![fitted d_hat vs error gap](plots/d_hat_fitted_vs_error_gap.svg)\n";
 }
 
-// Figure A4 from eval.json's "sensitivity" entries: for each attack, the mean relative feature shift
-// vs eps, one line per model, in OUT/plots/feature_shift_vs_eps_ATTACK.svg; returns eval.md's
-// section (a table per attack, and the plots). Empty when no model has the entries.
-std::string write_sensitivity(const json& report, const std::vector<std::string>& attack_list, const std::string& out) {
-  std::string md, scale_note;
-  for (const std::string& attack : attack_list) {
-    report::LineChart chart;
-    chart.y_min = 0;
-    chart.y_label = "mean ||F(x') - F(x)|| / ||F(x)||";
-    chart.x_label = "eps";
-    chart.title = fmt::format("{}: feature shift vs eps ({}, first {} test points)", attack,
-                              report["dataset"].get<std::string>(), report["count"].get<int64_t>());
-    std::vector<double> grid;  // the eps of every model's entries, ascending
-    for (const json& model : report["models"])
-      for (const json& e : model.value("sensitivity", json::array()))
-        if (e["attack"] == attack && std::find(grid.begin(), grid.end(), e["eps"].get<double>()) == grid.end())
-          grid.push_back(e["eps"]);
-    if (grid.empty()) continue;
-    std::sort(grid.begin(), grid.end());
-    std::vector<std::string> header = {"model"};
-    for (double e : grid) header.push_back("eps " + format_real(e));
-    std::vector<std::vector<std::string>> rows;
-    for (const json& model : report["models"]) {
-      const std::string name = model["name"];
-      report::Series series{name, {}, {}};
-      std::vector<std::string> row(grid.size() + 1, "-");
-      row[0] = name;
-      for (const json& e : model.value("sensitivity", json::array())) {
-        if (e["attack"] != attack) continue;
-        const double eps = e["eps"], rel = entry_number(e, "relative_shift"), abs = entry_number(e, "shift");
-        series.x.push_back(eps), series.y.push_back(rel);
-        row[size_t(std::find(grid.begin(), grid.end(), eps) - grid.begin()) + 1] = cell3(rel);
-        if (std::isfinite(rel) && std::isfinite(abs) && std::abs(rel - abs) > 1e-6 * std::max(1.0, abs) &&
-            scale_note.find(name + ",") == std::string::npos)
-          scale_note += name + ",";
-      }
-      if (series.x.empty()) continue;
-      chart.series.push_back(std::move(series));
-      rows.push_back(row);
-    }
-    const std::string file = plot_file("feature_shift_vs_eps", attack);
-    report::write_svg((fs::path(out) / file).string(), chart);
-    md += fmt::format("\n### {}\n\n", attack) + md_table(header, rows) +
-          fmt::format("\n![{}: feature shift vs eps, one line per model]({})\n", attack, file);
-  }
-  if (md.empty()) return "";
-  std::string note;
-  if (!scale_note.empty()) {
-    scale_note.pop_back();
-    note = fmt::format(" The features of {} are not L2-normalised: there the absolute shift S_e, in eval.json, differs.",
-                       scale_note);
-  }
-  return "\n## Feature sensitivity (Figure A4)\n\n"
-         "How far each attack moves the features z = F(x): the mean over the points it ran on (the clean-correct ones) "
-         "of ||F(x') - F(x)||_2 / ||F(x)||_2, per eps. For L2-normalised features (the paper's ResNets) this is the "
-         "paper's S_e = mean ||F(x) - F(x')|| (Sec. 4.6); desensitised features move little." + note + "\n" + md;
-}
-
 // ---- the accuracy tables ------------------------------------------------------------------------
 
 // The attacks of a report's `section` ("attacks": white-box, "black_box"), in the order first
@@ -454,6 +396,66 @@ std::string accuracy_tables(const json& report, const char* section, bool with_c
     md += fmt::format("\n### {} ({})\n\n", attack, norm) + md_table(header, rows);
   }
   return md;
+}
+
+// Figure A4 from eval.json's "sensitivity" entries: for each attack, the mean relative feature shift
+// vs eps, one line per model, in OUT/plots/feature_shift_vs_eps_ATTACK.svg; returns eval.md's
+// section (a table per attack, and the plots). Empty when no model has the entries.
+std::string write_sensitivity(const json& report, const std::vector<std::string>& attack_list, const std::string& out) {
+  std::string md, scale_note;
+  for (const std::string& attack : attack_list) {
+    report::LineChart chart;
+    chart.y_min = 0;
+    chart.y_label = "mean ||F(x') - F(x)|| / ||F(x)||";
+    chart.x_label = "eps";
+    for (const json& model : report["models"])
+      if (const json* a = find_attack(model, "attacks", attack)) chart.x_label = fmt::format("eps ({})", (*a)["config"]["norm"].get<std::string>());
+    chart.title = fmt::format("{}: feature shift vs eps ({}, first {} test points)", attack,
+                              report["dataset"].get<std::string>(), report["count"].get<int64_t>());
+    std::vector<double> grid;  // the eps of every model's entries, ascending
+    for (const json& model : report["models"])
+      for (const json& e : model.value("sensitivity", json::array()))
+        if (e["attack"] == attack && std::find(grid.begin(), grid.end(), e["eps"].get<double>()) == grid.end())
+          grid.push_back(e["eps"]);
+    if (grid.empty()) continue;
+    std::sort(grid.begin(), grid.end());
+    std::vector<std::string> header = {"model"};
+    for (double e : grid) header.push_back("eps " + format_real(e));
+    std::vector<std::vector<std::string>> rows;
+    for (const json& model : report["models"]) {
+      const std::string name = model["name"];
+      report::Series series{name, {}, {}};
+      std::vector<std::string> row(grid.size() + 1, "-");
+      row[0] = name;
+      for (const json& e : model.value("sensitivity", json::array())) {
+        if (e["attack"] != attack) continue;
+        const double eps = e["eps"], rel = entry_number(e, "relative_shift"), abs = entry_number(e, "shift");
+        series.x.push_back(eps), series.y.push_back(rel);
+        row[size_t(std::find(grid.begin(), grid.end(), eps) - grid.begin()) + 1] = cell3(rel);
+        if (std::isfinite(rel) && std::isfinite(abs) && std::abs(rel - abs) > 1e-6 * std::max(1.0, abs) &&
+            scale_note.find(name + ",") == std::string::npos)
+          scale_note += name + ",";
+      }
+      if (series.x.empty()) continue;
+      chart.series.push_back(std::move(series));
+      rows.push_back(row);
+    }
+    const std::string file = plot_file("feature_shift_vs_eps", attack);
+    report::write_svg((fs::path(out) / file).string(), chart);
+    md += fmt::format("\n### {}\n\n", attack) + md_table(header, rows) +
+          fmt::format("\n![{}: feature shift vs eps, one line per model]({})\n", attack, file);
+  }
+  if (md.empty()) return "";
+  std::string note;
+  if (!scale_note.empty()) {
+    scale_note.pop_back();
+    note = fmt::format(" The features of {} are not L2-normalised: there the absolute shift S_e, in eval.json, differs.",
+                       scale_note);
+  }
+  return "\n## Feature sensitivity (Figure A4)\n\n"
+         "How far each attack moves the features z = F(x): the mean over the points it ran on (the clean-correct ones) "
+         "of ||F(x') - F(x)||_2 / ||F(x)||_2, per eps. For L2-normalised features (the paper's ResNets) this is the "
+         "paper's S_e = mean ||F(x) - F(x')|| (Sec. 4.6); desensitised features move little." + note + "\n" + md;
 }
 
 // Table A4, the sanity reports and the timings, from each model's entries.
