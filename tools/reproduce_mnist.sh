@@ -232,7 +232,9 @@ if [[ $stage == publish ]]; then
     [[ -f "$out/$name/final.json" ]] || continue
     mkdir -p "$dest/$name/checkpoint"
     cp "$out/$name/final.json" "$out/$name/resolved.flags" "$dest/$name/"
-    grep -h "done in" "$out/$name.log" > "$dest/$name/epochs.txt" || true
+    # The epoch lines come from the training log; an evaluation-only copy of the runs has none
+    # (keep the published ones).
+    if [[ -f "$out/$name.log" ]]; then grep -h "done in" "$out/$name.log" > "$dest/$name/epochs.txt" || true; fi
     for f in model.safetensors discriminator.safetensors; do
       [[ -f "$out/$name/checkpoint/$f" ]] && cp "$out/$name/checkpoint/$f" "$dest/$name/checkpoint/"
     done

@@ -409,7 +409,8 @@ std::string write_sensitivity(const json& report, const std::vector<std::string>
     chart.y_label = "mean ||F(x') - F(x)|| / ||F(x)||";
     chart.x_label = "eps";
     for (const json& model : report["models"])
-      if (const json* a = find_attack(model, "attacks", attack)) chart.x_label = fmt::format("eps ({})", (*a)["config"]["norm"].get<std::string>());
+      if (const json* a = find_attack(model, "attacks", attack))
+        chart.x_label = fmt::format("eps ({})", (*a)["config"]["norm"].get<std::string>());
     chart.title = fmt::format("{}: feature shift vs eps ({}, first {} test points)", attack,
                               report["dataset"].get<std::string>(), report["count"].get<int64_t>());
     std::vector<double> grid;  // the eps of every model's entries, ascending
@@ -449,8 +450,8 @@ std::string write_sensitivity(const json& report, const std::vector<std::string>
   std::string note;
   if (!scale_note.empty()) {
     scale_note.pop_back();
-    note = fmt::format(" The features of {} are not L2-normalised: there the absolute shift S_e, in eval.json, differs.",
-                       scale_note);
+    note = fmt::format(" The features of {} are not L2-normalised: there the absolute shift S_e (eval.json) "
+                       "differs.", scale_note);
   }
   return "\n## Feature sensitivity (Figure A4)\n\n"
          "How far each attack moves the features z = F(x): the mean over the points it ran on (the clean-correct ones) "
@@ -622,7 +623,8 @@ json judge_over_attacks(const std::vector<PairedScores>& scores, const std::stri
                               {"difference", d.mean}, {"ci", {d.ci.lo, d.ci.hi}}, {"outcome", outcome}});
   }
   const int k = int(scores.size()), better = lower_is_better ? lower : higher, worse = lower_is_better ? higher : lower;
-  const std::string verdict = worse == 0 && 2 * better >= k ? "holds" : worse > better ? "does not hold" : "inconclusive";
+  const std::string verdict =
+      worse == 0 && 2 * better >= k ? "holds" : worse > better ? "does not hold" : "inconclusive";
   rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | **{}** |\n", afd_name,
                       baseline_name, higher, lower, k, verdict);
   return json{{"z", z}, {"attacks", per_attack}, {"verdict", verdict}};
