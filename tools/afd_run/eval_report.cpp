@@ -554,43 +554,37 @@ std::vector<double> clean_scores(const PerSample& ps, size_t m) {
   return s;
 }
 
-// Per point: curve_auc (Table 2's rule) of its robust flags over the attack's grid, so that their
-// mean over the points is the model's AUC. Empty where the attack was not evaluated or its grid
-// has no AUC.
-std::vector<double> auc_scores(const PerSample& ps, size_t m, const std::string& attack) {
-  const std::string name = fmt::format("m{}.wb.{}.robust", m, attack);
-  const Tensor* t = find_tensor(ps, name);
-  if (!t || !ps.eps.contains(name)) return {};
-  const std::vector<double> eps = ps.eps[name].get<std::vector<double>>();
-  const int64_t e = t->size(0), n = t->size(1);
-  if (int64_t(eps.size()) != e) return {};
-  const std::vector<uint8_t> f = t->to_vector<uint8_t>();  // [E, N]
-  std::vector<double> s, flags(size_t(e), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < e; ++j) flags[size_t(j)] = f[size_t(j * n + i)];
-    s.push_back(curve_auc(eps, flags));
-    if (std::isnan(s.back())) return {};
-  }
-  return s;
-}
-
-// Per point: curve_auc of its relative feature shift over the attack's grid (the mean shift over
-// the eps range; eps 0 has none), NaN for a point the attack did not run on. Empty where the
-// attack has no shift tensor (parts evaluated before it existed) or a one-eps grid.
-std::vector<double> shift_scores(const PerSample& ps, size_t m, const std::string& attack) {
-  const std::string name = fmt::format("m{}.wb.{}.shift", m, attack);
+// Per point (column) of the [E, N] per-sample tensor `name`: curve_auc (Table 2's rule) of its
+// values over the tensor's eps grid, NaN where one of them is. Empty where the tensor is missing
+// or its grid has fewer than 2 eps (no area).
+std::vector<double> point_areas(const PerSample& ps, const std::string& name) {
   const Tensor* t = find_tensor(ps, name);
   if (!t || !ps.eps.contains(name)) return {};
   const std::vector<double> eps = ps.eps[name].get<std::vector<double>>();
   const int64_t e = t->size(0), n = t->size(1);
   if (int64_t(eps.size()) != e || e < 2) return {};
   const std::vector<double> v = t->to(DType::f64).to_vector<double>();  // [E, N]
-  std::vector<double> s, row(size_t(e), 0.0);
+  std::vector<double> s, column(size_t(e), 0.0);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < e; ++j) row[size_t(j)] = v[size_t(j * n + i)];
-    s.push_back(curve_auc(eps, row));  // NaN if any eps of the point is
+    for (int64_t j = 0; j < e; ++j) column[size_t(j)] = v[size_t(j * n + i)];
+    s.push_back(curve_auc(eps, column));
   }
   return s;
+}
+
+// Per point: the area under its robust flags, so that their mean over the points is the model's
+// AUC. Empty where the attack was not evaluated or its grid has no AUC.
+std::vector<double> auc_scores(const PerSample& ps, size_t m, const std::string& attack) {
+  std::vector<double> s = point_areas(ps, fmt::format("m{}.wb.{}.robust", m, attack));
+  if (std::any_of(s.begin(), s.end(), [](double v) { return std::isnan(v); })) return {};
+  return s;
+}
+
+// Per point: the area under its relative feature shift (the mean shift over the eps range; eps 0
+// has none), NaN for a point the attack did not run on. Empty where the attack has no shift
+// tensor (parts evaluated before it existed) or a one-eps grid.
+std::vector<double> shift_scores(const PerSample& ps, size_t m, const std::string& attack) {
+  return point_areas(ps, fmt::format("m{}.wb.{}.shift", m, attack));
 }
 
 std::string signed_pp(double fraction) { return fmt::format("{:+.2f}", 100 * fraction); }
@@ -655,20 +649,29 @@ std::string claims_section(json& report, const PerSample& ps) {
   // 1. AUC on unseen attacks (Table 2).
   std::vector<size_t> robust_baselines = at;
   robust_baselines.insert(robust_baselines.end(), trades.begin(), trades.end());
-  std::string rows;
-  for (size_t a : afd)
-    for (size_t b : robust_baselines) {
-      std::vector<PairedScores> unseen;
-      for (const std::string& attack : attack_order(report, "attacks")) {
-        if (attack == "pgd-linf" || attack == models[a].value("train_attack", "")) continue;
-        PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
-        if (!sc.sa.empty() && !sc.sb.empty()) unseen.push_back(std::move(sc));
+  // Claims 1 and 5: each AFD model against each robust baseline, over the attacks scores_of(a, b)
+  // gives per-point scores for; returns the Markdown rows.
+  auto judge_each_pair = [&](const char* claim, const char* measure, bool lower_is_better, auto scores_of) {
+    std::string rows;
+    for (size_t a : afd)
+      for (size_t b : robust_baselines) {
+        const std::vector<PairedScores> scores = scores_of(a, b);
+        if (scores.empty()) continue;
+        json entry{{"claim", claim}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
+        entry.update(judge_over_attacks(scores, measure, lower_is_better, name(a), name(b), rows));
+        report["claims"].push_back(entry);
       }
-      if (unseen.empty()) continue;
-      json claim{{"claim", "auc_unseen_attacks"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
-      claim.update(judge_over_attacks(unseen, "auc", /*lower_is_better=*/false, name(a), name(b), rows));
-      report["claims"].push_back(claim);
+    return rows;
+  };
+  std::string rows = judge_each_pair("auc_unseen_attacks", "auc", /*lower_is_better=*/false, [&](size_t a, size_t b) {
+    std::vector<PairedScores> unseen;
+    for (const std::string& attack : attack_order(report, "attacks")) {
+      if (attack == "pgd-linf" || attack == models[a].value("train_attack", "")) continue;
+      PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
+      if (!sc.sa.empty() && !sc.sb.empty()) unseen.push_back(std::move(sc));
     }
+    return unseen;
+  });
   if (!rows.empty())
     md += "\n### 1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)\n\n"
           "Unseen: every white-box attack with an AUC except PGD-Linf and the model's training attack (all robust models "
@@ -760,23 +763,18 @@ std::string claims_section(json& report, const PerSample& ps) {
           "| AFD | d_hat | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---|---:|---:|---|\n" + rows;
 
   // 5. Less sensitive features (Figure A4).
-  rows.clear();
-  for (size_t a : afd)
-    for (size_t b : robust_baselines) {
-      std::vector<PairedScores> compared;
-      for (const std::string& attack : attack_order(report, "attacks")) {
-        const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
-        if (sa.empty() || sa.size() != sb.size()) continue;
-        PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
-        for (size_t i = 0; i < sa.size(); ++i)
-          if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
-        if (sc.sa.size() >= 2) compared.push_back(std::move(sc));
-      }
-      if (compared.empty()) continue;
-      json claim{{"claim", "less_sensitive_features"}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
-      claim.update(judge_over_attacks(compared, "shift", /*lower_is_better=*/true, name(a), name(b), rows));
-      report["claims"].push_back(claim);
+  rows = judge_each_pair("less_sensitive_features", "shift", /*lower_is_better=*/true, [&](size_t a, size_t b) {
+    std::vector<PairedScores> compared;
+    for (const std::string& attack : attack_order(report, "attacks")) {
+      const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
+      if (sa.empty() || sa.size() != sb.size()) continue;
+      PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
+      for (size_t i = 0; i < sa.size(); ++i)
+        if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
+      if (sc.sa.size() >= 2) compared.push_back(std::move(sc));
     }
+    return compared;
+  });
   if (!rows.empty())
     md += "\n### 5. AFD's features move less under attack than AT's and TRADES' (Figure A4)\n\n"
           "Per point, the score is the mean of its relative feature shift ||F(x') - F(x)|| / ||F(x)|| over the "
