@@ -3,13 +3,15 @@
 # stages, each safe to stop (Ctrl-C, kill, a reboot) and to run again: finished pieces are
 # skipped, a stopped training continues from its last checkpoint.
 #
-#   train   NT, AT, TRADES, AFD-DCGAN and AFD-WGAN with the paper's MNIST ResNet18 and presets,
+#   train   NT, AT, TRADES, AFD-DCGAN, AFD-WGAN and (MNIST only) the norm baseline of the paper's
+#           Sec. 4.6 with the paper's MNIST ResNet18 and presets,
 #           each for 10 epochs on all 60,000 training images, with a shorter training attack than
 #           the paper's (5 iterations instead of 40: APGD-CE for AT and AFD; TRADES' KL attack with
 #           steps of 0.075 instead of 0.01, so that 5 steps still cross the eps-ball of 0.3).
 #   eval    the nine attacks of the paper over its eps grids on the first 1,000 test points, one
 #           part per model and attack (DIR/eval/NAME.ATTACK), plus the black-box part (DIR/eval/bb:
-#           PGD-Linf and C&W-L2 crafted on NT, on every model). Parts of unfinished trainings wait.
+#           PGD-Linf and C&W-L2 crafted on NT, AT and TRADES, on every model: Tables 1 and A3).
+#           Parts of unfinished trainings wait.
 #   report  afd_run eval --merge of every finished part into DIR/report (eval.md, tables, plots,
 #           the per-claim verdicts).
 #   publish (not part of "all") copies what is finished into results/reproduce_mnist (or
@@ -54,7 +56,7 @@ while (($#)); do
     --build) build=${2:?--build needs a folder}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --only) only=${2:?--only needs names}; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_mnist: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -64,6 +66,9 @@ case "$dataset" in mnist|cifar10) ;; *) echo "reproduce_mnist: error: --dataset 
 ((full)) || [[ $dataset == mnist ]] || { echo "reproduce_mnist: error: the CPU scale is MNIST only; add --full" >&2; exit 2; }
 declare -A runs
 order=(nt at trades afd_dcgan afd_wgan)
+# The norm baseline of the paper's Sec. 4.6 (Figure A5: F(x') pulled towards F(x) by a loss term
+# instead of a discriminator) was run on MNIST only.
+[[ $dataset == mnist ]] && order+=(norm)
 for name in "${order[@]}"; do runs[$name]="--flagfile configs/${dataset}_$name.flags"; done
 # One thread per run at the CPU scale (--jobs runs side by side); afd_run's default otherwise.
 threads=()
@@ -78,15 +83,17 @@ else
   runs[trades]+=" --trades-steps 5 --trades-step-size 0.075"
   runs[afd_dcgan]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
   runs[afd_wgan]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
+  runs[norm]+=" --attack apgd-ce --attack-eps 0.3 --attack-steps 5"
   out=${out:-runs/reproduce_mnist}
   count=${count:-1000}
 fi
 if [[ -n "$device" ]]; then threads+=(--device "$device"); fi
 # The models' names in the report, and the nine attacks of the paper (afd_run help attacks).
-declare -A labels=([nt]=NT [at]=AT [trades]=TRADES [afd_dcgan]=AFD-DCGAN [afd_wgan]=AFD-WGAN)
+declare -A labels=([nt]=NT [at]=AT [trades]=TRADES [afd_dcgan]=AFD-DCGAN [afd_wgan]=AFD-WGAN [norm]=NORM)
 # Table 1's attacks first, AutoAttack (the longest) last.
 attacks=(pgd-linf cw-l2 fgsm mim-linf pgd-l2 pgd-l1 ddn deepfool-linf autoattack)
 case "$stage" in train|eval|report|publish|all) ;; *) echo "reproduce_mnist: error: --stage '$stage': train, eval, report, publish or all" >&2; exit 2 ;; esac
+all_models=("${order[@]}")  # the black-box part and the report take every model, whatever --only says
 if [[ -n "$only" ]]; then IFS=, read -r -a order <<< "$only"; fi
 for name in "${order[@]}"; do
   [[ -n "${runs[$name]:-}" ]] || { echo "reproduce_mnist: error: unknown run '$name' (known: ${!runs[*]})" >&2; exit 2; }
@@ -170,13 +177,19 @@ evaluate() {
   local flags=(--count "$count" "${threads[@]}" --progress none --out "$dir")
   if [[ "$part" == bb ]]; then
     local ckpts=() names=()
-    for name in "${order[@]}"; do
+    for name in "${all_models[@]}"; do
       [[ -f "$out/$name/final.json" ]] || { echo "reproduce_mnist: bb: waits for $name's training" >&2; return 0; }
       ckpts+=("$out/$name/checkpoint"); names+=("${labels[$name]}")
     done
-    [[ -f "$out/nt/final.json" ]] || { echo "reproduce_mnist: bb: needs nt as its source" >&2; return 0; }
+    # The sources: NT (Table 1), AT and TRADES (Table A3).
+    local sources=() source_names=()
+    for name in nt at trades; do
+      [[ -f "$out/$name/final.json" ]] || { echo "reproduce_mnist: bb: needs $name as a source" >&2; return 0; }
+      sources+=("$out/$name/checkpoint"); source_names+=("${labels[$name]}")
+    done
     flags+=(--checkpoint "$(IFS=,; echo "${ckpts[*]}")" --names "$(IFS=,; echo "${names[*]}")" --attacks none
-            --source-checkpoint "$out/nt/checkpoint" --bb-attacks pgd-linf,cw-l2)
+            --source-checkpoint "$(IFS=,; echo "${sources[*]}")" --source-names "$(IFS=,; echo "${source_names[*]}")"
+            --bb-attacks pgd-linf,cw-l2)
   else
     local name=${part%%.*} attack=${part#*.}
     [[ -f "$out/$name/final.json" ]] || { echo "reproduce_mnist: $part: waits for $name's training" >&2; return 0; }
@@ -212,7 +225,7 @@ if [[ $stage == eval || $stage == all ]]; then
 fi
 if [[ $stage == report || $stage == all ]]; then
   done_parts=()
-  for name in "${order[@]}"; do
+  for name in "${all_models[@]}"; do
     for attack in "${attacks[@]}"; do
       [[ -f "$out/eval/$name.$attack/eval.json" ]] && done_parts+=("$out/eval/$name.$attack")
     done
@@ -220,7 +233,7 @@ if [[ $stage == report || $stage == all ]]; then
   [[ -f "$out/eval/bb/eval.json" ]] && done_parts+=("$out/eval/bb")
   if ((${#done_parts[@]})); then
     "$afd" eval --merge "$(IFS=,; echo "${done_parts[*]}")" --out "$out/report" > /dev/null
-    echo "reproduce_mnist: report of ${#done_parts[@]} of $(( ${#order[@]} * ${#attacks[@]} + 1 )) parts: $out/report/eval.md" >&2
+    echo "reproduce_mnist: report of ${#done_parts[@]} of $(( ${#all_models[@]} * ${#attacks[@]} + 1 )) parts: $out/report/eval.md" >&2
   else
     echo "reproduce_mnist: no evaluation part is finished yet" >&2
   fi

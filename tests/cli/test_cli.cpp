@@ -641,7 +641,9 @@ TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
   const json ev = json::parse(read_text(dir / "eval/eval.json"));
   const int64_t n = 20;
   ASSERT_EQ(ev["models"].size(), 2u);
-  EXPECT_EQ(ev["black_box_source"]["attacks"].size(), 2u);
+  ASSERT_EQ(ev["black_box_sources"].size(), 1u);
+  EXPECT_EQ(ev["black_box_sources"][0]["name"], "run");  // the checkpoint's run folder
+  EXPECT_EQ(ev["black_box_sources"][0]["attacks"].size(), 2u);
   for (const json& model : ev["models"]) {
     expect_wilson(model["clean_acc"], model["clean_acc_ci"], n);
     for (const char* section : {"attacks", "black_box"}) {
@@ -708,7 +710,7 @@ TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
   EXPECT_DOUBLE_EQ(mean_row(clean, 0), m0["clean_acc"].get<double>());
   const std::vector<std::tuple<std::string, std::string, size_t>> tables = {
       {"m0.wb.pgd-linf.robust", "attacks", 0}, {"m0.wb.cw-l2.robust", "attacks", 1},
-      {"m0.bb.pgd-linf.robust", "black_box", 0}, {"m0.bb.cw-l2.robust", "black_box", 1}};
+      {"m0.bb.run.pgd-linf.robust", "black_box", 0}, {"m0.bb.run.cw-l2.robust", "black_box", 1}};
   for (const auto& [name, section, k] : tables) {
     const Tensor& t = ps.get(name);
     ASSERT_EQ(t.shape(), (Shape{3, n})) << name;
@@ -784,6 +786,12 @@ TEST(CliRun, EvalTablesIntervalsPerSampleAndTransfer) {
   expect_one_line(run_cli({"eval", "--checkpoint", ck, "--source-checkpoint", ck, "--bb-attacks", "pgd-lnf",
                            "--data-dir", dir / "mnist", "--out", dir / "bad", "--progress", "none"}),
                   2, {"--bb-attacks: unknown attack 'pgd-lnf'"});
+  expect_one_line(run_cli({"eval", "--checkpoint", ck, "--source-checkpoint", ck + "," + ck, "--data-dir",
+                           dir / "mnist", "--out", dir / "bad3", "--progress", "none"}),
+                  2, {"--source-checkpoint: two sources are named 'run'", "--source-names"});
+  expect_one_line(run_cli({"eval", "--checkpoint", ck, "--source-checkpoint", ck + "," + ck, "--source-names", "S",
+                           "--data-dir", dir / "mnist", "--out", dir / "bad4", "--progress", "none"}),
+                  2, {"--source-names: 1 names for 2 source checkpoints"});
   expect_one_line(run_cli({"eval", "--checkpoint", ck, "--attacks", "fgsm,pgd-linf,fgsm", "--data-dir", dir / "mnist",
                            "--out", dir / "bad2", "--progress", "none"}),
                   2, {"--attacks: 'fgsm' is listed twice"});
@@ -802,22 +810,25 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   }
   const std::string afd = dir / "afd/checkpoint", at = dir / "at/checkpoint", nt = dir / "nt/checkpoint";
   auto eval = [&](const std::string& out, const std::string& checkpoints, const std::string& names,
-                  const std::string& attacks, bool bb) {
+                  const std::string& attacks, const std::string& sources) {
     std::vector<std::string> args = {"eval", "--checkpoint", checkpoints, "--names", names, "--attacks", attacks,
                                      "--eps", "0,0.3,1", "--attack-steps", "2", "--count", "20", "--eval-batch-size",
                                      "7", "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / out,
                                      "--progress", "none"};
-    if (bb) args.insert(args.end(), {"--source-checkpoint", nt, "--bb-attacks", "fgsm"});
+    if (!sources.empty()) args.insert(args.end(), {"--source-checkpoint", sources, "--bb-attacks", "pgd-linf"});
     Result r = run_cli(args);
     EXPECT_EQ(r.code, 0) << out << ": " << r.err;
   };
   const std::string all = afd + "," + at + "," + nt;
-  eval("one", all, "A,B,C", "fgsm,pgd-l2", true);
-  eval("p1", all, "A,B,C", "fgsm", false);
-  eval("p2", at, "B", "pgd-l2", false);
-  eval("p3", afd + "," + nt, "A,C", "pgd-l2", false);
-  eval("p4", all, "A,B,C", "none", true);  // black-box only
-  const std::string parts = dir / "p1" + "," + dir / "p2" + "," + dir / "p3" + "," + dir / "p4";
+  // Black-box from AT and NT (Table A3; Table 1 takes NT's though it is listed second); the parts
+  // transfer from one source each.
+  eval("one", all, "A,B,C", "fgsm,pgd-l2", at + "," + nt);
+  eval("p1", all, "A,B,C", "fgsm", "");
+  eval("p2", at, "B", "pgd-l2", "");
+  eval("p3", afd + "," + nt, "A,C", "pgd-l2", "");
+  eval("p4", all, "A,B,C", "none", at);  // black-box only
+  eval("p4n", all, "A,B,C", "none", nt);
+  const std::string parts = dir / "p1" + "," + dir / "p2" + "," + dir / "p3" + "," + dir / "p4" + "," + dir / "p4n";
   Result m = run_cli({"eval", "--merge", parts, "--out", dir / "merged"});
   ASSERT_EQ(m.code, 0) << m.err;
 
@@ -841,8 +852,30 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
     EXPECT_EQ(a["sensitivity"].size(), 4u);  // fgsm and pgd-l2 at eps 0.3 and 1
     EXPECT_EQ(a["sensitivity"], b["sensitivity"]) << "Figure A4's entries";
   }
-  for (const char* file : {"table1.csv", "table2.csv"})
+  for (const char* file : {"table1.csv", "table2.csv", "table_a3.csv"})
     EXPECT_EQ(read_text(fs::path(dir / "one") / file), read_text(fs::path(dir / "merged") / file)) << file;
+  // Table 1's black-box column is the NT source's; Table A3 has one per source, AT's first.
+  ASSERT_EQ(one["black_box_sources"].size(), 2u);
+  EXPECT_EQ(one["black_box_sources"][1]["name"], "nt");
+  EXPECT_EQ(one["black_box_sources"][1]["method"], "nt");
+  const auto t1 = read_csv(dir / "one/table1.csv"), a3 = read_csv(dir / "one/table_a3.csv");
+  ASSERT_EQ(a3.size(), 4u);
+  EXPECT_EQ(a3[0], (std::vector<std::string>{"model", "n", "pgd_linf_from_at", "pgd_linf_from_at_ci_lo",
+                                             "pgd_linf_from_at_ci_hi", "cw_l2_from_at", "cw_l2_from_at_ci_lo",
+                                             "cw_l2_from_at_ci_hi", "pgd_linf_from_nt", "pgd_linf_from_nt_ci_lo",
+                                             "pgd_linf_from_nt_ci_hi", "cw_l2_from_nt", "cw_l2_from_nt_ci_lo",
+                                             "cw_l2_from_nt_ci_hi"}));
+  auto pct = [](const json& v) { return fmt::format("{:.2f}", 100 * v.get<double>()); };
+  for (size_t r = 1; r < 4; ++r) {
+    const json& bb = one["models"][r - 1]["black_box"];  // pgd-linf from at, then from nt; eps 0, 0.3, 1
+    ASSERT_EQ(bb.size(), 2u);
+    EXPECT_EQ(bb[0]["source"], "at");
+    EXPECT_EQ(bb[1]["source"], "nt");
+    EXPECT_EQ(a3[r][2], pct(bb[0]["robust_acc"][1]));
+    EXPECT_EQ(a3[r][8], pct(bb[1]["robust_acc"][1]));
+    EXPECT_EQ(a3[r][5], "");  // no C&W-L2
+    EXPECT_EQ(t1[r][14], pct(bb[1]["robust_acc"][1]));
+  }
   const std::string md_one = read_text(dir / "one/eval.md"), md_merged = read_text(dir / "merged/eval.md");
   EXPECT_EQ(md_one.substr(0, md_one.find("## Timing")), md_merged.substr(0, md_merged.find("## Timing")));
   const SafetensorsFile ps_one = read_safetensors(dir / "one/per_sample.safetensors");
@@ -922,11 +955,18 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "one", "--out", dir / "bad"}), 1,
                   {"white-box attack 'fgsm' of model 'A' is in both", dir / "one"});
   fs::copy(dir / "afd", dir / "moved", fs::copy_options::recursive);  // the same weights elsewhere
-  eval("p6", dir / "moved/checkpoint", "A", "pgd-l2", false);
+  eval("p6", dir / "moved/checkpoint", "A", "pgd-l2", "");
   EXPECT_EQ(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p6", "--out", dir / "moved_ok"}).code, 0);
-  eval("p5", at, "A", "pgd-l2", false);  // another model under A's name
+  eval("p5", at, "A", "pgd-l2", "");  // another model under A's name
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p5", "--out", dir / "bad"}), 1,
                   {"model 'A' is", "one name must mean one model"});
+  fs::copy(dir / "at", dir / "p7src", fs::copy_options::recursive);  // another source under nt's name
+  Result p7 = run_cli({"eval", "--checkpoint", at, "--names", "B", "--attacks", "none", "--source-checkpoint",
+                       dir / "p7src/checkpoint", "--source-names", "nt", "--bb-attacks", "fgsm", "--count", "20",
+                       "--data-dir", dir / "mnist", "--out", dir / "p7", "--progress", "none"});
+  ASSERT_EQ(p7.code, 0) << p7.err;
+  expect_one_line(run_cli({"eval", "--merge", dir / "p4n" + "," + dir / "p7", "--out", dir / "bad"}), 1,
+                  {"black-box source 'nt' is", "one name must mean one source"});
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "nowhere", "--out", dir / "bad"}), 1,
                   {"--merge: cannot read", "nowhere/eval.json"});
   expect_one_line(run_cli({"eval", "--merge", parts, "--checkpoint", afd, "--out", dir / "bad"}), 2,

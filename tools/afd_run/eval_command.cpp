@@ -303,7 +303,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     return 0;
   }
   if (checkpoints.empty()) throw UsageError("--checkpoint: name at least one checkpoint folder (e.g. runs/x/checkpoint)");
-  if (attack_list.empty() && opt.get("source-checkpoint").empty())
+  if (attack_list.empty() && opt.get_list("source-checkpoint").empty())
     throw UsageError("--attacks: name at least one attack ('none' only with --source-checkpoint: black-box only)");
   check_attack_list(attack_list, "--attacks");
   std::vector<std::string> names = opt.get_list("names");
@@ -338,27 +338,49 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     return grid;
   };
 
-  // Black-box: adversarials crafted once on the source model, evaluated below on every model.
-  std::vector<TransferSet> transfer;
-  const std::string source_checkpoint = opt.get("source-checkpoint");
-  if (!source_checkpoint.empty()) {
+  // Black-box: adversarials crafted once on each source model (the paper's Table 1: NT; Table A3:
+  // AT and TRADES), evaluated below on every model. Every source's x_adv stay in memory until then:
+  // sources x attacks x eps x [N, C, H, W].
+  struct Source {
+    std::string name;
+    std::vector<TransferSet> transfer;
+  };
+  std::vector<Source> sources;
+  const std::vector<std::string> source_checkpoints = opt.get_list("source-checkpoint");
+  const std::vector<std::string> source_names = opt.get_list("source-names");
+  if (!source_names.empty() && source_names.size() != source_checkpoints.size())
+    throw UsageError(fmt::format("--source-names: {} names for {} source checkpoints", source_names.size(),
+                                 source_checkpoints.size()));
+  if (!source_checkpoints.empty()) {
     const std::vector<std::string> bb_list = parse_text_list(opt.get("bb-attacks"));
     if (bb_list.empty()) throw UsageError("--bb-attacks: name at least one attack for --source-checkpoint");
     check_attack_list(bb_list, "--bb-attacks");
     for (const std::string& a : bb_list)
       if (a == "autoattack") throw UsageError("--bb-attacks: autoattack is white-box only here");
-    LoadedModel source = load_model(source_checkpoint, "", -1, test, device);
-    json sj{{"name", source.name}, {"checkpoint", source.path}, {"model", source.config.model},
-            {"method", train::method_name(source.config.method)}, {"attacks", json::array()}};
-    for (const std::string& attack : bb_list) {
-      const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
-      io.err << fmt::format("afd_run eval: black-box source {} / {} on {} points\n", source.name, attack, count);
-      transfer.push_back(craft_transfer(*source.model, attack, cfg, eps_grid(attack), x, y, eo));
-      const TransferSet& t = transfer.back();
-      sj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", t.eps},
-                                   {"source_robust_acc", t.source_robust_acc}, {"seconds", t.seconds}});
+    std::vector<LoadedModel> loaded;  // all first, so that a clash of names stops the run before any attack
+    for (size_t s = 0; s < source_checkpoints.size(); ++s) {
+      loaded.push_back(load_model(source_checkpoints[s], "", -1, test, device));
+      if (!source_names.empty()) loaded.back().name = source_names[s];
+      for (size_t r = 0; r < s; ++r)
+        if (loaded[r].name == loaded[s].name)
+          throw UsageError(fmt::format("--source-checkpoint: two sources are named '{}'; name them apart with "
+                                       "--source-names", loaded[s].name));
     }
-    report["black_box_source"] = sj;
+    report["black_box_sources"] = json::array();
+    for (const LoadedModel& source : loaded) {
+      json sj{{"name", source.name}, {"checkpoint", source.path}, {"model", source.config.model},
+              {"method", train::method_name(source.config.method)}, {"attacks", json::array()}};
+      sources.push_back(Source{source.name, {}});
+      for (const std::string& attack : bb_list) {
+        const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
+        io.err << fmt::format("afd_run eval: black-box source {} / {} on {} points\n", source.name, attack, count);
+        const TransferSet& t =
+            sources.back().transfer.emplace_back(craft_transfer(*source.model, attack, cfg, eps_grid(attack), x, y, eo));
+        sj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", t.eps},
+                                     {"source_robust_acc", t.source_robust_acc}, {"seconds", t.seconds}});
+      }
+      report["black_box_sources"].push_back(sj);
+    }
   }
   for (size_t m = 0; m < checkpoints.size(); ++m) {
     LoadedModel lm = load_model(checkpoints[m], opt.get("model"), opt.get_int("width"), test, device);
@@ -518,10 +540,10 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     }
     mj["clean_acc"] = clean;
     mj["clean_acc_ci"] = ci_json(clean, count);
-    // Black-box: the source's adversarials at each eps; robust = correct on x and on x_adv.
-    if (!transfer.empty()) {
-      mj["black_box"] = json::array();
-      for (const TransferSet& t : transfer) {
+    // Black-box: each source's adversarials at each eps; robust = correct on x and on x_adv.
+    if (!sources.empty()) mj["black_box"] = json::array();
+    for (const Source& source : sources)
+      for (const TransferSet& t : source.transfer) {
         std::vector<double> acc;
         std::vector<std::vector<uint8_t>> robust;
         for (const Tensor& x_adv : t.x_adv) {
@@ -530,14 +552,13 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           acc.push_back(mean_of(ok));
           robust.push_back(std::move(ok));
         }
-        mj["black_box"].push_back(json{{"attack", t.attack}, {"source", report["black_box_source"]["name"]},
+        mj["black_box"].push_back(json{{"attack", t.attack}, {"source", source.name},
                                        {"config", attack_config_json(t.config)}, {"eps", t.eps}, {"robust_acc", acc}, {"robust_acc_ci", ci_list(acc, count)},
                                        {"auc", number(curve_auc(t.eps, acc))}});
-        const std::string name = key + ".bb." + t.attack + ".robust";
+        const std::string name = key + ".bb." + source.name + "." + t.attack + ".robust";
         ps.tensors.emplace_back(name, flag_matrix(robust));
         ps.eps[name] = t.eps;
       }
-    }
     // Representation dimensionality (the paper's Table A4) on the evaluated points.
     const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, x, eo.batch_size));
     mj["representation"] = json{{"features", dim.features}, {"nonzero", dim.nonzero}, {"pca_99", dim.pca_99}};

@@ -130,41 +130,53 @@ double table1_linf_eps(const std::string& dataset) {
 constexpr double kTable1L2Eps = 1.0;
 constexpr double kEpsMatch = 1e-3;
 
-// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list, NaN when
-// that attack, norm or eps was not evaluated.
-double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps) {
+// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list (only the
+// entries transferred from `source` when one is named), NaN when that attack, norm or eps was not
+// evaluated.
+double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps,
+                   const std::string& source = "") {
   for (const json& a : entries)
-    if (a["attack"] == attack && a["config"]["norm"] == norm)
+    if (a["attack"] == attack && a["config"]["norm"] == norm && (source.empty() || a.value("source", "") == source))
       for (size_t j = 0; j < a["eps"].size(); ++j)
         if (std::abs(a["eps"][j].get<double>() - eps) <= kEpsMatch && a["robust_acc"][j].is_number())
           return a["robust_acc"][j].get<double>();
   return NAN;
 }
 
+// The black-box sources of a report, in the order evaluated.
+std::vector<std::string> source_names(const json& report) {
+  std::vector<std::string> names;
+  for (const json& s : report.value("black_box_sources", json::array())) names.push_back(s["name"]);
+  return names;
+}
+
+// The source of Table 1's black-box columns: the paper transfers from its naturally trained model,
+// so the first NT source, else the first source ("" when there is none).
+std::string table1_source(const json& report) {
+  for (const json& s : report.value("black_box_sources", json::array()))
+    if (s["method"] == "nt") return s["name"];
+  const std::vector<std::string> names = source_names(report);
+  return names.empty() ? "" : names[0];
+}
+
 struct TableFiles {
   std::string md, csv;
 };
 
-// Table 1 of the paper from eval.json: clean and robust accuracy at the headline budgets, white-box
-// and black-box, one row per model. Markdown cells "acc (lo–hi)" in %; CSV columns acc, ci_lo,
-// ci_hi in % with 2 decimals, empty where not evaluated.
-TableFiles table1(const json& report) {
-  const std::string dataset = report["dataset"];
-  const double linf = table1_linf_eps(dataset);
-  struct Column {
-    std::string title, key, section, attack, norm;
-    double eps;
-  };
-  const std::vector<Column> columns = {
-      {"clean", "clean", "", "", "", 0},
-      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf},
-      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps},
-      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf},
-      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf},
-      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps}};
+// A column of a table at the paper's budgets: the accuracy of one attack at one eps, white-box
+// ("attacks") or black-box ("black_box", from `source`); the clean accuracy where section is empty.
+struct BudgetColumn {
+  std::string title, key, section, attack, norm;
+  double eps;
+  std::string source;
+};
+
+// One row per model, one column per BudgetColumn. Markdown cells "acc (lo–hi)" in %; CSV columns
+// acc, ci_lo, ci_hi in % with 2 decimals, empty where not evaluated.
+TableFiles budget_table(const json& report, const std::vector<BudgetColumn>& columns) {
   const int64_t n = report["count"];
   std::vector<std::string> header = {"model"}, csv_header = {"model", "n"};
-  for (const Column& c : columns) {
+  for (const BudgetColumn& c : columns) {
     header.push_back(c.title);
     for (const char* suffix : {"", "_ci_lo", "_ci_hi"}) csv_header.push_back(c.key + suffix);
   }
@@ -173,12 +185,12 @@ TableFiles table1(const json& report) {
   std::vector<std::vector<std::string>> rows;
   for (const json& model : report["models"]) {
     std::vector<std::string> row = {model["name"]}, fields = {model["name"], std::to_string(n)};
-    for (const Column& c : columns) {
+    for (const BudgetColumn& c : columns) {
       double acc = NAN;
       if (c.section.empty())
         acc = model["clean_acc"].get<double>();
       else if (model.contains(c.section))
-        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps);
+        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps, c.source);
       row.push_back(acc_cell(acc, n));
       if (std::isfinite(acc)) {
         const eval::Interval ci = eval::wilson_interval(acc, n);
@@ -190,14 +202,58 @@ TableFiles table1(const json& report) {
     rows.push_back(row);
     t.csv += csv_line(fields);
   }
+  t.md = md_table(header, rows);
+  return t;
+}
+
+// Table 1 of the paper from eval.json: clean and robust accuracy at the headline budgets, white-box
+// and black-box (from table1_source), one row per model.
+TableFiles table1(const json& report) {
+  const std::string dataset = report["dataset"];
+  const double linf = table1_linf_eps(dataset);
+  const std::string source = table1_source(report);
+  const std::vector<BudgetColumn> columns = {
+      {"clean", "clean", "", "", "", 0, ""},
+      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf, ""},
+      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps, ""},
+      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf, ""},
+      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf, source},
+      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps,
+       source}};
+  TableFiles t = budget_table(report, columns);
   t.md = fmt::format(
-      "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
-      "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
-      "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = black-box "
-      "(crafted on --source-checkpoint, evaluated on the model). '-': not evaluated (add the attack to --attacks "
-      "or --bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
-      n, format_real(linf), dataset, format_real(kTable1L2Eps), format_real(kEpsMatch));
-  t.md += md_table(header, rows);
+             "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
+             "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
+             "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = "
+             "black-box (crafted on {}, evaluated on the model). '-': not evaluated (add the attack to --attacks or "
+             "--bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
+             report["count"].get<int64_t>(), format_real(linf), dataset, format_real(kTable1L2Eps),
+             format_real(kEpsMatch), source.empty() ? "a --source-checkpoint" : "the source " + source) +
+         t.md;
+  return t;
+}
+
+// Table A3 of the paper: black-box accuracy at Table 1's budgets for every source (the paper adds
+// transfer from AT and TRADES to Table 1's from NT). Empty with fewer than two sources (Table 1
+// holds the one).
+TableFiles table_a3(const json& report) {
+  const std::vector<std::string> sources = source_names(report);
+  if (sources.size() < 2) return {};
+  const double linf = table1_linf_eps(report["dataset"]);
+  std::vector<BudgetColumn> columns;
+  for (const std::string& s : sources) {
+    columns.push_back({fmt::format("PGD-Linf from {} ({})", s, format_real(linf)), "pgd_linf_from_" + s, "black_box",
+                       "pgd-linf", "linf", linf, s});
+    columns.push_back({fmt::format("C&W-L2 from {} ({})", s, format_real(kTable1L2Eps)), "cw_l2_from_" + s,
+                       "black_box", "cw-l2", "l2", kTable1L2Eps, s});
+  }
+  TableFiles t = budget_table(report, columns);
+  t.md = fmt::format("\n## Table A3: black-box accuracy (%) by source\n\n"
+                     "Adversarials crafted on each source model at Table 1's budgets, evaluated on each model (a "
+                     "source evaluated on its own adversarials shows its white-box accuracy). Wilson 95% intervals in brackets (n = {} "
+                     "points). Also in table_a3.csv.\n\n",
+                     report["count"].get<int64_t>()) +
+         t.md;
   return t;
 }
 
@@ -502,11 +558,10 @@ std::string timing_section(const json& report) {
       md += fmt::format("| {} | **all white-box attacks** | **{}** | **{}** |\n", model["name"].get<std::string>(),
                         duration(wall), duration(cpu));
   }
-  if (report.contains("black_box_source"))
-    for (const json& a : report["black_box_source"]["attacks"])
-      md += fmt::format("| {} (black-box source) | {} | {} | - |\n",
-                        report["black_box_source"]["name"].get<std::string>(), a["attack"].get<std::string>(),
-                        duration(a["seconds"].get<double>()));
+  for (const json& source : report.value("black_box_sources", json::array()))
+    for (const json& a : source["attacks"])
+      md += fmt::format("| {} (black-box source) | {} | {} | - |\n", source["name"].get<std::string>(),
+                        a["attack"].get<std::string>(), duration(a["seconds"].get<double>()));
   if (md.empty()) return "";
   std::string where;  // afd's version, the device and threads (of the first part, when merged)
   if (report.contains("version")) {
@@ -811,11 +866,25 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
   write_text((fs::path(out) / "table1.csv").string(), t1.csv);
   write_text((fs::path(out) / "table2.csv").string(), t2.csv);
   md += t1.md + t2.md;
-  if (report.contains("black_box_source"))
+  if (const TableFiles a3 = table_a3(report); !a3.md.empty()) {
+    write_text((fs::path(out) / "table_a3.csv").string(), a3.csv);
+    md += a3.md;
+  }
+  for (const std::string& source : source_names(report)) {
+    // The tables of this source's entries only: a report whose models' black_box lists hold them.
+    json view = report;
+    for (json& model : view["models"])
+      if (model.contains("black_box")) {
+        json mine = json::array();
+        for (const json& a : model["black_box"])
+          if (a.value("source", "") == source) mine.push_back(a);
+        model["black_box"] = mine;
+      }
     md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
                       "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
-                      report["black_box_source"]["name"].get<std::string>()) +
-          accuracy_tables(report, "black_box", /*with_clean=*/false, /*with_auc=*/false);
+                      source) +
+          accuracy_tables(view, "black_box", /*with_clean=*/false, /*with_auc=*/false);
+  }
   md += "\n";
   md += representation_section(report);
   md += sanity_section(report);
@@ -835,7 +904,8 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
                       "minimal-norm attacks' norm of the adversarial found (0 clean mistake, inf none found); "
                       "m<i>.wb.<attack>.shift f64 [E, N]: ||F(x') - F(x)|| / ||F(x)|| at eps[j] (NaN where the attack did "
                       "not run); "
-                      "m<i>.bb.<attack>.robust u8 [E, N]: the same for the source model's x_adv"}});
+                      "m<i>.bb.<source>.<attack>.robust u8 [E, N]: the same for the x_adv crafted on a black-box source "
+                      "model"}});
   write_text((fs::path(out) / "eval.md").string(), md);
   return md;
 }
@@ -908,10 +978,11 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
         if (!pm.contains(section)) continue;
         if (!mm.contains(section)) mm[section] = json::array();
         for (const json& a : pm[section]) {
-          const std::string key = mname + "\n" + section + "\n" + a["attack"].get<std::string>();
+          const std::string source = a.value("source", ""),
+                            key = mname + "\n" + section + "\n" + a["attack"].get<std::string>() + "\n" + source;
           if (origin.count(key))
             throw RunError(fmt::format("--merge: {} attack '{}' of model '{}' is in both {} and {}",
-                                       section == std::string("attacks") ? "white-box" : "black-box",
+                                       source.empty() ? "white-box" : "black-box (from " + source + ")",
                                        a["attack"].get<std::string>(), mname, origin[key], dir));
           origin[key] = dir;
           mm[section].push_back(a);
@@ -924,19 +995,25 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
       }
       index.push_back(j);
     }
-    if (part.contains("black_box_source")) {
-      const json& src = part["black_box_source"];
-      if (!merged.contains("black_box_source")) {
-        merged["black_box_source"] = src;
-      } else if (merged["black_box_source"]["checkpoint"] != src["checkpoint"]) {
-        throw RunError(fmt::format("--merge: {} transfers from {}, an earlier part from {}: one source per report", dir,
-                                   src["checkpoint"].dump(), merged["black_box_source"]["checkpoint"].dump()));
+    // Black-box sources by name: one name, one checkpoint; each attack of a source from any part
+    // (a part evaluating more models transfers the same adversarials).
+    json part_sources = part.value("black_box_sources", json::array());
+    if (part.contains("black_box_source")) part_sources.push_back(part["black_box_source"]);  // one source: older eval.json
+    for (const json& src : part_sources) {
+      if (!merged.contains("black_box_sources")) merged["black_box_sources"] = json::array();
+      json& sources = merged["black_box_sources"];
+      auto have = std::find_if(sources.begin(), sources.end(), [&](const json& h) { return h["name"] == src["name"]; });
+      if (have == sources.end()) {
+        sources.push_back(src);
+      } else if ((*have)["checkpoint"] != src["checkpoint"]) {
+        throw RunError(fmt::format("--merge: black-box source '{}' is {} in {} but {} in an earlier part: one name "
+                                   "must mean one source", src["name"].get<std::string>(), src["checkpoint"].dump(),
+                                   dir, (*have)["checkpoint"].dump()));
       } else {
-        for (const json& a : src["attacks"]) {
-          json& have = merged["black_box_source"]["attacks"];
-          if (std::none_of(have.begin(), have.end(), [&](const json& h) { return h["attack"] == a["attack"]; }))
-            have.push_back(a);
-        }
+        for (const json& a : src["attacks"])
+          if (std::none_of((*have)["attacks"].begin(), (*have)["attacks"].end(),
+                           [&](const json& h) { return h["attack"] == a["attack"]; }))
+            (*have)["attacks"].push_back(a);
       }
     }
     // Per-sample tensors, renamed to the merged model index.

@@ -230,9 +230,12 @@ std::vector<Flag> build_table() {
     Flag n = flag("names", FlagType::text, kEval, "model", "labels for the checkpoints, comma separated (\"\" = folder names)");
     t.push_back(n);
     Flag src = flag("source-checkpoint", FlagType::text, kEval, "model",
-                    "black-box (transfer) source: adversarials crafted on this model, evaluated on every "
-                    "--checkpoint (\"\" = no black-box evaluation)");
+                    "black-box (transfer) sources, comma separated: adversarials crafted on each, evaluated on every "
+                    "--checkpoint (\"\" = no black-box evaluation; Table 1 uses the NT source, Table A3 them all)");
     t.push_back(src);
+    Flag sn = flag("source-names", FlagType::text, kEval, "model",
+                   "labels for the source checkpoints, comma separated (\"\" = folder names)");
+    t.push_back(sn);
     Flag mg = flag("merge", FlagType::text, kEval, "model",
                    "report only: merge the eval.json and per_sample.safetensors of earlier afd_run eval folders, "
                    "comma separated (one model and attack per folder, say), into one report in --out; no "
