@@ -298,12 +298,13 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
     std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     m.crc32 = fmt::format("{:08x}", crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())));
   }
-  std::map<std::string, std::string> meta;
+  SafetensorsFile file;  // read and validated once: the config from its metadata, then the weights
   try {
-    meta = read_safetensors(m.path).metadata;
+    file = read_safetensors(m.path);
   } catch (const Error& e) {
     throw RunError(fmt::format("--checkpoint {}: {}", checkpoint, clean_message(e.what())));
   }
+  const std::map<std::string, std::string>& meta = file.metadata;
   if (meta.count("config")) {
     try {
       m.config = train::config_from_json(meta.at("config"));
@@ -324,7 +325,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
     throw RunError(fmt::format("--model {}: {}", m.config.model, clean_message(e.what())));
   }
   try {
-    nn::load_state_dict_file(*m.model, m.path, /*strict=*/true);
+    m.model->load_state_dict(file.tensors, /*strict=*/true);
   } catch (const Error& e) {
     throw RunError(fmt::format("--checkpoint {}: does not fit a {} (width {}) for {} classes: {}", checkpoint, m.config.model,
                                m.config.width, test.classes, clean_message(e.what())));
