@@ -1142,6 +1142,76 @@ TEST(CliReport, NormBaselineClaimFromPerPointFlags) {
   EXPECT_NE(md.find("| AFD-WGAN | 5 | NT 20 | **holds** |"), std::string::npos) << md;
 }
 
+// Claim 7 (Table A3) on chosen black-box flags, sources AT and TRADES: AFD is judged against AT on
+// TRADES' adversarials only and against TRADES on AT's only. Under TRADES' PGD-Linf, AT loses the odd
+// points at eps 1 and AFD none (higher; C&W-L2 equal): holds. Under AT's PGD-Linf, AFD loses them and
+// TRADES none (lower): does not hold. The models' flags on their own adversarials (all lost) would
+// turn both verdicts if they were used.
+TEST(CliReport, TransferClaimFromPerPointFlags) {
+  TempDir dir;
+  const int64_t n = 40;
+  const std::vector<double> eps = {0, 0.5, 1};
+  const std::vector<std::string> names = {"AFD-WGAN", "AT", "TRADES"}, methods = {"afd", "at", "trades"};
+  json report{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}, {"black_box_sources", json::array()}};
+  PerSample ps;
+  ps.labels.assign(size_t(n), 0);
+  for (size_t s = 1; s < 3; ++s)
+    report["black_box_sources"].push_back(json{{"name", names[s]}, {"method", methods[s]},
+                                               {"checkpoint", names[s] + "/model.safetensors"},
+                                               {"attacks", json::array({json{{"attack", "pgd-linf"}, {"seconds", 1.0}},
+                                                                        json{{"attack", "cw-l2"}, {"seconds", 1.0}}})}});
+  // kept(m, source, attack, i, j): model m keeps point i at eps j of the source's attack.
+  auto kept = [](size_t m, size_t source, const std::string& attack, int64_t i, size_t j) {
+    if (j == 0) return true;
+    if (m == source) return false;  // its own adversarials: white-box, never judged
+    if (attack == "cw-l2") return true;
+    const size_t loser = source == 2 ? 1 : 0;  // AT under TRADES' attack, AFD under AT's
+    return !(m == loser && j == 2 && i % 2 == 1);
+  };
+  for (size_t m = 0; m < 3; ++m) {
+    json mj{{"name", names[m]}, {"method", methods[m]}, {"checkpoint", names[m] + "/model.safetensors"},
+            {"clean_acc", 1.0}, {"attacks", json::array()}, {"black_box", json::array()}};
+    if (m == 0) mj["gan"] = "wgan";
+    for (size_t source = 1; source < 3; ++source)
+      for (const std::string attack : {"pgd-linf", "cw-l2"}) {
+        std::vector<uint8_t> flags;  // [E, N]
+        std::vector<double> acc;
+        for (size_t j = 0; j < eps.size(); ++j) {
+          int64_t count = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            flags.push_back(kept(m, source, attack, i, j) ? 1 : 0);
+            count += flags.back();
+          }
+          acc.push_back(double(count) / double(n));
+        }
+        const std::string key = fmt::format("m{}.bb.{}.{}.robust", m, names[source], attack);
+        ps.tensors.emplace_back(key, Tensor::from_vector<uint8_t>(flags, {int64_t(eps.size()), n}));
+        ps.eps[key] = eps;
+        mj["black_box"].push_back(json{{"attack", attack}, {"source", names[source]},
+                                       {"config", {{"norm", attack == "cw-l2" ? "l2" : "linf"}}}, {"eps", eps},
+                                       {"robust_acc", acc}, {"auc", 0.5}});
+      }
+    report["models"].push_back(mj);
+  }
+  fs::create_directories(dir / "out/plots");
+  const std::string md = write_eval_report(report, ps, dir / "out");
+  std::map<std::string, std::string> verdicts;
+  for (const json& c : report["claims"]) {
+    if (c["claim"] != "auc_transfer_from_robust_models") continue;
+    verdicts[c["baseline"]] = c["verdict"];
+    const std::string other = c["baseline"] == "AT" ? "TRADES" : "AT";
+    ASSERT_EQ(c["attacks"].size(), 2u);
+    EXPECT_EQ(c["attacks"][0]["attack"], "pgd-linf from " + other);
+    EXPECT_EQ(c["attacks"][1]["attack"], "cw-l2 from " + other);
+    EXPECT_EQ(c["attacks"][1]["outcome"], "no significant difference");
+    // The loser's points average 0.875 (odd points 0.75, even ones 1).
+    EXPECT_NEAR(c["attacks"][0]["difference"].get<double>(), c["baseline"] == "AT" ? 0.125 : -0.125, 1e-12);
+  }
+  EXPECT_EQ(verdicts, (std::map<std::string, std::string>{{"AT", "holds"}, {"TRADES", "does not hold"}}));
+  EXPECT_NE(md.find("### 7. AFD resists transfer from the robust models"), std::string::npos);
+  EXPECT_NE(md.find("## Table A3"), std::string::npos);
+}
+
 TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
   TempDir dir;
   write_mnist(dir / "mnist", 256, 16);
