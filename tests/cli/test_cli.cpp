@@ -1016,17 +1016,27 @@ int run_binary(const std::vector<std::string>& args, const std::string& trigger,
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// Claim 5 (Figure A4) on chosen per-point shifts, through the report writer: AFD's features move
-// half as far as AT's on both attacks (holds); TRADES' move as far as AFD's under PGD-L2 (no
-// difference) and half as far under FGSM (AFD higher: does not hold). A point AT misclassifies
-// (NaN) drops out of that comparison only.
-TEST(CliReport, FeatureShiftClaimFromPerPointShifts) {
+// The report writer on chosen numbers: n points (all of class 0), a three-eps grid, the models and
+// per-sample tensors a test adds; write_report() writes OUT/eval.md as afd_run eval would.
+class CliReport : public ::testing::Test {
+ protected:
+  CliReport() { ps.labels.assign(size_t(n), 0); }
+  std::string write_report() {
+    fs::create_directories(dir / "out/plots");  // as prepare_out_dir leaves it
+    return write_eval_report(report, ps, dir / "out");
+  }
   TempDir dir;
   const int64_t n = 40;
   const std::vector<double> eps = {0, 0.5, 1};
   json report{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}};
   PerSample ps;
-  ps.labels.assign(size_t(n), 0);
+};
+
+// Claim 5 (Figure A4) on chosen per-point shifts, through the report writer: AFD's features move
+// half as far as AT's on both attacks (holds); TRADES' move as far as AFD's under PGD-L2 (no
+// difference) and half as far under FGSM (AFD higher: does not hold). A point AT misclassifies
+// (NaN) drops out of that comparison only.
+TEST_F(CliReport, FeatureShiftClaimFromPerPointShifts) {
   const std::vector<std::string> attacks = {"pgd-l2", "fgsm"};
   const std::vector<std::pair<std::string, std::string>> models = {{"AFD-WGAN", "afd"}, {"AT", "at"}, {"TRADES", "trades"}};
   // afd_shift(i, j): point i at eps j; the others scale it.
@@ -1051,8 +1061,7 @@ TEST(CliReport, FeatureShiftClaimFromPerPointShifts) {
     }
     report["models"].push_back(mj);
   }
-  fs::create_directories(dir / "out/plots");  // as prepare_out_dir leaves it
-  const std::string md = write_eval_report(report, ps, dir / "out");
+  const std::string md = write_report();
   std::map<std::string, std::string> verdicts;
   for (const json& c : report["claims"]) {
     if (c["claim"] != "less_sensitive_features") continue;
@@ -1080,13 +1089,7 @@ TEST(CliReport, FeatureShiftClaimFromPerPointShifts) {
 // baseline loses the odd points at eps 0.5 and all at eps 1 under PGD-Linf (AFD higher) and equals
 // AFD under FGSM (no difference): holds. The norm model is not one of claim 3's baselines: its
 // fewer PCA components do not make that claim fail.
-TEST(CliReport, NormBaselineClaimFromPerPointFlags) {
-  TempDir dir;
-  const int64_t n = 40;
-  const std::vector<double> eps = {0, 0.5, 1};
-  json report{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}};
-  PerSample ps;
-  ps.labels.assign(size_t(n), 0);
+TEST_F(CliReport, NormBaselineClaimFromPerPointFlags) {
   const std::vector<std::string> attacks = {"pgd-linf", "fgsm"};
   const std::vector<std::tuple<std::string, std::string, int64_t>> models = {
       {"AFD-WGAN", "afd", 5}, {"NT", "nt", 20}, {"NORM", "norm", 3}};  // name, method, PCA components
@@ -1120,8 +1123,7 @@ TEST(CliReport, NormBaselineClaimFromPerPointFlags) {
     }
     report["models"].push_back(mj);
   }
-  fs::create_directories(dir / "out/plots");
-  const std::string md = write_eval_report(report, ps, dir / "out");
+  const std::string md = write_report();
   std::map<std::string, std::string> verdicts;
   for (const json& c : report["claims"]) {
     verdicts[c["claim"].get<std::string>() + " " + c.value("baseline", "")] = c["verdict"];
@@ -1147,14 +1149,9 @@ TEST(CliReport, NormBaselineClaimFromPerPointFlags) {
 // points at eps 1 and AFD none (higher; C&W-L2 equal): holds. Under AT's PGD-Linf, AFD loses them and
 // TRADES none (lower): does not hold. The models' flags on their own adversarials (all lost) would
 // turn both verdicts if they were used.
-TEST(CliReport, TransferClaimFromPerPointFlags) {
-  TempDir dir;
-  const int64_t n = 40;
-  const std::vector<double> eps = {0, 0.5, 1};
+TEST_F(CliReport, TransferClaimFromPerPointFlags) {
   const std::vector<std::string> names = {"AFD-WGAN", "AT", "TRADES"}, methods = {"afd", "at", "trades"};
-  json report{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}, {"black_box_sources", json::array()}};
-  PerSample ps;
-  ps.labels.assign(size_t(n), 0);
+  report["black_box_sources"] = json::array();
   for (size_t s = 1; s < 3; ++s)
     report["black_box_sources"].push_back(json{{"name", names[s]}, {"method", methods[s]},
                                                {"checkpoint", names[s] + "/model.safetensors"},
@@ -1193,8 +1190,7 @@ TEST(CliReport, TransferClaimFromPerPointFlags) {
       }
     report["models"].push_back(mj);
   }
-  fs::create_directories(dir / "out/plots");
-  const std::string md = write_eval_report(report, ps, dir / "out");
+  const std::string md = write_report();
   std::map<std::string, std::string> verdicts;
   for (const json& c : report["claims"]) {
     if (c["claim"] != "auc_transfer_from_robust_models") continue;

@@ -680,6 +680,14 @@ json judge_over_attacks(const std::vector<PairedScores>& scores, const std::stri
   return json{{"z", z}, {"attacks", per_attack}, {"verdict", verdict}};
 }
 
+// The Markdown table of judge_over_attacks' rows, whose score is `measure` ("AUC", "shift").
+std::string paired_table(const std::string& measure, const std::string& rows) {
+  return fmt::format("| AFD | baseline | attack | {0} AFD | {0} baseline | difference (interval) | outcome |\n"
+                     "|---|---|---|---:|---:|---:|---|\n",
+                     measure) +
+         rows;
+}
+
 // The verdicts (the rules are in the Markdown text below and in docs/evaluation.md).
 std::string claims_section(json& report, const PerSample& ps) {
   const json& models = report["models"];
@@ -745,8 +753,7 @@ std::string claims_section(json& report, const PerSample& ps) {
           "curve (its mean is the AUC). Intervals are Bonferroni-corrected over the attacks of a comparison (95% "
           "jointly). Verdict: **holds** if AFD is significantly higher on at least half of the attacks and lower on "
           "none; **does not hold** if it is significantly lower on more attacks than higher; otherwise "
-          "**inconclusive**.\n\n| AFD | baseline | attack | AUC AFD | AUC baseline | difference (interval) | outcome "
-          "|\n|---|---|---|---:|---:|---:|---|\n" + rows;
+          "**inconclusive**.\n\n" + paired_table("AUC", rows);
 
   // 2. Clean accuracy not below AT's.
   rows.clear();
@@ -849,8 +856,7 @@ std::string claims_section(json& report, const PerSample& ps) {
           "classify correctly, every white-box attack with two or more eps. Intervals are Bonferroni-corrected over "
           "the attacks of a comparison. Verdict: **holds** if AFD's shift is significantly lower on at least half of "
           "the attacks and higher on none; **does not hold** if it is significantly higher on more attacks than lower; "
-          "otherwise **inconclusive**.\n\n| AFD | baseline | attack | shift AFD | shift baseline | difference "
-          "(interval) | outcome |\n|---|---|---|---:|---:|---:|---|\n" + rows;
+          "otherwise **inconclusive**.\n\n" + paired_table("shift", rows);
 
   // 6. A discriminator desensitises better than a norm penalty (Sec. 4.6, Figure A5).
   rows = judge_each_pair("auc_above_norm_baseline", "auc", /*lower_is_better=*/false, norm,
@@ -860,9 +866,8 @@ std::string claims_section(json& report, const PerSample& ps) {
           "The norm baseline trains with a loss term ||F(x') - F(x)|| in place of the discriminator; the paper found "
           "it robust only to about 80% and weak against stronger and unseen attacks. Per point, the score is the "
           "normalised area under its robust-flag curve, over every white-box attack with an AUC (PGD-Linf included: "
-          "its grid reaches past the training eps). Bonferroni-corrected intervals and verdicts as in claim 1.\n\n"
-          "| AFD | baseline | attack | AUC AFD | AUC baseline | difference (interval) | outcome "
-          "|\n|---|---|---|---:|---:|---:|---|\n" + rows;
+          "its grid reaches past the training eps). Bonferroni-corrected intervals and verdicts as in claim 1.\n\n" +
+          paired_table("AUC", rows);
 
   // 7. Transfer from the robust models (Table A3): AFD against each robust baseline, over the
   // adversarials crafted on the other robust models (a model is not judged on its own).
@@ -887,8 +892,7 @@ std::string claims_section(json& report, const PerSample& ps) {
           "Adversarials crafted on each AT or TRADES source, evaluated on AFD and on the other robust "
           "baseline (never on the source itself). Per point, the score is the normalised area under its "
           "black-box robust-flag curve over the attack's grid. Bonferroni-corrected intervals and verdicts as "
-          "in claim 1.\n\n| AFD | baseline | attack | AUC AFD | AUC baseline | difference (interval) | "
-          "outcome |\n|---|---|---|---:|---:|---:|---|\n" + rows;
+          "in claim 1.\n\n" + paired_table("AUC", rows);
   return md;
 }
 
