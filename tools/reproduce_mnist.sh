@@ -6,7 +6,7 @@
 #   train   NT, AT, TRADES, AFD-DCGAN, AFD-WGAN and (MNIST only) the norm baseline of the paper's
 #           Sec. 4.6 with the paper's MNIST ResNet18 and presets,
 #           each for 10 epochs on all 60,000 training images, with a shorter training attack than
-#           the paper's (5 iterations instead of 40: APGD-CE for AT and AFD; TRADES' KL attack with
+#           the paper's (5 iterations instead of 40: APGD-CE for AT, AFD and norm; TRADES' KL attack with
 #           steps of 0.075 instead of 0.01, so that 5 steps still cross the eps-ball of 0.3).
 #   eval    the nine attacks of the paper over its eps grids on the first 1,000 test points, one
 #           part per model and attack (DIR/eval/NAME.ATTACK), plus the black-box part (DIR/eval/bb:
@@ -173,6 +173,16 @@ pool() {
 # when its eval.json exists (written last); an interrupted part starts again.
 evaluate() {
   local part=$1 dir="$out/eval/$1"
+  # A black-box part from before the norm baseline and the AT and TRADES sources is done again.
+  if [[ $part == bb && -f "$dir/eval.json" ]]; then
+    local stale=0
+    grep -q '"black_box_sources"' "$dir/eval.json" || stale=1
+    for name in "${all_models[@]}"; do grep -q "\"name\": \"${labels[$name]}\"" "$dir/eval.json" || stale=1; done
+    if ((stale)); then
+      echo "reproduce_mnist: bb: $dir lacks a model or a source; evaluating it again" >&2
+      rm -rf "$dir"
+    fi
+  fi
   if [[ -f "$dir/eval.json" ]]; then return 0; fi
   local flags=(--count "$count" "${threads[@]}" --progress none --out "$dir")
   if [[ "$part" == bb ]]; then

@@ -339,7 +339,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   };
 
   // Black-box: adversarials crafted once on each source model (the paper's Table 1: NT; Table A3:
-  // AT and TRADES), evaluated below on every model. Every source's x_adv stay in memory until then:
+  // AT and TRADES), evaluated below on every model. Every source's x_adv stays in memory until then:
   // sources x attacks x eps x [N, C, H, W].
   struct Source {
     std::string name;
