@@ -967,6 +967,17 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   ASSERT_EQ(p7.code, 0) << p7.err;
   expect_one_line(run_cli({"eval", "--merge", dir / "p4n" + "," + dir / "p7", "--out", dir / "bad"}), 1,
                   {"black-box source 'nt' is", "one name must mean one source"});
+  // An eval.json of before several sources held one "black_box_source": it merges as that source.
+  fs::copy(dir / "p4n", dir / "p4old", fs::copy_options::recursive);
+  json old_part = json::parse(read_text(dir / "p4old/eval.json"));
+  old_part["black_box_source"] = old_part["black_box_sources"][0];
+  old_part.erase("black_box_sources");
+  write_text_file(dir / "p4old/eval.json", old_part.dump());
+  ASSERT_EQ(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "p4old", "--out", dir / "old_ok"}).code, 0);
+  const json old_merged = json::parse(read_text(dir / "old_ok/eval.json"));
+  ASSERT_EQ(old_merged["black_box_sources"].size(), 1u);
+  EXPECT_EQ(old_merged["black_box_sources"][0]["name"], "nt");
+  EXPECT_EQ(read_csv(dir / "old_ok/table1.csv")[1][14], read_csv(dir / "merged/table1.csv")[1][14]);  // BB from NT
   expect_one_line(run_cli({"eval", "--merge", dir / "p1" + "," + dir / "nowhere", "--out", dir / "bad"}), 1,
                   {"--merge: cannot read", "nowhere/eval.json"});
   expect_one_line(run_cli({"eval", "--merge", parts, "--checkpoint", afd, "--out", dir / "bad"}), 2,
