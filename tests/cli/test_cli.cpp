@@ -1164,8 +1164,8 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
   const std::vector<std::string> names = {"AFD-WGAN", "AT", "TRADES"}, methods = {"afd", "at", "trades"};
   report["black_box_sources"] = json::array();
   for (size_t s = 1; s < 3; ++s)
-    report["black_box_sources"].push_back(json{{"name", names[s]}, {"method", methods[s]},
-                                               {"checkpoint", names[s] + "/model.safetensors"},
+    report["black_box_sources"].push_back(json{{"name", names[s] + "-src"}, {"method", methods[s]},
+                                               {"checkpoint", "moved/" + names[s]}, {"weights_crc32", names[s]},
                                                {"attacks", json::array({json{{"attack", "pgd-linf"}, {"seconds", 1.0}},
                                                                         json{{"attack", "cw-l2"}, {"seconds", 1.0}}})}});
   // kept(m, source, attack, i, j): model m keeps point i at eps j of the source's attack.
@@ -1177,7 +1177,8 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
     return !(m == loser && j == 2 && i % 2 == 1);
   };
   for (size_t m = 0; m < 3; ++m) {
-    json mj{{"name", names[m]}, {"method", methods[m]}, {"checkpoint", names[m] + "/model.safetensors"},
+    // A source and its model share the weights' checksum, not the name or the path.
+    json mj{{"name", names[m]}, {"method", methods[m]}, {"checkpoint", names[m]}, {"weights_crc32", names[m]},
             {"clean_acc", 1.0}, {"attacks", json::array()}, {"black_box", json::array()}};
     if (m == 0) mj["gan"] = "wgan";
     for (size_t source = 1; source < 3; ++source)
@@ -1192,10 +1193,10 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
           }
           acc.push_back(double(count) / double(n));
         }
-        const std::string key = fmt::format("m{}.bb.{}.{}.robust", m, names[source], attack);
+        const std::string key = fmt::format("m{}.bb.{}-src.{}.robust", m, names[source], attack);
         ps.tensors.emplace_back(key, Tensor::from_vector<uint8_t>(flags, {int64_t(eps.size()), n}));
         ps.eps[key] = eps;
-        mj["black_box"].push_back(json{{"attack", attack}, {"source", names[source]},
+        mj["black_box"].push_back(json{{"attack", attack}, {"source", names[source] + "-src"},
                                        {"config", {{"norm", attack == "cw-l2" ? "l2" : "linf"}}}, {"eps", eps},
                                        {"robust_acc", acc}, {"auc", 0.5}});
       }
@@ -1208,8 +1209,8 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
     verdicts[c["baseline"]] = c["verdict"];
     const std::string other = c["baseline"] == "AT" ? "TRADES" : "AT";
     ASSERT_EQ(c["attacks"].size(), 2u);
-    EXPECT_EQ(c["attacks"][0]["attack"], "pgd-linf from " + other);
-    EXPECT_EQ(c["attacks"][1]["attack"], "cw-l2 from " + other);
+    EXPECT_EQ(c["attacks"][0]["attack"], "pgd-linf from " + other + "-src");
+    EXPECT_EQ(c["attacks"][1]["attack"], "cw-l2 from " + other + "-src");
     EXPECT_EQ(c["attacks"][1]["outcome"], "no significant difference");
     // The loser's points average 0.875 (odd points 0.75, even ones 1).
     EXPECT_NEAR(c["attacks"][0]["difference"].get<double>(), c["baseline"] == "AT" ? 0.125 : -0.125, 1e-12);

@@ -368,7 +368,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     }
     report["black_box_sources"] = json::array();
     for (const LoadedModel& source : loaded) {
-      json sj{{"name", source.name}, {"checkpoint", source.path}, {"model", source.config.model},
+      json sj{{"name", source.name}, {"checkpoint", source.path}, {"weights_crc32", source.crc32}, {"model", source.config.model},
               {"method", train::method_name(source.config.method)}, {"attacks", json::array()}};
       sources.push_back(Source{source.name, {}});
       for (const std::string& attack : bb_list) {

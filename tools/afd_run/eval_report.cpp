@@ -680,6 +680,13 @@ json judge_over_attacks(const std::vector<PairedScores>& scores, const std::stri
   return json{{"z", z}, {"attacks", per_attack}, {"verdict", verdict}};
 }
 
+// Whether two eval.json entries (models or black-box sources) name the same weights: by their
+// checksum where both recorded it (a moved checkpoint folder is the same model), else by path.
+bool same_weights(const json& a, const json& b) {
+  return a.contains("weights_crc32") && b.contains("weights_crc32") ? a["weights_crc32"] == b["weights_crc32"]
+                                                                      : a["checkpoint"] == b["checkpoint"];
+}
+
 // The Markdown table of judge_over_attacks' rows, whose score is `measure` ("AUC", "shift").
 std::string paired_table(const std::string& measure, const std::string& rows) {
   return fmt::format("| AFD | baseline | attack | {0} AFD | {0} baseline | difference (interval) | outcome |\n"
@@ -876,8 +883,7 @@ std::string claims_section(json& report, const PerSample& ps) {
     std::vector<PairedScores> pairs;
     for (const json& src : report.value("black_box_sources", json::array())) {
       const std::string method = src.value("method", ""), source = src["name"];
-      if ((method != "at" && method != "trades") || source == models[b]["name"] ||
-          src["checkpoint"] == models[b]["checkpoint"])
+      if ((method != "at" && method != "trades") || source == models[b]["name"] || same_weights(src, models[b]))
         continue;
       for (const json& entry : src["attacks"]) {
         const std::string attack = entry["attack"];
@@ -1015,12 +1021,8 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
         merged["models"].push_back(fresh);
       } else {
         json& mm = merged["models"][j];
-        // The same weights: by their checksum where both parts recorded it (a moved checkpoint
-        // folder is the same model), else by path; and the same clean accuracy.
-        const bool same_weights = mm.contains("weights_crc32") && pm.contains("weights_crc32")
-                                      ? mm["weights_crc32"] == pm["weights_crc32"]
-                                      : mm["checkpoint"] == pm["checkpoint"];
-        if (!same_weights || mm["clean_acc"] != pm["clean_acc"])
+        // The same weights and the same clean accuracy.
+        if (!same_weights(mm, pm) || mm["clean_acc"] != pm["clean_acc"])
           throw RunError(fmt::format("--merge: model '{}' is {} (clean {}) in {} but {} (clean {}) in an earlier part: "
                                      "one name must mean one model", mname, pm["checkpoint"].dump(),
                                      pm["clean_acc"].dump(), dir, mm["checkpoint"].dump(), mm["clean_acc"].dump()));
