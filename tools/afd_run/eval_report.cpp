@@ -724,7 +724,7 @@ std::string claims_section(json& report, const PerSample& ps) {
   // 1. AUC on unseen attacks (Table 2).
   std::vector<size_t> robust_baselines = at;
   robust_baselines.insert(robust_baselines.end(), trades.begin(), trades.end());
-  // Claims 1, 5 and 6: each AFD model against each of `against`, over the attacks scores_of(a, b)
+  // Claims 1, 5, 6 and 7: each AFD model against each of `against`, over the attacks scores_of(a, b)
   // gives per-point scores for; returns the Markdown rows.
   auto judge_each_pair = [&](const char* claim, const char* measure, bool lower_is_better,
                              const std::vector<size_t>& against, auto scores_of) {
