@@ -130,13 +130,18 @@ double table1_linf_eps(const std::string& dataset) {
 constexpr double kTable1L2Eps = 1.0;
 constexpr double kEpsMatch = 1e-3;
 
-// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list (only the
-// entries transferred from `source` when one is named), NaN when that attack, norm or eps was not
-// evaluated.
+// Whether an "attacks" or "black_box" entry counts for `source`: every entry when it is empty,
+// else the black-box entries transferred from that source.
+bool from_source(const json& entry, const std::string& source) {
+  return source.empty() || entry.value("source", "") == source;
+}
+
+// The accuracy of `attack` in `norm` at `eps` in a model's "attacks" or "black_box" list (of the
+// entries from_source), NaN when that attack, norm or eps was not evaluated.
 double accuracy_at(const json& entries, const std::string& attack, const std::string& norm, double eps,
                    const std::string& source = "") {
   for (const json& a : entries)
-    if (a["attack"] == attack && a["config"]["norm"] == norm && (source.empty() || a.value("source", "") == source))
+    if (a["attack"] == attack && a["config"]["norm"] == norm && from_source(a, source))
       for (size_t j = 0; j < a["eps"].size(); ++j)
         if (std::abs(a["eps"][j].get<double>() - eps) <= kEpsMatch && a["robust_acc"][j].is_number())
           return a["robust_acc"][j].get<double>();
@@ -389,38 +394,40 @@ std::string write_h_divergence(const json& report, const std::string& out) {
 
 // ---- the accuracy tables ------------------------------------------------------------------------
 
-// The attacks of a report's `section` ("attacks": white-box, "black_box"), in the order first
-// evaluated.
-std::vector<std::string> attack_order(const json& report, const char* section) {
+// The attacks of a report's `section` ("attacks": white-box, "black_box"; the entries from_source),
+// in the order first evaluated.
+std::vector<std::string> attack_order(const json& report, const char* section, const std::string& source = "") {
   std::vector<std::string> order;
   for (const json& model : report["models"])
     if (model.contains(section))
       for (const json& a : model[section])
-        if (std::find(order.begin(), order.end(), a["attack"].get<std::string>()) == order.end())
+        if (from_source(a, source) && std::find(order.begin(), order.end(), a["attack"].get<std::string>()) == order.end())
           order.push_back(a["attack"]);
   return order;
 }
 
-// A model's entry for `attack` in `section`, or nullptr.
-const json* find_attack(const json& model, const char* section, const std::string& attack) {
+// A model's entry for `attack` in `section` (from_source), or nullptr.
+const json* find_attack(const json& model, const char* section, const std::string& attack,
+                        const std::string& source = "") {
   if (!model.contains(section)) return nullptr;
   for (const json& a : model[section])
-    if (a["attack"] == attack) return &a;
+    if (a["attack"] == attack && from_source(a, source)) return &a;
   return nullptr;
 }
 
 // One table per attack, one row per model: (clean,) the accuracy at every eps > 0 of any model's
 // grid for that attack (and the AUC where a grid has two or more eps); "-" where a model lacks the
-// attack or the eps.
-std::string accuracy_tables(const json& report, const char* section, bool with_clean, bool with_auc) {
+// attack or the eps. Black-box tables take the entries of one `source`.
+std::string accuracy_tables(const json& report, const char* section, bool with_clean, bool with_auc,
+                            const std::string& source = "") {
   const int64_t n = report["count"];
   std::string md;
-  for (const std::string& attack : attack_order(report, section)) {
+  for (const std::string& attack : attack_order(report, section, source)) {
     std::vector<double> grid;
     bool has_auc = false;
     std::string norm;
     for (const json& model : report["models"])
-      if (const json* a = find_attack(model, section, attack)) {
+      if (const json* a = find_attack(model, section, attack, source)) {
         for (const json& e : (*a)["eps"])
           if (e.get<double>() > 0 && std::find(grid.begin(), grid.end(), e.get<double>()) == grid.end())
             grid.push_back(e);
@@ -434,7 +441,7 @@ std::string accuracy_tables(const json& report, const char* section, bool with_c
     if (with_auc && has_auc) header.push_back("AUC");
     std::vector<std::vector<std::string>> rows;
     for (const json& model : report["models"]) {
-      const json* a = find_attack(model, section, attack);
+      const json* a = find_attack(model, section, attack, source);
       if (!a) continue;
       std::vector<std::string> row = {model["name"]};
       if (with_clean) row.push_back(acc_cell(model["clean_acc"].get<double>(), n));
@@ -930,21 +937,11 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
     write_text((fs::path(out) / "table_a3.csv").string(), a3.csv);
     md += a3.md;
   }
-  for (const std::string& source : source_names(report)) {
-    // The tables of this source's entries only: a report whose models' black_box lists hold them.
-    json view = report;
-    for (json& model : view["models"])
-      if (model.contains("black_box")) {
-        json mine = json::array();
-        for (const json& a : model["black_box"])
-          if (a.value("source", "") == source) mine.push_back(a);
-        model["black_box"] = mine;
-      }
+  for (const std::string& source : source_names(report))
     md += fmt::format("\n## Black-box (transfer from {})\n\nAdversarials crafted on the source model, evaluated on "
                       "each model; accuracy in %, Wilson 95% interval in brackets.\n\n",
                       source) +
-          accuracy_tables(view, "black_box", /*with_clean=*/false, /*with_auc=*/false);
-  }
+          accuracy_tables(report, "black_box", /*with_clean=*/false, /*with_auc=*/false, source);
   md += "\n";
   md += representation_section(report);
   md += sanity_section(report);
