@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -1036,6 +1037,23 @@ class CliReport : public ::testing::Test {
     fs::create_directories(dir / "out/plots");  // as prepare_out_dir leaves it
     return write_eval_report(report, ps, dir / "out");
   }
+  // Adds the per-sample flags `name`, u8 [E, N], with kept(i, j) for point i at eps j; returns the
+  // accuracy at each eps (the flags' row means).
+  std::vector<double> add_flags(const std::string& name, const std::function<bool(int64_t, size_t)>& kept) {
+    std::vector<uint8_t> flags;
+    std::vector<double> acc;
+    for (size_t j = 0; j < eps.size(); ++j) {
+      int64_t count = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        flags.push_back(kept(i, j) ? 1 : 0);
+        count += flags.back();
+      }
+      acc.push_back(double(count) / double(n));
+    }
+    ps.tensors.emplace_back(name, Tensor::from_vector<uint8_t>(flags, {int64_t(eps.size()), n}));
+    ps.eps[name] = eps;
+    return acc;
+  }
   TempDir dir;
   const int64_t n = 40;
   const std::vector<double> eps = {0, 0.5, 1};
@@ -1116,19 +1134,8 @@ TEST_F(CliReport, NormBaselineClaimFromPerPointFlags) {
     if (method == "afd") mj["gan"] = "wgan";
     ps.tensors.emplace_back(fmt::format("m{}.clean", m), Tensor::from_vector<uint8_t>(std::vector<uint8_t>(n, 1), {1, n}));
     for (const std::string& attack : attacks) {
-      std::vector<uint8_t> flags;  // [E, N]
-      std::vector<double> acc;
-      for (size_t j = 0; j < eps.size(); ++j) {
-        int64_t kept = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          flags.push_back(uint8_t(robust(m, attack, i, j)));
-          kept += flags.back();
-        }
-        acc.push_back(double(kept) / double(n));
-      }
-      const std::string name = fmt::format("m{}.wb.{}.robust", m, attack);
-      ps.tensors.emplace_back(name, Tensor::from_vector<uint8_t>(flags, {int64_t(eps.size()), n}));
-      ps.eps[name] = eps;
+      const std::vector<double> acc = add_flags(fmt::format("m{}.wb.{}.robust", m, attack),
+                                                [&](int64_t i, size_t j) { return robust(m, attack, i, j) == 1; });
       mj["attacks"].push_back(json{{"attack", attack}, {"config", {{"norm", "linf"}}}, {"eps", eps}, {"robust_acc", acc},
                                    {"auc", 0.5}, {"seconds", 1.0}});
     }
@@ -1183,19 +1190,9 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
     if (m == 0) mj["gan"] = "wgan";
     for (size_t source = 1; source < 3; ++source)
       for (const std::string attack : {"pgd-linf", "cw-l2"}) {
-        std::vector<uint8_t> flags;  // [E, N]
-        std::vector<double> acc;
-        for (size_t j = 0; j < eps.size(); ++j) {
-          int64_t count = 0;
-          for (int64_t i = 0; i < n; ++i) {
-            flags.push_back(kept(m, source, attack, i, j) ? 1 : 0);
-            count += flags.back();
-          }
-          acc.push_back(double(count) / double(n));
-        }
-        const std::string key = fmt::format("m{}.bb.{}-src.{}.robust", m, names[source], attack);
-        ps.tensors.emplace_back(key, Tensor::from_vector<uint8_t>(flags, {int64_t(eps.size()), n}));
-        ps.eps[key] = eps;
+        const std::vector<double> acc =
+            add_flags(fmt::format("m{}.bb.{}-src.{}.robust", m, names[source], attack),
+                      [&](int64_t i, size_t j) { return kept(m, source, attack, i, j); });
         mj["black_box"].push_back(json{{"attack", attack}, {"source", names[source] + "-src"},
                                        {"config", {{"norm", attack == "cw-l2" ? "l2" : "linf"}}}, {"eps", eps},
                                        {"robust_acc", acc}, {"auc", 0.5}});
