@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "tensor/error.h"
 
@@ -44,6 +45,64 @@ double normal_quantile(double p) {
   return 0.5 * (lo + hi);
 }
 
+namespace {
+
+// I_x(a, b), the regularised incomplete beta function, for x in [0, 1] given with y = 1 - x (both,
+// so that neither loses digits to the subtraction) and a, b > 0:
+//   I_x(a, b) = x^a y^b / (a B(a, b)) * 1 / (1 + d_1 / (1 + d_2 / (1 + ...))),
+//   d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)),  d_{2m} = m (b - m) x / ((a + 2m - 1)(a + 2m)),
+// which converges fast for x < (a + 1) / (a + b + 2); above it, I_x(a, b) = 1 - I_y(b, a).
+double incomplete_beta(double x, double y, double a, double b) {
+  if (x <= 0) return 0;
+  if (y <= 0) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(y, x, b, a);
+  const double front =
+      std::exp(a * std::log(x) + b * std::log(y) - std::log(a) - (std::lgamma(a) + std::lgamma(b) - std::lgamma(a + b)));
+  // Modified Lentz: the continued fraction as a product of ratios C_j D_j of successive
+  // convergents, with a tiny value in place of a zero denominator.
+  constexpr double tiny = 1e-300;
+  double c = 1, d = 1 - (a + b) * x / (a + 1);
+  d = 1 / (std::abs(d) < tiny ? tiny : d);
+  double f = d;
+  for (int m = 1; m <= 1000; ++m) {
+    for (const double dm : {m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))}) {
+      d = 1 + dm * d;
+      d = 1 / (std::abs(d) < tiny ? tiny : d);
+      c = 1 + dm / c;
+      if (std::abs(c) < tiny) c = tiny;
+      f *= c * d;
+      if (std::abs(c * d - 1) < 1e-16) return front * f;
+    }
+  }
+  return front * f;
+}
+
+}  // namespace
+
+double student_t_cdf(double t, double df) {
+  AFD_CHECK(df > 0, "student_t_cdf: df must be > 0, got {}", df);
+  if (std::isinf(df)) return 0.5 * std::erfc(-t / std::sqrt(2.0));
+  const double tail = 0.5 * incomplete_beta(df / (df + t * t), t * t / (df + t * t), df / 2, 0.5);  // P(T > |t|)
+  return t >= 0 ? 1 - tail : tail;
+}
+
+double student_t_quantile(double p, double df) {
+  AFD_CHECK(p > 0 && p < 1, "student_t_quantile: p must be in (0, 1), got {}", p);
+  AFD_CHECK(df > 0, "student_t_quantile: df must be > 0, got {}", df);
+  // Bracket by doubling (the tails of df = 1 reach 1e15 at p = 1e-16), then bisect.
+  double hi = 1;
+  while (student_t_cdf(hi, df) < p && hi < 1e300) hi *= 2;
+  double lo = -1;
+  while (student_t_cdf(lo, df) > p && lo > -1e300) lo *= 2;
+  for (int i = 0; i < 2000 && hi - lo > 1e-15 * std::max(1.0, std::abs(lo)); ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (mid == lo || mid == hi) break;
+    (student_t_cdf(mid, df) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
 Difference paired_difference(const std::vector<double>& a, const std::vector<double>& b, double z) {
   AFD_CHECK(a.size() == b.size(), "paired_difference: {} and {} samples are not paired", a.size(), b.size());
   AFD_CHECK(a.size() >= 2, "paired_difference: need at least 2 pairs, got {}", a.size());
@@ -55,6 +114,37 @@ Difference paired_difference(const std::vector<double>& a, const std::vector<dou
   for (size_t i = 0; i < a.size(); ++i) ss += (a[i] - b[i] - mean) * (a[i] - b[i] - mean);
   const double half = z * std::sqrt(ss / (n - 1)) / std::sqrt(n);
   return {mean, {mean - half, mean + half}};
+}
+
+RunsDifference difference_over_runs(const std::vector<double>& a, const std::vector<double>& b, double var_points,
+                                    int64_t n, double level) {
+  AFD_CHECK(a.size() >= 2 && b.size() >= 2, "difference_over_runs: need at least 2 runs a side, got {} and {}",
+            a.size(), b.size());
+  AFD_CHECK(n >= 2, "difference_over_runs: need at least 2 points, got {}", n);
+  AFD_CHECK(var_points >= 0, "difference_over_runs: var_points must be >= 0, got {}", var_points);
+  AFD_CHECK(level > 0 && level < 1, "difference_over_runs: level must be in (0, 1), got {}", level);
+  // The runs' mean and its variance s^2 / k.
+  auto mean_and_var = [](const std::vector<double>& v) {
+    const double k = static_cast<double>(v.size());
+    double m = 0, ss = 0;
+    for (double x : v) m += x / k;
+    for (double x : v) ss += (x - m) * (x - m);
+    return std::pair{m, ss / (k - 1) / k};
+  };
+  const auto [ma, va] = mean_and_var(a);
+  const auto [mb, vb] = mean_and_var(b);
+  RunsDifference r;
+  r.mean = ma - mb, r.var_a = va, r.var_b = vb, r.var_points = var_points;
+  const double v = va + vb + var_points;
+  if (v == 0) {
+    r.df = INFINITY, r.ci = {r.mean, r.mean};
+    return r;
+  }
+  r.df = v * v / (va * va / double(a.size() - 1) + vb * vb / double(b.size() - 1) +
+                  var_points * var_points / double(n - 1));
+  const double half = student_t_quantile(0.5 + level / 2, r.df) * std::sqrt(v);
+  r.ci = {r.mean - half, r.mean + half};
+  return r;
 }
 
 Interval pearson_interval(double r, int64_t n, double z) {
