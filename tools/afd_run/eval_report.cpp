@@ -168,13 +168,28 @@ struct TableFiles {
   std::string md, csv;
 };
 
-// A column of a table at the paper's budgets: the accuracy of one attack at one eps, white-box
-// ("attacks") or black-box ("black_box", from `source`); the clean accuracy where section is empty.
-struct BudgetColumn {
-  std::string title, key, section, attack, norm;
-  double eps;
-  std::string source;
-};
+}  // namespace
+
+double budget_value(const json& model, const BudgetColumn& c) {
+  if (c.section.empty()) return model["clean_acc"].get<double>();
+  return model.contains(c.section) ? accuracy_at(model[c.section], c.attack, c.norm, c.eps, c.source) : NAN;
+}
+
+std::vector<BudgetColumn> table1_columns(const json& report) {
+  const double linf = table1_linf_eps(report["dataset"]);
+  const std::string source = table1_source(report);
+  return {{"clean", "clean", "", "", "", 0, ""},
+          {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf, ""},
+          {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps,
+           ""},
+          {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf, ""},
+          {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf,
+           source},
+          {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2",
+           kTable1L2Eps, source}};
+}
+
+namespace {
 
 // One row per model, one column per BudgetColumn. Markdown cells "acc (lo–hi)" in %; CSV columns
 // acc, ci_lo, ci_hi in % with 2 decimals, empty where not evaluated.
@@ -191,11 +206,7 @@ TableFiles budget_table(const json& report, const std::vector<BudgetColumn>& col
   for (const json& model : report["models"]) {
     std::vector<std::string> row = {model["name"]}, fields = {model["name"], std::to_string(n)};
     for (const BudgetColumn& c : columns) {
-      double acc = NAN;
-      if (c.section.empty())
-        acc = model["clean_acc"].get<double>();
-      else if (model.contains(c.section))
-        acc = accuracy_at(model[c.section], c.attack, c.norm, c.eps, c.source);
+      const double acc = budget_value(model, c);
       row.push_back(acc_cell(acc, n));
       if (std::isfinite(acc)) {
         const eval::Interval ci = eval::wilson_interval(acc, n);
@@ -215,24 +226,15 @@ TableFiles budget_table(const json& report, const std::vector<BudgetColumn>& col
 // and black-box (from table1_source), one row per model.
 TableFiles table1(const json& report) {
   const std::string dataset = report["dataset"];
-  const double linf = table1_linf_eps(dataset);
   const std::string source = table1_source(report);
-  const std::vector<BudgetColumn> columns = {
-      {"clean", "clean", "", "", "", 0, ""},
-      {fmt::format("PGD-Linf WB ({})", format_real(linf)), "pgd_linf_wb", "attacks", "pgd-linf", "linf", linf, ""},
-      {fmt::format("C&W-L2 WB ({})", format_real(kTable1L2Eps)), "cw_l2_wb", "attacks", "cw-l2", "l2", kTable1L2Eps, ""},
-      {fmt::format("AA-Linf WB ({})", format_real(linf)), "aa_linf_wb", "attacks", "autoattack", "linf", linf, ""},
-      {fmt::format("PGD-Linf BB ({})", format_real(linf)), "pgd_linf_bb", "black_box", "pgd-linf", "linf", linf, source},
-      {fmt::format("C&W-L2 BB ({})", format_real(kTable1L2Eps)), "cw_l2_bb", "black_box", "cw-l2", "l2", kTable1L2Eps,
-       source}};
-  TableFiles t = budget_table(report, columns);
+  TableFiles t = budget_table(report, table1_columns(report));
   t.md = fmt::format(
              "\n## Table 1: accuracy (%) at the paper's budgets\n\n"
              "Wilson 95% intervals in brackets (n = {} points). Budgets (specs/afd.md): Linf eps {} on {}, L2 eps {}; "
              "a grid eps within {} of the budget counts. WB = white-box (attacked on the model itself), BB = "
              "black-box (crafted on {}, evaluated on the model). '-': not evaluated (add the attack to --attacks or "
              "--bb-attacks, with the budget in its eps grid). Also in table1.csv.\n\n",
-             report["count"].get<int64_t>(), format_real(linf), dataset, format_real(kTable1L2Eps),
+             report["count"].get<int64_t>(), format_real(table1_linf_eps(dataset)), dataset, format_real(kTable1L2Eps),
              format_real(kEpsMatch), source.empty() ? "a --source-checkpoint" : "the source " + source) +
          t.md;
   return t;
@@ -589,7 +591,8 @@ std::string timing_section(const json& report) {
 
 // ---- the paper's claims -------------------------------------------------------------------------
 
-// "AFD-WGAN", "AT", ...: a model's method as the paper names it.
+}  // namespace
+
 std::string method_label(const json& model) {
   std::string m = model.value("method", "");
   for (char& c : m) c = char(std::toupper(static_cast<unsigned char>(c)));
@@ -607,7 +610,6 @@ const Tensor* find_tensor(const PerSample& ps, const std::string& name) {
   return nullptr;
 }
 
-// Per point: the clean flag of model `m`, as 0/1.
 std::vector<double> clean_scores(const PerSample& ps, size_t m) {
   const Tensor* t = find_tensor(ps, fmt::format("m{}.clean", m));
   if (!t) return {};
@@ -615,6 +617,8 @@ std::vector<double> clean_scores(const PerSample& ps, size_t m) {
   for (uint8_t f : t->to_vector<uint8_t>()) s.push_back(f);
   return s;
 }
+
+namespace {
 
 // Per point (column) of the [E, N] per-sample tensor `name`: curve_auc (Table 2's rule) of its
 // values over the tensor's eps grid, NaN where one of them is. Empty where the tensor is missing
@@ -652,11 +656,13 @@ std::vector<double> shift_scores(const PerSample& ps, size_t m, const std::strin
 
 std::string signed_pp(double fraction) { return fmt::format("{:+.2f}", 100 * fraction); }
 
-// One attack's per-point scores of an AFD model and a baseline, on the same points.
-struct PairedScores {
-  std::string attack;
-  std::vector<double> sa, sb;
-};
+}  // namespace
+
+std::string verdict_over_attacks(int better, int worse, int attacks) {
+  return worse == 0 && 2 * better >= attacks ? "holds" : worse > better ? "does not hold" : "inconclusive";
+}
+
+namespace {
 
 // AFD model against one baseline over several attacks (claims 1, 5, 6 and 7): per attack the paired
 // difference of the points' scores, its interval Bonferroni-corrected over the attacks (95%
@@ -679,20 +685,80 @@ json judge_over_attacks(const std::vector<PairedScores>& scores, const std::stri
     per_attack.push_back(json{{"attack", attack}, {"afd_" + measure, mean_a}, {"baseline_" + measure, mean_b},
                               {"difference", d.mean}, {"ci", {d.ci.lo, d.ci.hi}}, {"outcome", outcome}});
   }
-  const int k = int(scores.size()), better = lower_is_better ? lower : higher, worse = lower_is_better ? higher : lower;
-  const std::string verdict =
-      worse == 0 && 2 * better >= k ? "holds" : worse > better ? "does not hold" : "inconclusive";
+  const int better = lower_is_better ? lower : higher, worse = lower_is_better ? higher : lower;
+  const std::string verdict = verdict_over_attacks(better, worse, int(scores.size()));
+  const int k = int(scores.size());
   rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | **{}** |\n", afd_name,
                       baseline_name, higher, lower, k, verdict);
   return json{{"z", z}, {"attacks", per_attack}, {"verdict", verdict}};
 }
 
-// Whether two eval.json entries (models or black-box sources) name the same weights: by their
-// checksum where both recorded it (a moved checkpoint folder is the same model), else by path.
+}  // namespace
+
 bool same_weights(const json& a, const json& b) {
   return a.contains("weights_crc32") && b.contains("weights_crc32") ? a["weights_crc32"] == b["weights_crc32"]
                                                                       : a["checkpoint"] == b["checkpoint"];
 }
+
+const std::vector<PairedClaim>& paired_claims() {
+  static const std::vector<PairedClaim> claims = {
+      {PairedClaim::unseen_auc, "auc_unseen_attacks", "auc", false, {"at", "trades"}},
+      {PairedClaim::feature_shift, "less_sensitive_features", "shift", true, {"at", "trades"}},
+      {PairedClaim::norm_baseline_auc, "auc_above_norm_baseline", "auc", false, {"norm"}},
+      {PairedClaim::transfer_auc, "auc_transfer_from_robust_models", "auc", false, {"at", "trades"}}};
+  return claims;
+}
+
+const PairedClaim& paired_claim(PairedClaim::Kind kind) {
+  for (const PairedClaim& c : paired_claims())
+    if (c.kind == kind) return c;
+  throw std::logic_error("paired_claim: unknown kind");
+}
+
+std::vector<PairedScores> paired_claim_scores(const PairedClaim& claim, const json& report, const PerSample& ps,
+                                              size_t a, size_t b) {
+  const json& models = report["models"];
+  std::vector<PairedScores> pairs;
+  switch (claim.kind) {
+    case PairedClaim::unseen_auc:          // every white-box attack with an AUC but the seen ones
+    case PairedClaim::norm_baseline_auc: {  // every one
+      std::vector<std::string> skip;
+      if (claim.kind == PairedClaim::unseen_auc) skip = {"pgd-linf", models[a].value("train_attack", "")};
+      for (const std::string& attack : attack_order(report, "attacks")) {
+        if (std::find(skip.begin(), skip.end(), attack) != skip.end()) continue;
+        PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
+        if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
+      }
+      break;
+    }
+    case PairedClaim::feature_shift:
+      for (const std::string& attack : attack_order(report, "attacks")) {
+        const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
+        if (sa.empty() || sa.size() != sb.size()) continue;
+        PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
+        for (size_t i = 0; i < sa.size(); ++i)
+          if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
+        if (sc.sa.size() >= 2) pairs.push_back(std::move(sc));
+      }
+      break;
+    case PairedClaim::transfer_auc:  // the adversarials of the AT and TRADES sources but b's own
+      for (const json& src : report.value("black_box_sources", json::array())) {
+        const std::string method = src.value("method", ""), source = src["name"];
+        if ((method != "at" && method != "trades") || source == models[b]["name"] || same_weights(src, models[b]))
+          continue;
+        for (const json& entry : src["attacks"]) {
+          const std::string attack = entry["attack"];
+          PairedScores sc{attack + " from " + source, auc_scores(ps, a, attack, source),
+                          auc_scores(ps, b, attack, source)};
+          if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
+        }
+      }
+      break;
+  }
+  return pairs;
+}
+
+namespace {
 
 // The Markdown table of judge_over_attacks' rows, whose score is `measure` ("AUC", "shift").
 std::string paired_table(const std::string& measure, const std::string& rows) {
@@ -702,19 +768,19 @@ std::string paired_table(const std::string& measure, const std::string& rows) {
          rows;
 }
 
+}  // namespace
+
 // The verdicts (the rules are in the Markdown text below and in docs/evaluation.md).
 std::string claims_section(json& report, const PerSample& ps) {
   const json& models = report["models"];
   // The paper's baselines are NT, AT and TRADES; the norm baseline of its Sec. 4.6 has a claim of
   // its own (6).
-  std::vector<size_t> afd, at, trades, paper_baselines, norm, baselines;
+  std::vector<size_t> afd, at, paper_baselines, baselines;
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string m = models[i].value("method", "");
     (m == "afd" ? afd : baselines).push_back(i);
     if (m == "at") at.push_back(i);
-    if (m == "trades") trades.push_back(i);
     if (m == "nt" || m == "at" || m == "trades") paper_baselines.push_back(i);
-    if (m == "norm") norm.push_back(i);
   }
   report["claims"] = json::array();
   if (afd.empty() || baselines.empty()) return "";
@@ -728,38 +794,26 @@ std::string claims_section(json& report, const PerSample& ps) {
       "(AFD's score - the baseline's score) with its normal interval (afd/eval/stats.h). A verdict holds only for "
       "these models, points and attacks; with one training seed it says nothing about seed-to-seed spread.\n";
 
-  // 1. AUC on unseen attacks (Table 2).
-  std::vector<size_t> robust_baselines = at;
-  robust_baselines.insert(robust_baselines.end(), trades.begin(), trades.end());
-  // Claims 1, 5, 6 and 7: each AFD model against each of `against`, over the attacks scores_of(a, b)
-  // gives per-point scores for; returns the Markdown rows.
-  auto judge_each_pair = [&](const char* claim, const char* measure, bool lower_is_better,
-                             const std::vector<size_t>& against, auto scores_of) {
+  // Claims 1, 5, 6 and 7: each AFD model against each baseline of the claim's methods, over the
+  // attacks paired_claim_scores gives; returns the Markdown rows.
+  auto judge_each_pair = [&](PairedClaim::Kind kind) {
+    const PairedClaim& claim = paired_claim(kind);
     std::string rows;
     for (size_t a : afd)
-      for (size_t b : against) {
-        const std::vector<PairedScores> scores = scores_of(a, b);
-        if (scores.empty()) continue;
-        json entry{{"claim", claim}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
-        entry.update(judge_over_attacks(scores, measure, lower_is_better, name(a), name(b), rows));
-        report["claims"].push_back(entry);
-      }
+      for (const std::string& method : claim.against)
+        for (size_t b = 0; b < models.size(); ++b) {
+          if (models[b].value("method", "") != method) continue;
+          const std::vector<PairedScores> scores = paired_claim_scores(claim, report, ps, a, b);
+          if (scores.empty()) continue;
+          json entry{{"claim", claim.id}, {"afd", models[a]["name"]}, {"baseline", models[b]["name"]}};
+          entry.update(judge_over_attacks(scores, claim.measure, claim.lower_is_better, name(a), name(b), rows));
+          report["claims"].push_back(entry);
+        }
     return rows;
   };
-  // The per-point AUC scores of every white-box attack with an AUC but those in `skip`.
-  auto auc_pairs = [&](size_t a, size_t b, const std::vector<std::string>& skip) {
-    std::vector<PairedScores> pairs;
-    for (const std::string& attack : attack_order(report, "attacks")) {
-      if (std::find(skip.begin(), skip.end(), attack) != skip.end()) continue;
-      PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
-      if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
-    }
-    return pairs;
-  };
-  std::string rows = judge_each_pair("auc_unseen_attacks", "auc", /*lower_is_better=*/false, robust_baselines,
-                                     [&](size_t a, size_t b) {
-                                       return auc_pairs(a, b, {"pgd-linf", models[a].value("train_attack", "")});
-                                     });
+
+  // 1. AUC on unseen attacks (Table 2).
+  std::string rows = judge_each_pair(PairedClaim::unseen_auc);
   if (!rows.empty())
     md += "\n### 1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)\n\n"
           "Unseen: every white-box attack with an AUC except PGD-Linf and the model's training attack (all robust models "
@@ -850,19 +904,7 @@ std::string claims_section(json& report, const PerSample& ps) {
           "| AFD | d_hat | (attack, eps) pairs | r (95% interval) | verdict |\n|---|---|---:|---:|---|\n" + rows;
 
   // 5. Less sensitive features (Figure A4).
-  rows = judge_each_pair("less_sensitive_features", "shift", /*lower_is_better=*/true, robust_baselines,
-                         [&](size_t a, size_t b) {
-    std::vector<PairedScores> compared;
-    for (const std::string& attack : attack_order(report, "attacks")) {
-      const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
-      if (sa.empty() || sa.size() != sb.size()) continue;
-      PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
-      for (size_t i = 0; i < sa.size(); ++i)
-        if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
-      if (sc.sa.size() >= 2) compared.push_back(std::move(sc));
-    }
-    return compared;
-  });
+  rows = judge_each_pair(PairedClaim::feature_shift);
   if (!rows.empty())
     md += "\n### 5. AFD's features move less under attack than AT's and TRADES' (Figure A4)\n\n"
           "Per point, the score is the mean of its relative feature shift ||F(x') - F(x)|| / ||F(x)|| over the "
@@ -873,8 +915,7 @@ std::string claims_section(json& report, const PerSample& ps) {
           "otherwise **inconclusive**.\n\n" + paired_table("shift", rows);
 
   // 6. A discriminator desensitises better than a norm penalty (Sec. 4.6, Figure A5).
-  rows = judge_each_pair("auc_above_norm_baseline", "auc", /*lower_is_better=*/false, norm,
-                         [&](size_t a, size_t b) { return auc_pairs(a, b, {}); });
+  rows = judge_each_pair(PairedClaim::norm_baseline_auc);
   if (!rows.empty())
     md += "\n### 6. AFD generalises further than the norm baseline (Sec. 4.6, Figure A5)\n\n"
           "The norm baseline trains with a loss term ||F(x') - F(x)|| in place of the discriminator; the paper found "
@@ -885,21 +926,7 @@ std::string claims_section(json& report, const PerSample& ps) {
 
   // 7. Transfer from the robust models (Table A3): AFD against each robust baseline, over the
   // adversarials crafted on the other robust models (a model is not judged on its own).
-  rows = judge_each_pair("auc_transfer_from_robust_models", "auc", /*lower_is_better=*/false, robust_baselines,
-                         [&](size_t a, size_t b) {
-    std::vector<PairedScores> pairs;
-    for (const json& src : report.value("black_box_sources", json::array())) {
-      const std::string method = src.value("method", ""), source = src["name"];
-      if ((method != "at" && method != "trades") || source == models[b]["name"] || same_weights(src, models[b]))
-        continue;
-      for (const json& entry : src["attacks"]) {
-        const std::string attack = entry["attack"];
-        PairedScores sc{attack + " from " + source, auc_scores(ps, a, attack, source), auc_scores(ps, b, attack, source)};
-        if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
-      }
-    }
-    return pairs;
-  });
+  rows = judge_each_pair(PairedClaim::transfer_auc);
   if (!rows.empty())
     md += "\n### 7. AFD resists transfer from the robust models better than AT and TRADES (Table A3)\n\n"
           "Adversarials crafted on each AT or TRADES source, evaluated on AFD and on the other robust "
@@ -908,6 +935,8 @@ std::string claims_section(json& report, const PerSample& ps) {
           "in claim 1.\n\n" + paired_table("AUC", rows);
   return md;
 }
+
+namespace {
 
 json read_json_file(const std::string& path) {
   std::ifstream f(path);
