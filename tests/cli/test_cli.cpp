@@ -968,6 +968,13 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
   ASSERT_EQ(p7.code, 0) << p7.err;
   expect_one_line(run_cli({"eval", "--merge", dir / "p4n" + "," + dir / "p7", "--out", dir / "bad"}), 1,
                   {"black-box source 'nt' is", "one name must mean one source"});
+  // The same source weights in another folder are the same source (their crc32).
+  fs::copy(dir / "p7src", dir / "p8src", fs::copy_options::recursive);
+  Result p8 = run_cli({"eval", "--checkpoint", dir / "afd/checkpoint", "--names", "A", "--attacks", "none",
+                       "--source-checkpoint", dir / "p8src/checkpoint", "--source-names", "nt", "--bb-attacks", "fgsm",
+                       "--count", "20", "--data-dir", dir / "mnist", "--out", dir / "p8", "--progress", "none"});
+  ASSERT_EQ(p8.code, 0) << p8.err;
+  EXPECT_EQ(run_cli({"eval", "--merge", dir / "p7" + "," + dir / "p8", "--out", dir / "moved_source"}).code, 0);
   // An eval.json of before several sources held one "black_box_source": it merges as that source.
   fs::copy(dir / "p4n", dir / "p4old", fs::copy_options::recursive);
   json old_part = json::parse(read_text(dir / "p4old/eval.json"));
@@ -1033,9 +1040,9 @@ int run_binary(const std::vector<std::string>& args, const std::string& trigger,
 class CliReport : public ::testing::Test {
  protected:
   CliReport() { ps.labels.assign(size_t(n), 0); }
-  std::string write_report() {
-    fs::create_directories(dir / "out/plots");  // as prepare_out_dir leaves it
-    return write_eval_report(report, ps, dir / "out");
+  std::string write_report(const std::string& folder = "out") {
+    fs::create_directories(dir / (folder + "/plots"));  // as prepare_out_dir leaves it
+    return write_eval_report(report, ps, dir / folder);
   }
   // Adds the per-sample flags `name`, u8 [E, N], with kept(i, j) for point i at eps j; returns the
   // accuracy at each eps (the flags' row means).
@@ -1215,6 +1222,131 @@ TEST_F(CliReport, TransferClaimFromPerPointFlags) {
   EXPECT_EQ(verdicts, (std::map<std::string, std::string>{{"AT", "holds"}, {"TRADES", "does not hold"}}));
   EXPECT_NE(md.find("### 7. AFD resists transfer from the robust models"), std::string::npos);
   EXPECT_NE(md.find("## Table A3"), std::string::npos);
+}
+
+// The report over training seeds (afd_run eval --over-seeds) on three chosen seed folders.
+// AFD-WGAN and AT were retrained for each (3 runs a side); TRADES has the same weights in all
+// three (1 run: not judged). Under PGD-L2 a model keeps point i at eps 0.5 when i < half and at
+// eps 1 when i < full (every point clean), so a point scores 1, 0.75 or 0.25 and a run's AUC is
+// (0.25 n + 0.5 half + 0.25 full) / n; AFD keeps about twice as many points as AT. Under FGSM AFD
+// keeps exactly AT's points. Claim 1 then holds (higher on PGD-L2, no difference on FGSM).
+TEST_F(CliReport, ClaimsOverSeedsPoolRunsAndPoints) {
+  struct Cuts {
+    int64_t half, full;
+  };
+  const std::vector<std::vector<Cuts>> cuts = {// per folder: AFD-WGAN, AT, TRADES
+                                               {{32, 24}, {16, 8}, {20, 10}},
+                                               {{34, 26}, {17, 9}, {20, 10}},
+                                               {{30, 25}, {15, 8}, {20, 10}}};
+  const std::vector<std::string> names = {"AFD-WGAN", "AT", "TRADES"}, methods = {"afd", "at", "trades"};
+  auto scores = [&](Cuts c) {  // per point: the area under its flags
+    std::vector<double> s;
+    for (int64_t i = 0; i < n; ++i) s.push_back(0.25 + 0.5 * (i < c.half) + 0.25 * (i < c.full));
+    return s;
+  };
+  auto mean = [](const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m += x / double(v.size());
+    return m;
+  };
+  std::vector<std::string> folders;
+  // `tweak` changes a folder's report before it is written (the error cases below).
+  auto write_folder = [&](size_t s, const std::string& folder, const std::function<void()>& tweak) {
+    report = json{{"dataset", "mnist"}, {"count", n}, {"models", json::array()}};
+    ps = PerSample{};
+    ps.labels.assign(size_t(n), 0);
+    for (size_t m = 0; m < 3; ++m) {
+      const std::string crc = m == 2 ? "trades0" : fmt::format("{}{}", methods[m], s);
+      json mj{{"name", names[m]}, {"method", methods[m]}, {"checkpoint", "seed" + crc}, {"weights_crc32", crc},
+              {"clean_acc", 1.0}, {"train_attack", "apgd-ce"}, {"attacks", json::array()}};
+      if (m == 0) mj["gan"] = "wgan";
+      ps.tensors.emplace_back(fmt::format("m{}.clean", m), Tensor::full({1, n}, 1, DType::u8));
+      for (const std::string attack : {"pgd-l2", "fgsm"}) {
+        const Cuts c = attack == "fgsm" && m == 0 ? cuts[s][1] : cuts[s][m];
+        const std::vector<double> acc = add_flags(fmt::format("m{}.wb.{}.robust", m, attack), [&](int64_t i, size_t j) {
+          return j == 0 || (j == 1 && i < c.half) || (j == 2 && i < c.full);
+        });
+        mj["attacks"].push_back(json{{"attack", attack}, {"config", {{"norm", attack == "fgsm" ? "linf" : "l2"}}},
+                                     {"eps", eps}, {"robust_acc", acc}, {"auc", mean(scores(c))}, {"seconds", 1.0}});
+      }
+      report["models"].push_back(mj);
+    }
+    if (tweak) tweak();
+    write_report(folder);
+    return dir / folder;
+  };
+  for (size_t s = 0; s < 3; ++s) folders.push_back(write_folder(s, fmt::format("seed{}", s), nullptr));
+
+  const Result r = run_cli({"eval", "--over-seeds", folders[0] + "," + folders[1] + "," + folders[2], "--out",
+                            dir / "seeds"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json out = json::parse(read_text(dir / "seeds/seeds.json"));
+  EXPECT_EQ(out["folders"].size(), 3u);
+  // Runs: the checksums tell them apart; TRADES is one run in all three folders.
+  EXPECT_NE(r.out.find("| AT | AT | 3 | 1 (at0); 2 (at1); 3 (at2) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| TRADES | TRADES | 1 | 1, 2, 3 (trades0) |"), std::string::npos) << r.out;
+  // Table 2 over the runs: AFD's PGD-L2 AUCs 0.8, 0.8375 and 0.78125: mean 0.80625, sd 0.028641.
+  EXPECT_NEAR(out["models"][0]["auc"]["pgd-l2"]["mean"].get<double>(), 0.80625, 1e-12);
+  EXPECT_NEAR(out["models"][0]["auc"]["pgd-l2"]["sd"].get<double>(), std::sqrt(8.203125e-4), 1e-12);
+  EXPECT_NE(r.out.find("| AFD-WGAN | 3 | 0.806 ± 0.029 |"), std::string::npos) << r.out;
+
+  const json* unseen = nullptr;
+  for (const json& c : out["claims"])
+    if (c["claim"] == "auc_unseen_attacks") unseen = &c;
+  ASSERT_NE(unseen, nullptr) << out.dump(1);
+  EXPECT_EQ((*unseen)["baseline"], "AT");
+  EXPECT_EQ((*unseen)["verdict"], "holds");
+  EXPECT_EQ((*unseen)["single_folder_verdicts"], json({"holds", "holds", "holds"}));
+  const json& pgd = (*unseen)["attacks"][0];
+  EXPECT_EQ(pgd["attack"], "pgd-l2");
+  // The runs' means, and the points' variance: each folder's sd(a - b)^2 / n, averaged.
+  std::vector<double> runs_a, runs_b, var_points;
+  for (size_t s = 0; s < 3; ++s) {
+    const std::vector<double> a = scores(cuts[s][0]), b = scores(cuts[s][1]);
+    runs_a.push_back(mean(a)), runs_b.push_back(mean(b));
+    std::vector<double> d;
+    for (int64_t i = 0; i < n; ++i) d.push_back(a[size_t(i)] - b[size_t(i)]);
+    double ss = 0;
+    for (double x : d) ss += (x - mean(d)) * (x - mean(d));
+    var_points.push_back(ss / double(n - 1) / double(n));
+  }
+  for (size_t s = 0; s < 3; ++s) EXPECT_NEAR(runs_a[s], std::vector<double>({0.8, 0.8375, 0.78125})[s], 1e-15);
+  EXPECT_EQ(pgd["afd_runs"].get<std::vector<double>>(), runs_a);
+  EXPECT_EQ(pgd["baseline_runs"].get<std::vector<double>>(), runs_b);
+  const eval::RunsDifference want = eval::difference_over_runs(runs_a, runs_b, mean(var_points), n, 1 - 0.05 / 2);
+  EXPECT_NEAR(pgd["difference"].get<double>(), 0.80625 - 0.5020833333333333, 1e-12);
+  EXPECT_NEAR(pgd["var_points"].get<double>(), mean(var_points), 1e-15);
+  EXPECT_NEAR(pgd["df"].get<double>(), want.df, 1e-9);
+  EXPECT_NEAR(pgd["ci"][0].get<double>(), want.ci.lo, 1e-12);
+  EXPECT_NEAR(pgd["ci"][1].get<double>(), want.ci.hi, 1e-12);
+  EXPECT_EQ(pgd["outcome"], "higher");
+  // FGSM: the same points in every run, so the difference is 0 and only the runs' spread is left.
+  const json& fgsm = (*unseen)["attacks"][1];
+  EXPECT_EQ(fgsm["difference"].get<double>(), 0.0);
+  EXPECT_EQ(fgsm["var_points"].get<double>(), 0.0);
+  EXPECT_GT(fgsm["var_runs_afd"].get<double>(), 0.0);
+  EXPECT_EQ(fgsm["outcome"], "no significant difference");
+  // One TRADES run: not judged, and said so.
+  EXPECT_EQ(out["not_judged"][0], (json{{"claim", "auc_unseen_attacks"}, {"afd", "AFD-WGAN"}, {"baseline", "TRADES"},
+                                        {"afd_runs", 3}, {"baseline_runs", 1}}));
+  EXPECT_NE(r.out.find("Not judged over the runs (fewer than 2 runs a side): AFD-WGAN vs TRADES (auc_unseen_attacks: 3 "
+                       "and 1 runs)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(read_text(dir / "seeds/seeds.md"), r.out);
+
+  // Bad input: one folder, other points, a name that changes method.
+  expect_one_line(run_cli({"eval", "--over-seeds", folders[0], "--out", dir / "x"}), 2,
+                  {"--over-seeds", "2 or more report folders", "got 1"});
+  const std::string moved = write_folder(1, "moved", [&] { ps.labels[3] = 7; });
+  expect_one_line(run_cli({"eval", "--over-seeds", folders[0] + "," + moved, "--out", dir / "x"}), 1,
+                  {"--over-seeds", moved, "the runs must share the dataset, the count and the points"});
+  const std::string renamed = write_folder(1, "renamed", [&] { report["models"][1]["method"] = "trades"; });
+  expect_one_line(run_cli({"eval", "--over-seeds", folders[0] + "," + renamed, "--out", dir / "x"}), 1,
+                  {"--over-seeds", "model 'AT' is method trades in " + renamed, "one name must mean one method"});
+  expect_one_line(run_cli({"eval", "--over-seeds", folders[0] + "," + folders[1], "--checkpoint", "c", "--out",
+                           dir / "x"}),
+                  2, {"--over-seeds", "drop --checkpoint"});
 }
 
 TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {

@@ -26,6 +26,7 @@
 #include "tensor/ops.h"
 #include "tools/afd_run/common.h"
 #include "tools/afd_run/eval_report.h"
+#include "tools/afd_run/seeds_report.h"
 
 namespace afd::cli {
 
@@ -289,6 +290,15 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     return 0;
   }
   const std::vector<std::string> checkpoints = opt.get_list("checkpoint");
+  if (!opt.get("over-seeds").empty()) {
+    // Report only, over the reports of several training seeds (seeds_report.h).
+    if (!checkpoints.empty() || !opt.get("merge").empty())
+      throw UsageError("--over-seeds: reads earlier reports and evaluates nothing; drop --checkpoint and --merge");
+    const std::string out = opt.get("out");
+    prepare_out_dir(out, "--out");
+    io.out << write_seeds_report(opt.get_list("over-seeds"), out);
+    return 0;
+  }
   if (!opt.get("merge").empty()) {
     // Report only: the parts were evaluated earlier (eval_report.h).
     if (!checkpoints.empty())

@@ -938,15 +938,15 @@ std::string claims_section(json& report, const PerSample& ps) {
 
 namespace {
 
-json read_json_file(const std::string& path) {
+json read_json_file(const std::string& path, const std::string& flag) {
   std::ifstream f(path);
-  if (!f) throw RunError(fmt::format("--merge: cannot read {} ({})", path, std::strerror(errno)));
+  if (!f) throw RunError(fmt::format("{}: cannot read {} ({})", flag, path, std::strerror(errno)));
   std::stringstream ss;
   ss << f.rdbuf();
   try {
     return json::parse(ss.str());
   } catch (const json::exception& e) {
-    throw RunError(fmt::format("--merge: {} is not valid JSON: {}", path, e.what()));
+    throw RunError(fmt::format("{}: {} is not valid JSON: {}", flag, path, e.what()));
   }
 }
 
@@ -996,33 +996,33 @@ std::string write_eval_report(json& report, const PerSample& ps, const std::stri
   return md;
 }
 
-std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs) {
-  if (dirs.empty()) throw UsageError("--merge: name at least one folder of an earlier afd_run eval");
+std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs, const std::string& flag) {
+  if (dirs.empty()) throw UsageError(fmt::format("{}: name at least one folder of an earlier afd_run eval", flag));
   json merged;
   PerSample ps;
   std::map<std::string, std::string> origin;  // "model\nsection\nattack" -> the folder it came from
   for (const std::string& dir : dirs) {
     const std::string json_path = (fs::path(dir) / "eval.json").string();
     const std::string flags_path = (fs::path(dir) / "per_sample.safetensors").string();
-    const json part = read_json_file(json_path);
+    const json part = read_json_file(json_path, flag);
     SafetensorsFile file;
     try {
       file = read_safetensors(flags_path);
     } catch (const Error& e) {
-      throw RunError(fmt::format("--merge: {}", clean_message(e.what())));
+      throw RunError(fmt::format("{}: {}", flag, clean_message(e.what())));
     }
     std::vector<int64_t> labels;
     json part_eps;
     try {
       if (!part.contains("dataset") || !part.contains("count") || !part.contains("models"))
-        throw RunError(fmt::format("--merge: {} lacks 'dataset', 'count' or 'models': not an afd_run eval report",
+        throw RunError(fmt::format("{}: {} lacks 'dataset', 'count' or 'models': not an afd_run eval report", flag,
                                    json_path));
       labels = json::parse(file.metadata.at("labels")).get<std::vector<int64_t>>();
       part_eps = json::parse(file.metadata.at("eps"));
     } catch (const std::out_of_range&) {
-      throw RunError(fmt::format("--merge: {} lacks the 'labels' or 'eps' metadata of afd_run eval", flags_path));
+      throw RunError(fmt::format("{}: {} lacks the 'labels' or 'eps' metadata of afd_run eval", flag, flags_path));
     } catch (const json::exception& e) {
-      throw RunError(fmt::format("--merge: {}: bad metadata: {}", flags_path, e.what()));
+      throw RunError(fmt::format("{}: {}: bad metadata: {}", flag, flags_path, e.what()));
     }
     if (merged.is_null()) {
       merged = json{{"dataset", part["dataset"]}, {"count", part["count"]}, {"models", json::array()}};
@@ -1030,8 +1030,8 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
         if (part.contains(key)) merged[key] = part[key];
       ps.labels = labels;
     } else if (part["dataset"] != merged["dataset"] || part["count"] != merged["count"] || labels != ps.labels) {
-      throw RunError(fmt::format("--merge: {} evaluated {} points of {}, {} {} points of {}: parts must share the "
-                                 "dataset, the count and the points", dir, part["count"].dump(), part["dataset"].dump(),
+      throw RunError(fmt::format("{}: {} evaluated {} points of {}, {} {} points of {}: parts must share the "
+                                 "dataset, the count and the points", flag, dir, part["count"].dump(), part["dataset"].dump(),
                                  dirs[0], merged["count"].dump(), merged["dataset"].dump()));
     }
     // Models by name; each attack of a model from one part only.
@@ -1049,8 +1049,8 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
         json& mm = merged["models"][j];
         // The same weights and the same clean accuracy.
         if (!same_weights(mm, pm) || mm["clean_acc"] != pm["clean_acc"])
-          throw RunError(fmt::format("--merge: model '{}' is {} (clean {}) in {} but {} (clean {}) in an earlier part: "
-                                     "one name must mean one model", mname, pm["checkpoint"].dump(),
+          throw RunError(fmt::format("{}: model '{}' is {} (clean {}) in {} but {} (clean {}) in an earlier part: "
+                                     "one name must mean one model", flag, mname, pm["checkpoint"].dump(),
                                      pm["clean_acc"].dump(), dir, mm["checkpoint"].dump(), mm["clean_acc"].dump()));
         for (const char* key : {"representation", "sanity"})
           if (!mm.contains(key) && pm.contains(key)) mm[key] = pm[key];
@@ -1063,7 +1063,7 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
           const std::string source = a.value("source", ""),
                             key = mname + "\n" + section + "\n" + a["attack"].get<std::string>() + "\n" + source;
           if (origin.count(key))
-            throw RunError(fmt::format("--merge: {} attack '{}' of model '{}' is in both {} and {}",
+            throw RunError(fmt::format("{}: {} attack '{}' of model '{}' is in both {} and {}", flag,
                                        source.empty() ? "white-box" : "black-box (from " + source + ")",
                                        a["attack"].get<std::string>(), mname, origin[key], dir));
           origin[key] = dir;
@@ -1077,7 +1077,7 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
       }
       index.push_back(j);
     }
-    // Black-box sources by name: one name, one checkpoint; each attack of a source from any part
+    // Black-box sources by name: one name, one set of weights; each attack of a source from any part
     // (a part evaluating more models transfers the same adversarials).
     json part_sources = part.value("black_box_sources", json::array());
     if (part.contains("black_box_source")) part_sources.push_back(part["black_box_source"]);  // one source: older eval.json
@@ -1087,9 +1087,9 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
       auto have = std::find_if(sources.begin(), sources.end(), [&](const json& h) { return h["name"] == src["name"]; });
       if (have == sources.end()) {
         sources.push_back(src);
-      } else if ((*have)["checkpoint"] != src["checkpoint"]) {
-        throw RunError(fmt::format("--merge: black-box source '{}' is {} in {} but {} in an earlier part: one name "
-                                   "must mean one source", src["name"].get<std::string>(), src["checkpoint"].dump(),
+      } else if (!same_weights(*have, src)) {
+        throw RunError(fmt::format("{}: black-box source '{}' is {} in {} but {} in an earlier part: one name "
+                                   "must mean one source", flag, src["name"].get<std::string>(), src["checkpoint"].dump(),
                                    dir, (*have)["checkpoint"].dump()));
       } else {
         for (const json& a : src["attacks"])
@@ -1104,12 +1104,12 @@ std::pair<json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs
       size_t i = 0;
       if (tname.size() < 3 || tname[0] != 'm' || dot == std::string::npos ||
           std::sscanf(tname.substr(1, dot - 1).c_str(), "%zu", &i) != 1 || i >= index.size())
-        throw RunError(fmt::format("--merge: {}: tensor '{}' does not name one of its {} models", flags_path, tname,
+        throw RunError(fmt::format("{}: {}: tensor '{}' does not name one of its {} models", flag, flags_path, tname,
                                    index.size()));
       const std::string rest = tname.substr(dot), renamed = fmt::format("m{}{}", index[i], rest);
       if (const Tensor* have = find_tensor(ps, renamed)) {
         if (rest == ".clean" && have->to_vector<uint8_t>() == tensor.to_vector<uint8_t>()) continue;
-        throw RunError(fmt::format("--merge: {}: '{}' {} an earlier part's", flags_path, tname,
+        throw RunError(fmt::format("{}: {}: '{}' {} an earlier part's", flag, flags_path, tname,
                                    rest == ".clean" ? "differs from" : "repeats"));
       }
       if (part_eps.contains(tname)) ps.eps[renamed] = part_eps[tname];

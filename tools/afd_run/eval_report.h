@@ -35,8 +35,10 @@ std::string write_eval_report(nlohmann::json& report, const PerSample& per_sampl
 
 // Reads the eval.json and per_sample.safetensors of each folder and merges them: models by name,
 // each attack of a model from exactly one part. Throws RunError naming the folder when parts
-// disagree (dataset, points, labels, a model's checkpoint or clean flags) or overlap.
-std::pair<nlohmann::json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs);
+// disagree (dataset, points, labels, a model's checkpoint or clean flags) or overlap. Errors begin
+// with `flag`, the option that named the folders.
+std::pair<nlohmann::json, PerSample> merge_eval_parts(const std::vector<std::string>& dirs,
+                                                     const std::string& flag = "--merge");
 
 // ---- pieces of the report shared with the report over training seeds (seeds_report.h) ----------
 

@@ -241,6 +241,11 @@ std::vector<Flag> build_table() {
                    "comma separated (one model and attack per folder, say), into one report in --out; no "
                    "--checkpoint");
     t.push_back(mg);
+    Flag os = flag("over-seeds", FlagType::text, kEval, "model",
+                   "report only: judge the paper's claims over training seeds from earlier afd_run eval reports, "
+                   "comma separated (one folder per seed, on the same points; models matched by name), into "
+                   "--out/seeds.md and seeds.json; no --checkpoint");
+    t.push_back(os);
     Flag c = flag("checkpoint", FlagType::text, kAttack, "model", "checkpoint folder (or model .safetensors file)");
     t.push_back(c);
     Flag mo = flag("model", FlagType::text, kModelCmds, "model",
