@@ -792,7 +792,8 @@ std::string claims_section(json& report, const PerSample& ps) {
       "\n## The paper's claims, judged on these numbers\n\n"
       "Models evaluated on the same points are compared point by point: a difference is the mean over the points of "
       "(AFD's score - the baseline's score) with its normal interval (afd/eval/stats.h). A verdict holds only for "
-      "these models, points and attacks; with one training seed it says nothing about seed-to-seed spread.\n";
+      "these models, points and attacks; with one training seed it says nothing about seed-to-seed spread "
+      "(afd_run eval --over-seeds judges the claims over several seeds' reports).\n";
 
   // Claims 1, 5, 6 and 7: each AFD model against each baseline of the claim's methods, over the
   // attacks paired_claim_scores gives; returns the Markdown rows.
