@@ -1289,6 +1289,11 @@ TEST_F(CliReport, ClaimsOverSeedsPoolRunsAndPoints) {
   EXPECT_NEAR(out["models"][0]["auc"]["pgd-l2"]["mean"].get<double>(), 0.80625, 1e-12);
   EXPECT_NEAR(out["models"][0]["auc"]["pgd-l2"]["sd"].get<double>(), std::sqrt(8.203125e-4), 1e-12);
   EXPECT_NE(r.out.find("| AFD-WGAN | 3 | 0.806 ± 0.029 |"), std::string::npos) << r.out;
+  // Figure 2 with every run: a line per model and run, one for TRADES' single run.
+  const std::string svg = read_text(dir / "seeds/plots/accuracy_vs_eps_pgd-l2.svg");
+  for (const char* series : {"AFD-WGAN #1", "AT #3", "TRADES\""})
+    EXPECT_NE(svg.find(std::string("data-series=\"") + series), std::string::npos) << series;
+  EXPECT_EQ(svg.find("TRADES #"), std::string::npos);
 
   const json* unseen = nullptr;
   for (const json& c : out["claims"])

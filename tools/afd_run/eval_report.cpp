@@ -50,9 +50,8 @@ std::string plot_file(const std::string& prefix, const std::string& attack) {
   return "plots/" + prefix + "_" + file + ".svg";
 }
 
-// Figure 2 of the paper from eval.json's numbers: for each attack, robust accuracy (%) vs eps with
-// one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns eval.md's section
-// that embeds them.
+}  // namespace
+
 std::string write_accuracy_plots(const json& eval_json, const std::vector<std::string>& attack_list, const std::string& out) {
   std::string md = "\n## Robust accuracy vs eps\n\n";
   for (const std::string& attack : attack_list) {
@@ -78,6 +77,8 @@ std::string write_accuracy_plots(const json& eval_json, const std::vector<std::s
   }
   return md;
 }
+
+namespace {
 
 // ---- confidence intervals and tables ------------------------------------------------------------
 

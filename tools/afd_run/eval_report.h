@@ -55,6 +55,12 @@ std::vector<BudgetColumn> table1_columns(const nlohmann::json& report);
 // A model's accuracy in one column, NaN where not evaluated.
 double budget_value(const nlohmann::json& model, const BudgetColumn& column);
 
+// Figure 2 of the paper from a report's numbers: for each attack, robust accuracy (%) vs eps with
+// one line per model, written to OUT/plots/accuracy_vs_eps_ATTACK.svg. Returns the Markdown
+// section that embeds them.
+std::string write_accuracy_plots(const nlohmann::json& report, const std::vector<std::string>& attack_list,
+                                 const std::string& out);
+
 // "AFD-WGAN", "AT", ...: a model's method as the paper names it.
 std::string method_label(const nlohmann::json& model);
 // Whether two eval.json entries (models or black-box sources) name the same weights: by their

@@ -429,6 +429,19 @@ std::string write_seeds_report(const std::vector<std::string>& dirs, const std::
                                folders[0].report["dataset"].get<std::string>());
   for (size_t f = 0; f < dirs.size(); ++f) md += fmt::format("{}. {}\n", f + 1, dirs[f]);
   md += tables_over_runs(folders, models, report);
+  // Figure 2 with every run: one line per model and run ("AT #2": its second run).
+  json runs{{"dataset", report["dataset"]}, {"count", report["count"]}, {"models", json::array()}};
+  std::vector<std::string> attacks;
+  for (const SeededModel& m : models)
+    for (size_t r = 0; r < m.runs.size(); ++r) {
+      json entry = m.entry(folders, m.runs[r][0]);
+      entry["name"] = m.runs.size() > 1 ? fmt::format("{} #{}", m.name, r + 1) : m.name;
+      for (const json& a : entry["attacks"])
+        if (std::find(attacks.begin(), attacks.end(), a["attack"].get<std::string>()) == attacks.end())
+          attacks.push_back(a["attack"]);
+      runs["models"].push_back(entry);
+    }
+  md += write_accuracy_plots(runs, attacks, out);
   md += "\n## The paper's claims over the runs\n\n"
         "Each comparison needs 2 or more runs of both models. Per attack, the difference is the mean over AFD's runs of "
         "its mean score minus the same for the baseline. Its variance adds the runs' spread (Welch: s_a^2/k_a + "
