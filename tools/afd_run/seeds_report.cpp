@@ -318,8 +318,11 @@ json judge_over_runs(const OverRunsClaim& claim, const std::vector<Folder>& fold
                                   : verdict_over_attacks(better, worse, int(attacks.size()));
   std::vector<std::string> single;
   for (size_t f : among) single.push_back(folder_verdict(folders[f], claim.id, a.name, b.name));
-  rows += fmt::format("| {} | {} | **verdict** | | | higher on {}, lower on {} of {} | | **{}** (single folders: {}) |\n",
-                      a.name, b.name, higher, lower, attacks.size(), verdict, joined(single, ", "));
+  const std::string counted = claim.clean_rule ? (last.mean >= 0 ? "difference >= 0" : "difference < 0")
+                                               : fmt::format("higher on {}, lower on {} of {}", higher, lower,
+                                                             attacks.size());
+  rows += fmt::format("| {} | {} | **verdict** | | | {} | | **{}** (single folders: {}) |\n", a.name, b.name, counted,
+                      verdict, joined(single, ", "));
   return json{{"claim", claim.id},   {"afd", a.name},          {"baseline", b.name},
               {"level", level},      {"attacks", per_attack},  {"verdict", verdict},
               {"afd_runs", ra.size()}, {"baseline_runs", rb.size()}, {"single_folder_verdicts", single}};
