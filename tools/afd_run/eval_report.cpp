@@ -89,6 +89,8 @@ std::string acc_cell(double acc, int64_t n) {
   return fmt::format("{} ({:.1f}–{:.1f})", percent(acc), 100 * ci.lo, 100 * ci.hi);
 }
 
+}  // namespace
+
 std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::string md = "|";
   for (const auto& h : header) md += " " + h + " |";
@@ -102,6 +104,8 @@ std::string md_table(const std::vector<std::string>& header, const std::vector<s
   }
   return md;
 }
+
+namespace {
 
 // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
 std::string csv_field(const std::string& s) {

@@ -61,6 +61,9 @@ double budget_value(const nlohmann::json& model, const BudgetColumn& column);
 std::string write_accuracy_plots(const nlohmann::json& report, const std::vector<std::string>& attack_list,
                                  const std::string& out);
 
+// A Markdown table: the first column left-aligned, the others right-aligned.
+std::string md_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
 // "AFD-WGAN", "AT", ...: a model's method as the paper names it.
 std::string method_label(const nlohmann::json& model);
 // Whether two eval.json entries (models or black-box sources) name the same weights: by their

@@ -233,20 +233,13 @@ std::string tables_over_runs(const std::vector<Folder>& folders, const std::vect
     t1_rows.push_back(t1), t2_rows.push_back(t2);
     out["models"].push_back(entry);
   }
-  auto table = [](const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-    std::string md = "| " + joined(header, " | ") + " |\n|---|";
-    for (size_t i = 1; i < header.size(); ++i) md += "---:|";
-    md += "\n";
-    for (const auto& row : rows) md += "| " + joined(row, " | ") + " |\n";
-    return md;
-  };
   return "\n## Runs\n\nA run is one set of weights (its crc32); a model with the same weights in several folders is one "
          "run there, and its numbers are the mean over those folders.\n\n" +
          runs_md +
          "\n## Table 1 over the runs: accuracy (%), mean ± sd\n\nThe sample sd (n - 1) over the runs; one run shows "
          "its value alone. Budgets and black-box source as in each folder's Table 1.\n\n" +
-         table(t1_header, t1_rows) +
-         "\n## Table 2 over the runs: normalised AUC, mean ± sd\n\n" + table(t2_header, t2_rows);
+         md_table(t1_header, t1_rows) +
+         "\n## Table 2 over the runs: normalised AUC, mean ± sd\n\n" + md_table(t2_header, t2_rows);
 }
 
 // One AFD model against one baseline over the runs: per "attack" (a claim's score set), the
