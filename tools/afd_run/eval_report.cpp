@@ -707,10 +707,14 @@ bool same_weights(const json& a, const json& b) {
 
 const std::vector<PairedClaim>& paired_claims() {
   static const std::vector<PairedClaim> claims = {
-      {PairedClaim::unseen_auc, "auc_unseen_attacks", "auc", false, {"at", "trades"}},
-      {PairedClaim::feature_shift, "less_sensitive_features", "shift", true, {"at", "trades"}},
-      {PairedClaim::norm_baseline_auc, "auc_above_norm_baseline", "auc", false, {"norm"}},
-      {PairedClaim::transfer_auc, "auc_transfer_from_robust_models", "auc", false, {"at", "trades"}}};
+      {PairedClaim::unseen_auc, "auc_unseen_attacks", "auc", false, {"at", "trades"},
+       "1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)"},
+      {PairedClaim::feature_shift, "less_sensitive_features", "shift", true, {"at", "trades"},
+       "5. AFD's features move less under attack than AT's and TRADES' (Figure A4)"},
+      {PairedClaim::norm_baseline_auc, "auc_above_norm_baseline", "auc", false, {"norm"},
+       "6. AFD generalises further than the norm baseline (Sec. 4.6, Figure A5)"},
+      {PairedClaim::transfer_auc, "auc_transfer_from_robust_models", "auc", false, {"at", "trades"},
+       "7. AFD resists transfer from the robust models better than AT and TRADES (Table A3)"}};
   return claims;
 }
 
@@ -821,7 +825,7 @@ std::string claims_section(json& report, const PerSample& ps) {
   // 1. AUC on unseen attacks (Table 2).
   std::string rows = judge_each_pair(PairedClaim::unseen_auc);
   if (!rows.empty())
-    md += "\n### 1. AFD's AUC on unseen attacks is at least AT's and TRADES' (Table 2)\n\n"
+    md += "\n### " + paired_claim(PairedClaim::unseen_auc).title + "\n\n"
           "Unseen: every white-box attack with an AUC except PGD-Linf and the model's training attack (all robust models "
           "here trained on Linf PGD-type attacks). Per point, the score is the normalised area under its robust-flag "
           "curve (its mean is the AUC). Intervals are Bonferroni-corrected over the attacks of a comparison (95% "
@@ -912,7 +916,7 @@ std::string claims_section(json& report, const PerSample& ps) {
   // 5. Less sensitive features (Figure A4).
   rows = judge_each_pair(PairedClaim::feature_shift);
   if (!rows.empty())
-    md += "\n### 5. AFD's features move less under attack than AT's and TRADES' (Figure A4)\n\n"
+    md += "\n### " + paired_claim(PairedClaim::feature_shift).title + "\n\n"
           "Per point, the score is the mean of its relative feature shift ||F(x') - F(x)|| / ||F(x)|| over the "
           "attack's eps range (the trapezoid rule of Table 2; eps 0 moves nothing), on the points both models "
           "classify correctly, every white-box attack with two or more eps. Intervals are Bonferroni-corrected over "
@@ -923,7 +927,7 @@ std::string claims_section(json& report, const PerSample& ps) {
   // 6. A discriminator desensitises better than a norm penalty (Sec. 4.6, Figure A5).
   rows = judge_each_pair(PairedClaim::norm_baseline_auc);
   if (!rows.empty())
-    md += "\n### 6. AFD generalises further than the norm baseline (Sec. 4.6, Figure A5)\n\n"
+    md += "\n### " + paired_claim(PairedClaim::norm_baseline_auc).title + "\n\n"
           "The norm baseline trains with a loss term ||F(x') - F(x)|| in place of the discriminator; the paper found "
           "it robust only to about 80% and weak against stronger and unseen attacks. Per point, the score is the "
           "normalised area under its robust-flag curve, over every white-box attack with an AUC (PGD-Linf included: "
@@ -934,7 +938,7 @@ std::string claims_section(json& report, const PerSample& ps) {
   // adversarials crafted on the other robust models (a model is not judged on its own).
   rows = judge_each_pair(PairedClaim::transfer_auc);
   if (!rows.empty())
-    md += "\n### 7. AFD resists transfer from the robust models better than AT and TRADES (Table A3)\n\n"
+    md += "\n### " + paired_claim(PairedClaim::transfer_auc).title + "\n\n"
           "Adversarials crafted on each AT or TRADES source, evaluated on AFD and on the other robust "
           "baseline (never on the source itself). Per point, the score is the normalised area under its "
           "black-box robust-flag curve over the attack's grid. Bonferroni-corrected intervals and verdicts as "

@@ -84,6 +84,7 @@ struct PairedClaim {
   std::string measure;  // "auc" or "shift"
   bool lower_is_better;
   std::vector<std::string> against;  // the baselines' methods
+  std::string title;                 // its heading in eval.md: "1. AFD's AUC on unseen attacks ..."
 };
 // Claims 1 (AUC on unseen attacks), 5 (feature shift), 6 (AUC against the norm baseline) and 7
 // (AUC under transfer from the robust models), in the report's order.

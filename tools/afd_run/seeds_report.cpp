@@ -182,7 +182,9 @@ std::vector<SeededModel> match_models(const std::vector<Folder>& folders) {
 // The Markdown table of the runs, and Tables 1 and 2 as mean ± sd over the runs.
 std::string tables_over_runs(const std::vector<Folder>& folders, const std::vector<SeededModel>& models, json& out) {
   std::string runs_md = "| model | method | runs | folders of each run (weights crc32) |\n|---|---|---:|---|\n";
-  const std::vector<BudgetColumn> columns = table1_columns(folders[0].report);
+  std::vector<std::vector<BudgetColumn>> folder_columns;  // each folder's own (its black-box source)
+  for (const Folder& f : folders) folder_columns.push_back(table1_columns(f.report));
+  const std::vector<BudgetColumn>& columns = folder_columns[0];
   std::vector<std::string> t1_header = {"model", "runs"}, t2_header = {"model", "runs"}, attacks;
   for (const BudgetColumn& c : columns) t1_header.push_back(c.title);
   for (const Folder& f : folders)  // every white-box attack with an AUC, in the order first seen
@@ -209,11 +211,9 @@ std::string tables_over_runs(const std::vector<Folder>& folders, const std::vect
     json entry{{"name", m.name}, {"method", m.method}, {"runs", runs}, {"table1", json::object()}, {"auc", json::object()}};
     std::vector<std::string> t1 = {m.name, std::to_string(m.runs.size())}, t2 = t1;
     for (size_t c = 0; c < columns.size(); ++c) {
-      std::vector<double> values;  // per run; a folder's own column (its black-box source)
+      std::vector<double> values;  // per run
       for (const std::vector<size_t>& run : m.runs)
-        values.push_back(run_value(run, [&](size_t f) {
-          return budget_value(m.entry(folders, f), table1_columns(folders[f].report)[c]);
-        }));
+        values.push_back(run_value(run, [&](size_t f) { return budget_value(m.entry(folders, f), folder_columns[f][c]); }));
       const Spread s = spread(values);
       t1.push_back(spread_cell(s, /*as_percent=*/true));
       entry["table1"][columns[c].key] = spread_json(s);
@@ -332,14 +332,8 @@ std::string claims_over_runs(const std::vector<Folder>& folders, const std::vect
   };
   std::vector<Spec> specs = {{{"clean_accuracy_not_below_at", "clean", false, true}, {"at"},
                               "2. AFD's clean accuracy is not below AT's", nullptr}};
-  const char* titles[] = {"1. AFD's AUC on unseen attacks is at least AT's and TRADES'",
-                          "5. AFD's features move less under attack than AT's and TRADES'",
-                          "6. AFD generalises further than the norm baseline",
-                          "7. AFD resists transfer from the robust models better than AT and TRADES"};
-  for (size_t i = 0; i < paired_claims().size(); ++i) {
-    const PairedClaim& p = paired_claims()[i];
-    specs.push_back({{p.id, p.measure, p.lower_is_better, false}, p.against, titles[i], &p});
-  }
+  for (const PairedClaim& p : paired_claims())
+    specs.push_back({{p.id, p.measure, p.lower_is_better, false}, p.against, p.title, &p});
   std::sort(specs.begin(), specs.end(), [](const Spec& x, const Spec& y) { return x.title < y.title; });
   std::string md;
   for (const Spec& spec : specs) {
