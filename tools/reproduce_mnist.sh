@@ -11,7 +11,8 @@
 #   eval    the nine attacks of the paper over its eps grids on the first 1,000 test points, one
 #           part per model and attack (DIR/eval/NAME.ATTACK), plus the black-box part (DIR/eval/bb:
 #           PGD-Linf and C&W-L2 crafted on NT, AT and TRADES, on every model: Tables 1 and A3).
-#           Parts of unfinished trainings wait.
+#           Parts of unfinished trainings wait; a part evaluated on other weights than a model's
+#           checkpoint now holds (trained again with another --seed, say) is evaluated again.
 #   report  afd_run eval --merge of every finished part into DIR/report (eval.md, tables, plots,
 #           the per-claim verdicts).
 #   publish (not part of "all") copies what is finished into results/reproduce_mnist (or
@@ -60,7 +61,7 @@ while (($#)); do
     --build) build=${2:?--build needs a folder}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --only) only=${2:?--only needs names}; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce_mnist: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -173,10 +174,32 @@ pool() {
   return $status
 }
 
+# The crc32 that afd_run eval records as a model's "weights_crc32" (of model.safetensors' bytes),
+# taken from gzip's trailer: its last 8 bytes are the CRC-32 of the input and its length, both
+# little-endian.
+weights_crc32() {
+  gzip -c "$1/checkpoint/model.safetensors" | tail -c 8 | head -c 4 | od -An -tx1 | tr -s ' ' '\n' | grep . | tac |
+    tr -d '\n'
+}
+
 # One evaluation part: NAME.ATTACK (white-box) or bb (black-box, every model). A part is done
 # when its eval.json exists (written last); an interrupted part starts again.
 evaluate() {
   local part=$1 dir="$out/eval/$1"
+  # A part evaluated on other weights than a finished model's checkpoint now holds (the model was
+  # trained again here, e.g. with another --seed; for bb, any model or source) is done again.
+  if [[ -f "$dir/eval.json" ]]; then
+    local checked=("${part%%.*}")
+    [[ $part == bb ]] && checked=("${all_models[@]}")
+    for name in "${checked[@]}"; do
+      [[ -f "$out/$name/final.json" ]] || continue
+      if ! grep -q "\"weights_crc32\": \"$(weights_crc32 "$out/$name")\"" "$dir/eval.json"; then
+        echo "reproduce_mnist: $part: $dir holds other weights of $name than its checkpoint; evaluating it again" >&2
+        rm -rf "$dir"
+        break
+      fi
+    done
+  fi
   # A black-box part from before the norm baseline and the AT and TRADES sources is done again.
   if [[ $part == bb && -f "$dir/eval.json" ]]; then
     local stale=0
