@@ -186,29 +186,25 @@ weights_crc32() {
 # when its eval.json exists (written last); an interrupted part starts again.
 evaluate() {
   local part=$1 dir="$out/eval/$1"
-  # A part evaluated on other weights than a finished model's checkpoint now holds (the model was
-  # trained again here, e.g. with another --seed; for bb, any model or source) is done again.
+  # A black-box part from before the AT and TRADES sources (one source) is done again.
+  if [[ $part == bb && -f "$dir/eval.json" ]] && ! grep -q '"black_box_sources"' "$dir/eval.json"; then
+    echo "reproduce_mnist: bb: $dir has one source only; evaluating it again" >&2
+    rm -rf "$dir"
+  fi
+  # So is a part evaluated on other weights than a finished model's checkpoint now holds (the model
+  # trained again here, e.g. with another --seed), or lacking a finished model (for bb, any model
+  # or source: a model added since, like the norm baseline, has no weights_crc32 there).
   if [[ -f "$dir/eval.json" ]]; then
     local checked=("${part%%.*}")
     [[ $part == bb ]] && checked=("${all_models[@]}")
     for name in "${checked[@]}"; do
       [[ -f "$out/$name/final.json" ]] || continue
       if ! grep -q "\"weights_crc32\": \"$(weights_crc32 "$out/$name")\"" "$dir/eval.json"; then
-        echo "reproduce_mnist: $part: $dir holds other weights of $name than its checkpoint; evaluating it again" >&2
+        echo "reproduce_mnist: $part: $dir lacks the weights of $name's checkpoint; evaluating it again" >&2
         rm -rf "$dir"
         break
       fi
     done
-  fi
-  # A black-box part from before the norm baseline and the AT and TRADES sources is done again.
-  if [[ $part == bb && -f "$dir/eval.json" ]]; then
-    local stale=0
-    grep -q '"black_box_sources"' "$dir/eval.json" || stale=1
-    for name in "${all_models[@]}"; do grep -q "\"name\": \"${labels[$name]}\"" "$dir/eval.json" || stale=1; done
-    if ((stale)); then
-      echo "reproduce_mnist: bb: $dir lacks a model or a source; evaluating it again" >&2
-      rm -rf "$dir"
-    fi
   fi
   if [[ -f "$dir/eval.json" ]]; then return 0; fi
   local flags=(--count "$count" "${threads[@]}" --progress none --out "$dir")

@@ -103,6 +103,20 @@ double student_t_quantile(double p, double df) {
   return 0.5 * (lo + hi);
 }
 
+double mean(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m += x / static_cast<double>(v.size());
+  return m;
+}
+
+double sample_variance(const std::vector<double>& v) {
+  AFD_CHECK(v.size() >= 2, "sample_variance: need at least 2 values, got {}", v.size());
+  const double m = mean(v);
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return ss / static_cast<double>(v.size() - 1);
+}
+
 Difference paired_difference(const std::vector<double>& a, const std::vector<double>& b, double z) {
   AFD_CHECK(a.size() == b.size(), "paired_difference: {} and {} samples are not paired", a.size(), b.size());
   AFD_CHECK(a.size() >= 2, "paired_difference: need at least 2 pairs, got {}", a.size());
@@ -113,7 +127,7 @@ Difference paired_difference(const std::vector<double>& a, const std::vector<dou
   double ss = 0;
   for (size_t i = 0; i < a.size(); ++i) ss += (a[i] - b[i] - mean) * (a[i] - b[i] - mean);
   const double half = z * std::sqrt(ss / (n - 1)) / std::sqrt(n);
-  return {mean, {mean - half, mean + half}};
+  return {mean, {mean - half, mean + half}, ss / (n - 1) / n};
 }
 
 RunsDifference difference_over_runs(const std::vector<double>& a, const std::vector<double>& b, double var_points,
@@ -124,15 +138,8 @@ RunsDifference difference_over_runs(const std::vector<double>& a, const std::vec
   AFD_CHECK(var_points >= 0, "difference_over_runs: var_points must be >= 0, got {}", var_points);
   AFD_CHECK(level > 0 && level < 1, "difference_over_runs: level must be in (0, 1), got {}", level);
   // The runs' mean and its variance s^2 / k.
-  auto mean_and_var = [](const std::vector<double>& v) {
-    const double k = static_cast<double>(v.size());
-    double m = 0, ss = 0;
-    for (double x : v) m += x / k;
-    for (double x : v) ss += (x - m) * (x - m);
-    return std::pair{m, ss / (k - 1) / k};
-  };
-  const auto [ma, va] = mean_and_var(a);
-  const auto [mb, vb] = mean_and_var(b);
+  const double ma = mean(a), va = sample_variance(a) / static_cast<double>(a.size());
+  const double mb = mean(b), vb = sample_variance(b) / static_cast<double>(b.size());
   RunsDifference r;
   r.mean = ma - mb, r.var_a = va, r.var_b = vb, r.var_points = var_points;
   const double v = va + vb + var_points;

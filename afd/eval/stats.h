@@ -53,11 +53,17 @@ double student_t_cdf(double t, double df);
 // Its quantile for 0 < p < 1 (bisection on student_t_cdf; throws outside (0, 1) or for df <= 0).
 double student_t_quantile(double p, double df);
 
+// The mean of the values (the sum of v_i / n; 0 for none), and their sample variance (n - 1 in
+// the denominator; throws with fewer than 2 values).
+double mean(const std::vector<double>& v);
+double sample_variance(const std::vector<double>& v);
+
 // The mean of a - b over paired samples and its normal interval at quantile z (above). Throws on
 // different lengths or fewer than 2 pairs.
 struct Difference {
   double mean = 0;
   Interval ci{0, 0};
+  double variance = 0;  // of the mean: sd(a - b)^2 / n
 };
 Difference paired_difference(const std::vector<double>& a, const std::vector<double>& b, double z = kZ95);
 

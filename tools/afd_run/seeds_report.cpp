@@ -5,6 +5,7 @@
 #include "tools/afd_run/seeds_report.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -44,12 +45,6 @@ struct SeededModel {
   }
 };
 
-double mean_of(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m += x / double(v.size());
-  return m;
-}
-
 // The mean and sample sd (n - 1; NaN for one value) of the finite values.
 struct Spread {
   double mean = NAN, sd = NAN;
@@ -60,12 +55,8 @@ Spread spread(const std::vector<double>& v) {
   for (double x : v)
     if (std::isfinite(x)) s.values.push_back(x);
   if (s.values.empty()) return s;
-  s.mean = mean_of(s.values);
-  if (s.values.size() >= 2) {
-    double ss = 0;
-    for (double x : s.values) ss += (x - s.mean) * (x - s.mean);
-    s.sd = std::sqrt(ss / double(s.values.size() - 1));
-  }
+  s.mean = eval::mean(s.values);
+  if (s.values.size() >= 2) s.sd = std::sqrt(eval::sample_variance(s.values));
   return s;
 }
 
@@ -92,7 +83,7 @@ template <typename F>
 double run_value(const std::vector<size_t>& run, F value) {
   std::vector<double> v;
   for (size_t f : run) v.push_back(value(f));
-  return mean_of(v);
+  return eval::mean(v);
 }
 
 // The runs of a model among some folders (a run keeps the folders it has there).
@@ -107,16 +98,6 @@ std::vector<std::vector<size_t>> runs_among(const SeededModel& m, const std::vec
   return runs;
 }
 
-// sd(a - b)^2 / n: the variance of a paired difference's mean over its n points.
-double paired_variance(const std::vector<double>& a, const std::vector<double>& b) {
-  std::vector<double> d;
-  for (size_t i = 0; i < a.size(); ++i) d.push_back(a[i] - b[i]);
-  const double m = mean_of(d);
-  double ss = 0;
-  for (double x : d) ss += (x - m) * (x - m);
-  return ss / double(d.size() - 1) / double(d.size());
-}
-
 // The verdict of `claim` for (afd, baseline) in one folder's own report, "-" where it has none.
 std::string folder_verdict(const Folder& f, const std::string& claim, const std::string& afd,
                            const std::string& baseline, const std::string& estimator = "") {
@@ -125,12 +106,6 @@ std::string folder_verdict(const Folder& f, const std::string& claim, const std:
         c.value("estimator", "") == estimator)
       return c["verdict"];
   return "-";
-}
-
-std::string joined(const std::vector<std::string>& parts, const char* sep) {
-  std::string s;
-  for (const std::string& p : parts) s += (s.empty() ? "" : sep) + p;
-  return s;
 }
 
 std::vector<Folder> read_folders(const std::vector<std::string>& dirs) {
@@ -204,10 +179,10 @@ std::string tables_over_runs(const std::vector<Folder>& folders, const std::vect
       json numbers = json::array();
       for (size_t f : run) dirs.push_back(std::to_string(f + 1)), numbers.push_back(f + 1);
       const std::string crc = m.entry(folders, run[0]).value("weights_crc32", "?");
-      run_cells.push_back(fmt::format("{} ({})", joined(dirs, ", "), crc));
+      run_cells.push_back(fmt::format("{} ({})", fmt::join(dirs, ", "), crc));
       runs.push_back(json{{"folders", numbers}, {"weights_crc32", crc}});
     }
-    runs_md += fmt::format("| {} | {} | {} | {} |\n", m.name, m.label, m.runs.size(), joined(run_cells, "; "));
+    runs_md += fmt::format("| {} | {} | {} | {} |\n", m.name, m.label, m.runs.size(), fmt::join(run_cells, "; "));
     json entry{{"name", m.name}, {"method", m.method}, {"runs", runs}, {"table1", json::object()}, {"auc", json::object()}};
     std::vector<std::string> t1 = {m.name, std::to_string(m.runs.size())}, t2 = t1;
     for (size_t c = 0; c < columns.size(); ++c) {
@@ -280,19 +255,19 @@ json judge_over_runs(const OverRunsClaim& claim, const std::vector<Folder>& fold
     for (size_t k = 0; k < among.size(); ++k)
       for (const PairedScores& sc : scores[k])
         if (sc.attack == attack) {
-          mean_a[among[k]] = mean_of(sc.sa), mean_b[among[k]] = mean_of(sc.sb);
-          var_points.push_back(paired_variance(sc.sa, sc.sb));
+          mean_a[among[k]] = eval::mean(sc.sa), mean_b[among[k]] = eval::mean(sc.sb);
+          var_points.push_back(eval::paired_difference(sc.sa, sc.sb).variance);
           n = std::min(n, int64_t(sc.sa.size()));
         }
     std::vector<double> runs_a, runs_b;
     for (const auto& run : ra) runs_a.push_back(run_value(run, [&](size_t f) { return mean_a[f]; }));
     for (const auto& run : rb) runs_b.push_back(run_value(run, [&](size_t f) { return mean_b[f]; }));
-    const eval::RunsDifference d = eval::difference_over_runs(runs_a, runs_b, mean_of(var_points), n, level);
+    const eval::RunsDifference d = eval::difference_over_runs(runs_a, runs_b, eval::mean(var_points), n, level);
     const std::string outcome = d.ci.lo > 0 ? "higher" : d.ci.hi < 0 ? "lower" : "no significant difference";
     higher += d.ci.lo > 0, lower += d.ci.hi < 0;
     last = d;
     rows += fmt::format("| {} | {} | {} | {} ({}) | {} ({}) | {} ({} to {}) | {:.1f} | {} |\n", a.name, b.name, attack,
-                        value(mean_of(runs_a)), runs_a.size(), value(mean_of(runs_b)), runs_b.size(),
+                        value(eval::mean(runs_a)), runs_a.size(), value(eval::mean(runs_b)), runs_b.size(),
                         signed_value(d.mean), signed_value(d.ci.lo), signed_value(d.ci.hi), d.df, outcome);
     per_attack.push_back(json{{"attack", attack},
                               {"afd_runs", runs_a},
@@ -315,7 +290,7 @@ json judge_over_runs(const OverRunsClaim& claim, const std::vector<Folder>& fold
                                                : fmt::format("higher on {}, lower on {} of {}", higher, lower,
                                                              attacks.size());
   rows += fmt::format("| {} | {} | **verdict** | | | {} | | **{}** (single folders: {}) |\n", a.name, b.name, counted,
-                      verdict, joined(single, ", "));
+                      verdict, fmt::join(single, ", "));
   return json{{"claim", claim.id},   {"afd", a.name},          {"baseline", b.name},
               {"level", level},      {"attacks", per_attack},  {"verdict", verdict},
               {"afd_runs", ra.size()}, {"baseline_runs", rb.size()}, {"single_folder_verdicts", single}};
@@ -386,7 +361,7 @@ std::string claims_over_runs(const std::vector<Folder>& folders, const std::vect
       for (size_t f = 0; f < folders.size(); ++f)
         cells.push_back(a.index[f] < 0 ? "-" : folder_verdict(folders[f], claim, a.name, "", estimator));
       if (std::all_of(cells.begin(), cells.end(), [](const std::string& c) { return c == "-"; })) continue;
-      rows += fmt::format("| {} | {} | {} |\n", a.name, title, joined(cells, " | "));
+      rows += fmt::format("| {} | {} | {} |\n", a.name, title, fmt::join(cells, " | "));
     }
   }
   if (!rows.empty()) {
@@ -402,7 +377,7 @@ std::string claims_over_runs(const std::vector<Folder>& folders, const std::vect
       pairs.push_back(fmt::format("{} vs {} ({}: {} and {} runs)", n["afd"].get<std::string>(),
                                   n["baseline"].get<std::string>(), n["claim"].get<std::string>(),
                                   n["afd_runs"].get<size_t>(), n["baseline_runs"].get<size_t>()));
-    md += "\nNot judged over the runs (fewer than 2 runs a side): " + joined(pairs, "; ") + ".\n";
+    md += fmt::format("\nNot judged over the runs (fewer than 2 runs a side): {}.\n", fmt::join(pairs, "; "));
   }
   return md;
 }
