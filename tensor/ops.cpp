@@ -26,6 +26,13 @@ void check_same(const Tensor& a, const Tensor& b, const char* op) {
             b.device().str());
 }
 
+// An index, label or statistics tensor must sit where the data is: a backend would otherwise be
+// handed a pointer of the other device (a GPU fault, or a host read of device memory).
+void check_device(const Tensor& t, Device data, const char* op, const char* what) {
+  check_defined(t, op);
+  AFD_CHECK(t.device() == data, "{}: {} is on {}, the data on {}", op, what, t.device().str(), data.str());
+}
+
 void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* what) {
   AFD_CHECK(t.shape() == expected, "{}: {} has shape {}, expected {}", op, what, shape_str(t.shape()),
             shape_str(expected));
@@ -112,9 +119,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::minim
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same(a, b, "where");
   check_float(a, "where");
-  check_defined(cond, "where");
-  AFD_CHECK(cond.device() == a.device(), "where: condition on {} but values on {}",
-            cond.device().str(), a.device().str());
+  check_device(cond, a.device(), "where", "the condition");
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out(shape, a.dtype(), a.device());
   if (out.numel() == 0) return out;
@@ -306,6 +311,8 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor
 Tensor batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                         const Tensor& mean, const Tensor& invstd) {
   check_batch_norm(x, gamma, beta, "batch_norm");
+  check_device(mean, x.device(), "batch_norm", "mean");
+  check_device(invstd, x.device(), "batch_norm", "invstd");
   check_shape(mean, {x.size(1)}, "batch_norm", "mean");
   check_shape(invstd, {x.size(1)}, "batch_norm", "invstd");
   Tensor y(x.shape(), x.dtype(), x.device());
@@ -319,6 +326,9 @@ BatchNormGrads batch_norm_backward(const Tensor& dy, const Tensor& x, const Tens
                                    bool want_dbeta) {
   check_same(dy, x, "batch_norm_backward");
   check_shape(dy, x.shape(), "batch_norm_backward", "dy");
+  check_device(gamma, x.device(), "batch_norm_backward", "gamma");
+  check_device(stats.mean, x.device(), "batch_norm_backward", "mean");
+  check_device(stats.invstd, x.device(), "batch_norm_backward", "invstd");
   BatchNormGrads g;
   Shape c{x.size(1)};
   if (want_dx) g.dx = Tensor(x.shape(), x.dtype(), x.device());
@@ -354,6 +364,7 @@ std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p) {
 
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Shape& x_shape) {
   check_float(dy, "max_pool2d_backward");
+  check_device(indices, dy.device(), "max_pool2d_backward", "indices");
   check_shape(indices, dy.shape(), "max_pool2d_backward", "indices");
   Tensor dx(x_shape, dy.dtype(), dy.device());
   count_kernel(Kernel::pool_backward);
@@ -394,7 +405,7 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, const char* op) {
 void check_labels(const Tensor& logits, const Tensor& labels, const char* op) {
   check_float(logits, op);
   AFD_CHECK(logits.dim() == 2, "{}: expected logits [N, C], got {}", op, shape_str(logits.shape()));
-  check_defined(labels, op);
+  check_device(labels, logits.device(), op, "labels");
   AFD_CHECK(labels.dtype() == DType::i64, "{}: labels must be i64, got {}", op, labels.str());
   check_shape(labels, {logits.size(0)}, op, "labels");
 }
@@ -422,7 +433,8 @@ Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype) {
 
 // ---- indexing --------------------------------------------------------------------------------
 namespace {
-void check_index_along(const Shape& data, int d, const Tensor& index, const char* op) {
+void check_index_along(const Shape& data, Device device, int d, const Tensor& index, const char* op) {
+  check_device(index, device, op, "index");
   AFD_CHECK(index.dtype() == DType::i64, "{}: index must be i64, got {}", op, index.str());
   AFD_CHECK(index.dim() == static_cast<int64_t>(data.size()), "{}: index {} and data {} differ in rank",
             op, shape_str(index.shape()), shape_str(data));
@@ -435,7 +447,7 @@ void check_index_along(const Shape& data, int d, const Tensor& index, const char
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   check_float(x, "gather");
   int d = normalize_dim(dim, x.dim(), "gather");
-  check_index_along(x.shape(), d, index, "gather");
+  check_index_along(x.shape(), x.device(), d, index, "gather");
   Tensor out(index.shape(), x.dtype(), x.device());
   if (out.numel() == 0) return out;
   count_kernel(Kernel::index);
@@ -446,7 +458,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
   check_float(src, "scatter_add");
   int d = normalize_dim(dim, static_cast<int64_t>(shape.size()), "scatter_add");
-  check_index_along(shape, d, index, "scatter_add");
+  check_index_along(shape, src.device(), d, index, "scatter_add");
   check_shape(src, index.shape(), "scatter_add", "src");
   Tensor out = Tensor::zeros(shape, src.dtype(), src.device());
   if (src.numel() == 0) return out;
@@ -458,6 +470,7 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const T
 Tensor index_select(const Tensor& table, const Tensor& index) {
   check_float(table, "index_select");
   AFD_CHECK(table.dim() >= 1, "index_select: table {} has no rows", shape_str(table.shape()));
+  check_device(index, table.device(), "index_select", "index");
   AFD_CHECK(index.dtype() == DType::i64 && index.dim() == 1, "index_select: expected i64 index [N], got {}",
             index.str());
   Shape s = table.shape();
@@ -471,6 +484,7 @@ Tensor index_select(const Tensor& table, const Tensor& index) {
 
 Tensor index_add(const Shape& shape, const Tensor& index, const Tensor& src) {
   check_float(src, "index_add");
+  check_device(index, src.device(), "index_add", "index");
   AFD_CHECK(index.dtype() == DType::i64 && index.dim() == 1, "index_add: expected i64 index [N], got {}",
             index.str());
   Shape expect = shape;

@@ -189,14 +189,49 @@ void CudaBackend::drain_locked() {
 }
 
 // ---- copies and fills ------------------------------------------------------------------------------
+HostStaging::~HostStaging() {  // no throwing from a destructor
+  for (Slot& slot : slots_) {
+    if (slot.done) {
+      cudaEventSynchronize(slot.done);
+      cudaEventDestroy(slot.done);
+    }
+    if (slot.host) cudaFreeHost(slot.host);
+  }
+}
+
+bool HostStaging::upload(void* dst, const void* src, size_t n, cudaStream_t stream) {
+  if (n > kMaxBytes) return false;
+  if (n == 0) return true;
+  std::lock_guard<std::mutex> lock(mutex_);
+  Slot& slot = slots_[next_];
+  next_ = (next_ + 1) % kSlots;
+  if (slot.done)
+    AFD_CUDA_CHECK(cudaEventSynchronize(slot.done));  // the slot's previous copy has finished
+  else
+    AFD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+  if (slot.capacity < n) {
+    if (slot.host) AFD_CUDA_CHECK(cudaFreeHost(slot.host));
+    slot.host = nullptr;
+    slot.capacity = 0;
+    const size_t capacity = std::max(n, size_t(1) << 20);  // small uploads share one 1 MiB buffer
+    AFD_CUDA_CHECK(cudaHostAlloc(&slot.host, capacity, cudaHostAllocDefault));
+    slot.capacity = capacity;
+  }
+  std::memcpy(slot.host, src, n);
+  AFD_CUDA_CHECK(cudaMemcpyAsync(dst, slot.host, n, cudaMemcpyHostToDevice, stream));
+  AFD_CUDA_CHECK(cudaEventRecord(slot.done, stream));
+  return true;
+}
+
 void CudaBackend::copy(const Tensor& src, Tensor& dst) {
   activate();
   const Device sd = src.device(), dd = dst.device();
   if (sd.is_cpu()) {  // host -> this device: convert on the host first
     Tensor host = src.to(dst.dtype());
-    // From pageable memory CUDA "may" stage the bytes and return; where the GPU reads host memory
-    // directly the copy can still run after the call. `host` (often a temporary) dies on return,
-    // so wait for the copy.
+    if (staging_.upload(dst.raw_data(), host.raw_data(), dst.nbytes(), stream_)) return;
+    // Too large to stage. From pageable memory CUDA "may" stage the bytes and return; where the
+    // GPU reads host memory directly the copy can still run after the call. `host` (often a
+    // temporary) dies on return, so wait for the copy.
     AFD_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), host.raw_data(), dst.nbytes(), cudaMemcpyHostToDevice, stream_));
     AFD_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return;

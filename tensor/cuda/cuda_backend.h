@@ -39,6 +39,35 @@ class DeviceAllocator {
   MemoryStats stats_;
 };
 
+// Pinned host buffers for uploads. copy() from the CPU puts the bytes into one (a host memcpy),
+// queues the copy to the device from there and records an event that marks the buffer free
+// again, so an upload returns without waiting for the stream, and the pageable source (often a
+// temporary) may die at once. A ring of kSlots buffers; a slot is reused after its last copy has
+// finished (long done in a training step: three uploads have been queued since), and grows with
+// cudaHostAlloc only when an upload outgrows it. Uploads above kMaxBytes take the plain path.
+class HostStaging {
+ public:
+  HostStaging() = default;
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  ~HostStaging();
+  // Queues the copy of [src, src + n) to the device pointer dst on `stream`; false (nothing
+  // queued) when n is above kMaxBytes. The device of `stream` must be current.
+  bool upload(void* dst, const void* src, size_t n, cudaStream_t stream);
+
+ private:
+  static constexpr int kSlots = 4;
+  static constexpr size_t kMaxBytes = size_t(64) << 20;
+  struct Slot {
+    void* host = nullptr;  // pinned, `capacity` bytes
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;  // recorded after the slot's last copy
+  };
+  std::mutex mutex_;
+  Slot slots_[kSlots];
+  int next_ = 0;
+};
+
 struct BadIndex;  // kernels.cuh: the device word of the index checks
 struct ConvPlan;  // conv.cpp: descriptors and chosen algorithms for one convolution shape
 struct ConvPlanDeleter {
@@ -107,6 +136,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   DeviceAllocator allocator_;
+  HostStaging staging_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "tensor/backend.h"
 #include "tensor/cuda/cuda_info.h"
@@ -92,10 +94,71 @@ TEST(CudaBackend, IndexOutOfRangeIsNamedAsOnTheCpu) {
   EXPECT_NEAR(ops::sum(ok).item<float>(), 3 * std::log(4.0f), 1e-5);
 }
 
+// Uploads go through a ring of pinned buffers without waiting for the stream (HostStaging): more
+// uploads than buffers, of growing sizes, each from a temporary that dies at once, with kernels
+// queued between them, and one above the staging limit (64 MiB) that takes the plain path.
+TEST(CudaBackend, UploadsArriveIntactThroughTheStagingRing) {
+  if (!have_gpu()) GTEST_SKIP() << kNoGpu;
+  const Device gpu = Device::cuda(0);
+  std::vector<Tensor> up;
+  for (int i = 0; i < 13; ++i) {
+    const int64_t n = 1000 * (i + 1) * (i + 1);
+    up.push_back(Tensor::full({n}, double(i + 1), DType::f64).to(gpu));
+    up.back() = ops::mul(up.back(), up.back());  // a kernel between two uploads
+  }
+  for (int i = 0; i < 13; ++i) {
+    const double n = 1000.0 * (i + 1) * (i + 1);
+    EXPECT_EQ(ops::sum(up[i]).item<double>(), n * (i + 1) * (i + 1)) << "upload " << i;
+  }
+  const int64_t big = (int64_t(64) << 20) / 8 + 1;  // one double over the limit
+  Tensor large = Tensor::arange(0, double(big), 1, DType::f64).to(gpu);
+  std::vector<double> back = ops::narrow(large, 0, big - 3, 3).to_vector<double>();
+  EXPECT_EQ(back, std::vector<double>({double(big - 3), double(big - 2), double(big - 1)}));
+}
+
+// An index, label, pooling index or batch-norm statistic on the other device than the data is
+// refused by name before any backend sees a pointer it cannot use.
+TEST(CudaBackend, ArgumentsOnTheOtherDeviceAreRefused) {
+  if (!have_gpu()) GTEST_SKIP() << kNoGpu;
+  using afd::testing::expect_error;
+  const Device gpu = Device::cuda(0), cpu = Device::cpu();
+  Tensor table = Tensor::zeros({5, 2}, DType::f32, gpu);
+  Tensor idx = Tensor::from_vector<int64_t>({0, 1}, {2});
+  expect_error([&] { ops::index_select(table, idx); }, "index_select: index is on cpu, the data on cuda:0");
+  expect_error([&] { ops::index_add({5, 2}, idx, Tensor::ones({2, 2}, DType::f32, gpu)); },
+               "index_add: index is on cpu, the data on cuda:0");
+  expect_error([&] { ops::gather(table, 1, Tensor::zeros({5, 2}, DType::i64)); }, "gather: index is on cpu, the data on cuda:0");
+  expect_error([&] { ops::scatter_add({5, 2}, 1, Tensor::zeros({5, 2}, DType::i64), table); },
+               "scatter_add: index is on cpu, the data on cuda:0");
+  expect_error([&] { ops::cross_entropy(Tensor::zeros({2, 3}, DType::f32, gpu), idx); },
+               "cross_entropy: labels is on cpu, the data on cuda:0");
+  // The other way round: a GPU index with CPU data.
+  expect_error([&] { ops::index_select(Tensor::zeros({5, 2}), idx.to(gpu)); }, "index_select: index is on cuda:0, the data on cpu");
+  auto [pooled, where] = ops::max_pool2d(Tensor::zeros({1, 1, 4, 4}, DType::f32, gpu), Pool2dParams{.kernel = 2, .stride = 2});
+  expect_error([&] { ops::max_pool2d_backward(pooled, where.to(cpu), {1, 1, 4, 4}); },
+               "max_pool2d_backward: indices is on cpu, the data on cuda:0");
+  Tensor x = Tensor::ones({2, 3, 2, 2}, DType::f32, gpu), gamma = Tensor::ones({3}, DType::f32, gpu);
+  expect_error([&] { ops::batch_norm_apply(x, gamma, gamma, Tensor::zeros({3}), gamma); },
+               "batch_norm: mean is on cpu, the data on cuda:0");
+  auto [y, stats] = ops::batch_norm_train(x, gamma, gamma, 1e-5);
+  stats.invstd = stats.invstd.to(cpu);
+  expect_error([&] { ops::batch_norm_backward(y, x, gamma, stats, true, true, true); },
+               "batch_norm_backward: invstd is on cpu, the data on cuda:0");
+}
+
+// Restores a global setting when a test ends, also when it fails by an exception.
+template <class T>
+struct Restore {
+  T (*get)();
+  void (*set)(T);
+  T old = get();
+  ~Restore() { set(old); }
+};
+
 TEST(CudaBackend, DeterministicModeRepeatsAConvolutionStepBitForBit) {
   if (!have_gpu()) GTEST_SKIP() << kNoGpu;
   const Device gpu = Device::cuda(0);
-  bool old = deterministic();
+  Restore<bool> restore{deterministic, set_deterministic};
   set_deterministic(true);
   Generator g(3);
   Tensor x = rand({16, 8, 12, 12}, g, DType::f32, gpu), w = randn({16, 8, 3, 3}, g, DType::f32, gpu);
@@ -109,27 +172,29 @@ TEST(CudaBackend, DeterministicModeRepeatsAConvolutionStepBitForBit) {
     return std::vector<std::vector<float>>{dw.to_vector<float>(), dx.to_vector<float>(), ops::sum(dy, {0, 2, 3}).to_vector<float>()};
   };
   auto first = run(), second = run();
-  set_deterministic(old);
   for (size_t k = 0; k < first.size(); ++k) EXPECT_TRUE(first[k] == second[k]) << "result " << k << " differs";
 }
 
 TEST(CudaBackend, PrecisionSettingSwitchesTf32) {
   if (!have_gpu()) GTEST_SKIP() << kNoGpu;
   const Device gpu = Device::cuda(0);
-  Precision old = precision();
-  Generator g(4);
-  // A product whose exact value needs more than TF32's 10-bit mantissa: 1 + 2^-12 times 1.
-  Tensor a = Tensor::full({64, 256}, 1.0 + 1.0 / 4096, DType::f32, gpu), b = Tensor::ones({256, 64}, DType::f32, gpu);
+  Restore<Precision> restore{precision, set_precision};
+  // A product whose exact value needs more than TF32's 10-bit mantissa: 1 + 2^-12 times 1, summed
+  // 512 times. The shape is a large multiple of 16, which cuBLAS runs on tensor cores when allowed.
+  Tensor a = Tensor::full({512, 512}, 1.0 + 1.0 / 4096, DType::f32, gpu), b = Tensor::ones({512, 512}, DType::f32, gpu);
   set_precision(Precision::strict);
   float strict = ops::matmul(a, b).to_vector<float>()[0];
   set_precision(Precision::tf32);
   float tf32 = ops::matmul(a, b).to_vector<float>()[0];
-  set_precision(old);
-  EXPECT_FLOAT_EQ(strict, 256.0f * (1.0f + 1.0f / 4096));
-  // TF32 keeps 10 mantissa bits: 1 + 2^-12 becomes 1 and the product 256 (if this fails, the tf32
-  // setting never reached cuBLAS, or cuBLAS chose a non-tensor-core kernel for this shape).
-  EXPECT_FLOAT_EQ(tf32, 256.0f);
+  EXPECT_FLOAT_EQ(strict, 512.0f * (1.0f + 1.0f / 4096));
+  // TF32 keeps 10 mantissa bits: 1 + 2^-12 becomes 1 and the product 512. If this fails, the tf32
+  // setting never reached cuBLAS, cuBLAS chose a non-tensor-core kernel, or the environment turns
+  // TF32 off (NVIDIA_TF32_OVERRIDE=0).
   EXPECT_STREQ(precision_name(Precision::tf32), "tf32");
   EXPECT_EQ(parse_precision("strict"), Precision::strict);
   afd::testing::expect_error([] { parse_precision("fp16"); }, "precision 'fp16'");
+  const char* override_tf32 = std::getenv("NVIDIA_TF32_OVERRIDE");
+  if (override_tf32 != nullptr && std::string(override_tf32) == "0")
+    GTEST_SKIP() << "NVIDIA_TF32_OVERRIDE=0 turns TF32 off in this process";
+  EXPECT_FLOAT_EQ(tf32, 512.0f);
 }
