@@ -106,6 +106,9 @@ CudaBackend::CudaBackend(int device) : device_(device), allocator_(device) {
   AFD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   AFD_CUDNN_CHECK(cudnnCreate(&cudnn_));
   AFD_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+  int max_pitch = 0;
+  AFD_CUDA_CHECK(cudaDeviceGetAttribute(&max_pitch, cudaDevAttrMaxPitch, device_));
+  max_pitch_ = static_cast<size_t>(max_pitch);
   AFD_CUDA_CHECK(cudaMalloc(&bad_index_, sizeof(BadIndex)));
   AFD_CUDA_CHECK(cudaMemsetAsync(bad_index_, 0xff, sizeof(BadIndex), stream_));  // key = kNoBadIndex
 }
@@ -513,12 +516,15 @@ void CudaBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, i
   char* pd = static_cast<char*>(dst.raw_data()) + dst_start * ad.inner * es;
   size_t width = len * as.inner * es;
   if (width == 0 || as.outer == 0) return;
-  if (as.outer == 1) {  // one row: a plain copy (a 2-D copy refuses pitches over cudaDeviceProp::memPitch, 2 GiB)
-    AFD_CUDA_CHECK(cudaMemcpyAsync(pd, ps, width, cudaMemcpyDeviceToDevice, stream_));
+  const size_t src_pitch = as.n * as.inner * es, dst_pitch = ad.n * ad.inner * es;
+  // A 2-D copy refuses pitches over the device's cudaDevAttrMaxPitch (2 GiB): such rows are few
+  // (each over 2 GiB), so they go one plain copy per row.
+  if (as.outer == 1 || std::max(src_pitch, dst_pitch) > max_pitch_) {
+    for (int64_t r = 0; r < as.outer; ++r)
+      AFD_CUDA_CHECK(cudaMemcpyAsync(pd + r * dst_pitch, ps + r * src_pitch, width, cudaMemcpyDeviceToDevice, stream_));
     return;
   }
-  AFD_CUDA_CHECK(cudaMemcpy2DAsync(pd, ad.n * ad.inner * es, ps, as.n * as.inner * es, width, as.outer,
-                                   cudaMemcpyDeviceToDevice, stream_));
+  AFD_CUDA_CHECK(cudaMemcpy2DAsync(pd, dst_pitch, ps, src_pitch, width, as.outer, cudaMemcpyDeviceToDevice, stream_));
 }
 
 // ---- random numbers --------------------------------------------------------------------------------

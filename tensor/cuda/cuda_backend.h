@@ -138,6 +138,7 @@ class CudaBackend final : public Backend {
   DeviceAllocator allocator_;
   HostStaging staging_;
   cudaStream_t stream_ = nullptr;
+  size_t max_pitch_ = 0;  // cudaDevAttrMaxPitch: the largest pitch of a 2-D copy
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
   BadIndex* bad_index_ = nullptr;  // device word of the queued index checks (kernels.cuh)

@@ -116,6 +116,31 @@ TEST(CudaBackend, UploadsArriveIntactThroughTheStagingRing) {
   EXPECT_EQ(back, std::vector<double>({double(big - 3), double(big - 2), double(big - 1)}));
 }
 
+// Slab copies (cat, narrow) whose rows are over 2 GiB, past a 2-D copy's largest pitch: along dim
+// 0 (one row) and along dim 1 (two rows of 2 GiB + 64 bytes each). 16 GiB of device memory;
+// skipped where there is not that much.
+TEST(CudaBackend, SlabCopiesWithRowsOver2GiB) {
+  if (!have_gpu()) GTEST_SKIP() << kNoGpu;
+  const Device gpu = Device::cuda(0);
+  const int64_t n = (int64_t(1) << 29) + 16;  // floats per row
+  try {
+    Tensor a = Tensor::full({2, n}, 1.0, DType::f32, gpu), b = Tensor::full({2, n}, 2.0, DType::f32, gpu);
+    auto at = [](const Tensor& t, int64_t row, int64_t col, int64_t len) {
+      return ops::narrow(ops::narrow(t, 0, row, 1), 1, col, len).to_vector<float>();
+    };
+    Tensor wide = cat({a, b}, 1);  // [2, 2n]: rows of 4 GiB from rows of 2 GiB
+    for (int64_t row : {0, 1}) EXPECT_EQ(at(wide, row, n - 2, 4), std::vector<float>({1, 1, 2, 2})) << "row " << row;
+    EXPECT_EQ(at(wide, 1, 2 * n - 1, 1), std::vector<float>({2}));
+    wide = Tensor();
+    Tensor tall = cat({a, b}, 0);  // [4, n]: one row of 8 GiB
+    EXPECT_EQ(at(tall, 1, n - 1, 1), std::vector<float>({1}));
+    EXPECT_EQ(at(tall, 2, 0, 1), std::vector<float>({2}));
+  } catch (const afd::Error& e) {
+    if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+    GTEST_SKIP() << "needs 16 GiB of device memory: " << e.what();
+  }
+}
+
 // An index, label, pooling index or batch-norm statistic on the other device than the data is
 // refused by name before any backend sees a pointer it cannot use.
 TEST(CudaBackend, ArgumentsOnTheOtherDeviceAreRefused) {
