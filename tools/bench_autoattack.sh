@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# AutoAttack standard (Linf) time on the CPU, afd against the reference code (issue 7): afd_run eval
-# --attacks autoattack and fra31/auto-attack's AutoAttack on PyTorch (tools/bench_autoattack_torch.py)
-# on the same checkpoint of the MNIST ResNet18 and the same first N MNIST test points, one thread
-# each, run side by side (one core each on a 2-core machine: both see the same machine). Prints
+# AutoAttack standard (Linf) time, afd against the reference code (issue 7): afd_run eval --attacks
+# autoattack and fra31/auto-attack's AutoAttack on PyTorch (tools/bench_autoattack_torch.py) on the
+# same checkpoint and the same first N test points. On the CPU (the MNIST ResNet18, one thread each)
+# the two run side by side (one core each on a 2-core machine: both see the same machine); on a GPU
+# (--device cuda, the CIFAR-10 ResNet18: tools/device_autoattack.sh) one after the other. Prints
 # each component's cumulative robust accuracy and time on both sides and the ratio reference / afd
 # (> 1: afd faster).
 #
 # Usage: bash tools/bench_autoattack.sh --checkpoint runs/main_job/at/checkpoint [--count 1000]
-#                                       [--build build] [--eps 0.3] [--sequential]
+#            [--build build] [--eps 0.3] [--sequential] [--dataset mnist|cifar10] [--data-dir DIR]
+#            [--device cpu|cuda] [--precision strict|tf32] [--out DIR]
 #   --sequential runs the two one after the other instead (for a machine with one free core).
-# Needs the real MNIST (bash tools/fetch_data.sh mnist), Debian's python3-torch and a checkout of
-# fra31/auto-attack (env AFD_AUTOATTACK; see tests/fixtures/attacks/refs_common.py).
+#   --eps: default 0.3 (MNIST) or 8/255 (CIFAR-10). --precision: on a GPU, both sides strict fp32
+#   (default) or TF32 convolutions and matrix products. --out: logs (default BUILD/bench_autoattack).
+# Needs the dataset (bash tools/fetch_data.sh mnist), PyTorch (Debian's python3-torch here; $PYTHON
+# names another interpreter) and a checkout of fra31/auto-attack (env AFD_AUTOATTACK; see
+# tests/fixtures/attacks/refs_common.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build
 count=1000
-eps=0.3
+eps=""
 checkpoint=""
 sequential=0
+dataset=mnist
+data_dir=""
+device=cpu
+precision=strict
+out=""
 while (($#)); do
   case "$1" in
     --checkpoint) checkpoint=${2:?}; shift 2 ;;
@@ -25,22 +35,41 @@ while (($#)); do
     --build) build=${2:?}; shift 2 ;;
     --eps) eps=${2:?}; shift 2 ;;
     --sequential) sequential=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --dataset) dataset=${2:?}; shift 2 ;;
+    --data-dir) data_dir=${2:?}; shift 2 ;;
+    --device) device=${2:?}; shift 2 ;;
+    --precision) precision=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_autoattack.sh: error: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [[ -n "$checkpoint" ]] || { echo "bench_autoattack.sh: error: --checkpoint DIR is required" >&2; exit 2; }
-ninja -C "$build" afd_run > /dev/null
-out="$build/bench_autoattack"
+case "$dataset" in
+  mnist) eps=${eps:-0.3} ;;
+  cifar10) eps=${eps:-0.03137254901960784} ;;  # 8/255
+  *) echo "bench_autoattack.sh: error: --dataset '$dataset': mnist or cifar10" >&2; exit 2 ;;
+esac
+data_dir=${data_dir:-data/$dataset}
+threads=1
+# One GPU: each side has it to itself; a few threads for the host's share of the work.
+[[ $device == cpu ]] || { sequential=1; threads=4; }
+python=${PYTHON:-/usr/bin/python3}
+# A build folder made here is brought up to date; a prebuilt one (tools/device_pack.sh) has no
+# build.ninja and runs as it is.
+if [[ -f "$build/build.ninja" ]]; then ninja -C "$build" afd_run > /dev/null; fi
+out=${out:-$build/bench_autoattack}
 rm -rf "$out" && mkdir -p "$out"
 
 ours() {
-  OMP_WAIT_POLICY=passive "$build/afd_run" eval --checkpoint "$checkpoint" --attacks autoattack --eps "$eps" \
-    --count "$count" --threads 1 --sanity-points 0 --progress lines --out "$out/afd" > /dev/null 2> "$out/afd.log"
+  OMP_WAIT_POLICY=passive "$build/afd_run" eval --checkpoint "$checkpoint" --dataset "$dataset" --data-dir "$data_dir" \
+    --attacks autoattack --eps "$eps" --count "$count" --device "$device" --precision "$precision" --threads "$threads" \
+    --sanity-points 0 --progress lines --out "$out/afd" > /dev/null 2> "$out/afd.log"
 }
 theirs() {
-  /usr/bin/python3 tools/bench_autoattack_torch.py --checkpoint "$checkpoint" --count "$count" --eps "$eps" \
-    --threads 1 > "$out/torch.json" 2> "$out/torch.log"
+  "$python" tools/bench_autoattack_torch.py --checkpoint "$checkpoint" --dataset "$dataset" --data-dir "$data_dir" \
+    --count "$count" --eps "$eps" --device "$device" --precision "$precision" --threads "$threads" \
+    > "$out/torch.json" 2> "$out/torch.log"
 }
 echo "afd and the reference on $count points, load $(cut -d' ' -f1-3 /proc/loadavg); logs in $out/" >&2
 if ((sequential)); then
@@ -53,20 +82,22 @@ else
   wait $p2
 fi
 
-python3 - "$out" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" << 'EOF_PY'
+"$python" - "$out" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$dataset" << 'EOF_PY'
 import json, sys
-out, cpu = sys.argv[1:]
+out, cpu, dataset = sys.argv[1:]
 ours = json.load(open(f"{out}/afd/eval.json"))
 m = ours["models"][0]["attacks"][0]
 theirs = json.loads([l for l in open(f"{out}/torch.json") if l.startswith("JSON ")][-1][5:])
-print(f"AutoAttack standard Linf, {ours['count']} MNIST test points, MNIST ResNet18, one thread each, f32, {cpu}; "
+data = {"mnist": "MNIST test points, MNIST ResNet18", "cifar10": "CIFAR-10 test points, CIFAR-10 ResNet18"}[dataset]
+where = (f"{theirs['gpu']}, {theirs['precision']}" if theirs.get("gpu") else f"one thread each, f32, {cpu}")
+print(f"AutoAttack standard Linf, {ours['count']} {data}, {where}; "
       f"torch {theirs['version']}, auto-attack {theirs['autoattack'][:7]}\n")
 print("| component | afd robust % | reference robust % | afd s | reference s | reference / afd |")
 print("|---|---:|---:|---:|---:|---:|")
 print(f"| clean | {100 * ours['models'][0]['clean_acc']:.2f} | {100 * theirs['clean_acc']:.2f} | | | |")
 for a, b in zip(m["components"], theirs["components"]):
     print(f"| {a['attack']} | {100 * a['robust_acc']:.2f} | {100 * b['robust_acc']:.2f} | {a['seconds']:.1f} | "
-          f"{b['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f} |")
+          f"{b['seconds']:.1f} | {b['seconds'] / max(a['seconds'], 1e-9):.2f} |")
 ta, tb = sum(a["seconds"] for a in m["components"]), sum(b["seconds"] for b in theirs["components"])
-print(f"| all | | | {ta:.1f} | {tb:.1f} | {tb / ta:.2f} |")
+print(f"| all | | | {ta:.1f} | {tb:.1f} | {tb / max(ta, 1e-9):.2f} |")
 EOF_PY

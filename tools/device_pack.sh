@@ -10,7 +10,8 @@
 # tools/device_check.sh unpacks it when it is there and runs the executables in place, with that
 # machine's CUDA libraries. The executables name the source folder by its absolute path here
 # (fixtures, afd_run's path): device_check.sh links that path to its own copy of the repository
-# when the two differ.
+# when the two differ. Where they are here, the pack also holds what tools/device_autoattack.sh
+# needs: CIFAR-10's data_batch_1.bin and test_batch.bin, and fra31/auto-attack's Python files.
 #
 # The pack must be the committed code: the script refuses a tree with uncommitted changes to
 # tracked files (DEVPACK_ALLOW_DIRTY=1 packs it anyway, and the pack says "dirty").
@@ -56,10 +57,43 @@ awk '{print $3}' <<< "$deps" | sort -u | while read -r lib; do
   [[ $name =~ $system || $name =~ $cuda ]] && continue
   cp -L "$lib" "$stage/.devpack/lib/"
 done
+# For tools/device_autoattack.sh (issue 7's GPU timing), when they are here: CIFAR-10's first
+# training batch and its test batch (data/cifar10, $AFD_CIFAR10_DIR or the workspace's
+# ../shared/data/cifar10), and the Python files of the reference fra31/auto-attack at HEAD of the
+# checkout $AFD_AUTOATTACK (a work tree or a bare git directory), with its commit. xz -9 keeps the
+# pack under the 64 MiB a lent machine takes (about 23 MB per batch).
+for dir in data/cifar10 ${AFD_CIFAR10_DIR:-} ../shared/data/cifar10; do
+  if [[ -f $dir/data_batch_1.bin && -f $dir/test_batch.bin ]]; then
+    mkdir -p "$stage/.devpack/cifar10"
+    cp "$dir/data_batch_1.bin" "$dir/test_batch.bin" "$stage/.devpack/cifar10/"
+    echo "CIFAR-10 packed from $dir (data_batch_1.bin, test_batch.bin)"
+    break
+  fi
+done
+[[ -d $stage/.devpack/cifar10 ]] || echo "device_pack: no CIFAR-10 here (data_batch_1.bin and test_batch.bin): device_autoattack.sh will not run" >&2
+autoattack=${AFD_AUTOATTACK:-/work/.mirror/fra31+auto-attack/repo}
+if [[ -d $autoattack/autoattack ]]; then
+  git_dir=(-C "$autoattack")
+else
+  git_dir=(--git-dir "$autoattack")
+fi
+if commit=$(git "${git_dir[@]}" rev-parse HEAD 2>/dev/null); then
+  mkdir -p "$stage/.devpack/auto-attack"
+  # Only the Python files: a snapshot may lack large blobs such as examples/model_test.pt.
+  mapfile -t py < <(git "${git_dir[@]}" ls-tree -r --name-only HEAD -- autoattack | grep '\.py$')
+  git "${git_dir[@]}" archive HEAD -- "${py[@]}" | tar -x -C "$stage/.devpack/auto-attack"
+  echo "$commit" > "$stage/.devpack/auto-attack/COMMIT"
+  echo "fra31/auto-attack packed at $commit from $autoattack"
+else
+  echo "device_pack: no checkout of fra31/auto-attack at $autoattack (\$AFD_AUTOATTACK): device_autoattack.sh will not run" >&2
+fi
 echo "$rev $(pwd) $build" > "$stage/.devpack/built_from.txt"
 mkdir -p .devpack
-tar -C "$stage" -cJf .devpack/pack.tar.xz .
+XZ_OPT='-9 -T0' tar -C "$stage" -cJf .devpack/pack.tar.xz .
 grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >> .git/info/exclude
 ls -la .devpack/pack.tar.xz
+if (($(stat -c %s .devpack/pack.tar.xz) > 64 * 1024 * 1024 - 1024 * 1024)); then
+  echo "device_pack: warning: the pack is over 63 MiB; a lent GPU machine takes 64 MiB of carried files" >&2
+fi
 echo "libraries packed: $(ls "$stage/.devpack/lib" | tr '\n' ' ')"
 echo "executables packed: ${#exes[@]}, built from $rev"

@@ -1,0 +1,28 @@
+# Sourced by tools/device_check.sh and tools/device_autoattack.sh on a GPU machine that cannot
+# build the project (no Debian packages, no network): unpack_devpack LOGDIR unpacks
+# .devpack/pack.tar.xz (tools/device_pack.sh) in the repository root and sets up the build made
+# elsewhere to run in place with this machine's CUDA libraries. Sets build (the build folder),
+# build_status, preflight (the libraries ldd cannot find, if any) and LD_LIBRARY_PATH; logs to
+# LOGDIR/unpack.log. `plain CMD` runs CMD with the LD_LIBRARY_PATH of before (Python and PyTorch
+# bring their own CUDA libraries).
+orig_ld=${LD_LIBRARY_PATH:-}
+plain() { env LD_LIBRARY_PATH="$orig_ld" "$@"; }
+
+unpack_devpack() {
+  local logs=$1 rev src cuda_dirs unresolved
+  timeout -k 5 120 tar -xJf .devpack/pack.tar.xz -C . > "$logs/unpack.log" 2>&1
+  read -r rev src build < .devpack/built_from.txt
+  # The executables name the source folder by its path where they were built.
+  if [[ $src != "$(pwd)" && ! -e $src ]]; then mkdir -p "$(dirname "$src")" && ln -s "$(pwd)" "$src"; fi
+  # CUDA's libraries: the folders that hold them, /usr/local/cuda's first, each folder once.
+  cuda_dirs=$(timeout 30 find /usr/local/cuda*/ /usr/lib /opt \( -name libcudnn.so.9 -o -name libnccl.so.2 \
+    -o -name libcublas.so.13 -o -name libcublasLt.so.13 -o -name libcudart.so.13 \) -printf '%h\n' 2>/dev/null |
+    awk '!seen[$0]++' | tr '\n' ':')
+  export LD_LIBRARY_PATH="$(pwd)/.devpack/lib:${cuda_dirs}${orig_ld}"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >> "$logs/unpack.log"
+  ldd "$build/afd_run" >> "$logs/unpack.log" 2>&1
+  unresolved=$(ldd "$build/afd_run" "$build"/tests/test_* "$build"/tests/*/test_* 2>/dev/null | grep 'not found' | sort -u | tr -s ' \t' ' ')
+  preflight=${unresolved:+"MISSING LIBRARIES:$unresolved"}
+  preflight=${preflight:-"all libraries found (ldd afd_run in unpack.log)"}
+  build_status="prebuilt at $rev (tools/device_pack.sh)"
+}
