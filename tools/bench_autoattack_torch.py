@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from refs_common import REPO_ROOT, cpu_name, load_mnist, read_safetensors, _prepare  # noqa: E402
 from make_model_fixtures import cifar_resnet18, mnist_resnet18  # noqa: E402  (refs_common puts models/ on the path)
 from make_mnist_at_autoattack_refs import logged_run  # noqa: E402
-from bench_harness import restart_with_openblas_core  # noqa: E402  (this script's folder)
+from bench_harness import restart_with_openblas_core, set_torch_precision  # noqa: E402  (this script's folder)
 
 # dataset: (network, default base width, default eps)
 DATASETS = {"mnist": (mnist_resnet18, 16, 0.3), "cifar10": (cifar_resnet18, 64, 8 / 255)}
@@ -78,13 +78,11 @@ def main():
     width, eps = args.width or width, args.eps or eps
     data_dir = args.data_dir or os.path.join(REPO_ROOT, "data", args.dataset)
     device = torch.device(args.device)
-    gpu = ""
+    gpu, settings = "", {}
     if device.type == "cuda":
         if not torch.cuda.is_available():
             sys.exit(f"--device {args.device}: torch {torch.__version__} sees no GPU")
-        tf32 = args.precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        settings = set_torch_precision(torch, args.precision)
         gpu = torch.cuda.get_device_name(device)
     folder, commit, _ = _prepare("autoattack", args.autoattack)
     sys.path.insert(0, folder)
@@ -105,7 +103,8 @@ def main():
     _, clean, components, seconds = logged_run(adversary, x, y, args.batch)
     print("JSON " + json.dumps({"impl": "torch", "version": torch.__version__, "autoattack": commit,
                                 "threads": args.threads, "cpu": cpu_name(), "gpu": gpu,
-                                "precision": args.precision if gpu else "f32", "count": len(y),
+                                "precision": args.precision if gpu else "f32", "precision_settings": settings,
+                                "count": len(y),
                                 "clean_acc": clean, "components": components, "seconds": seconds}))
 
 

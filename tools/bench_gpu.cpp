@@ -121,11 +121,14 @@ Measured measure(const std::function<void()>& step, const GpuOptions& g) {
     synchronize(dev);
   };
   synchronize(dev);
-  double last_warmup_s = 0;
-  for (int i = 0; i < g.common.warmup; ++i) {
+  // At least --warmup steps and, when there are any, 0.3 s of them: an idle GPU's clocks take a
+  // moment to rise, and a 1 ms step would otherwise be timed while they do.
+  double last_warmup_s = 0, warmup_s = 0;
+  for (int i = 0; i < g.common.warmup || (g.common.warmup > 0 && warmup_s < 0.3); ++i) {
     auto t0 = std::chrono::steady_clock::now();
     synced_step();
     last_warmup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    warmup_s += last_warmup_s;
   }
   bench::Options timed = g.common;
   timed.warmup = 0;

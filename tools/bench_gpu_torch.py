@@ -12,8 +12,9 @@ labels i * 7 mod 10 on the device. Per model and precision:
              with respect to x only, x <- clip_[0,1](P_eps(x + alpha sign(g))) (bench_attacks_torch's
              projection; CIFAR eps 8/255, alpha 2/255; MNIST 0.3, 0.01)
 
-Precisions: strict = torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
-both False; tf32 = both True. cudnn.benchmark stays False (the default). Timing:
+Precisions (bench_harness.set_torch_precision): strict = full fp32 convolutions and matrix products
+(cuDNN conv and cuBLAS matmul fp32_precision "ieee" on PyTorch 2.9+, else allow_tf32 False); tf32 =
+TF32 in both; the settings in force are printed. cudnn.benchmark stays False (the default). Timing:
 torch.cuda.synchronize() before the clock starts and before it stops, --warmup untimed steps, then
 the median of --reps steps (at least 5 when one warm-up step shows --reps steps would exceed
 --max-seconds), as bench_gpu does. peak_bytes is torch.cuda.max_memory_allocated over the timed
@@ -40,7 +41,7 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_attacks_torch import logits_of, project  # noqa: E402
-from bench_harness import cpu_model, time_ms  # noqa: E402
+from bench_harness import cpu_model, set_torch_precision, time_ms  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models"))
 from make_model_fixtures import SmallCNN, cifar_resnet18  # noqa: E402
@@ -56,10 +57,9 @@ WORKLOADS = ["forward", "train", "attack"]
 
 
 def set_precision(name):
-    tf32 = name == "tf32"
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    settings = set_torch_precision(torch, name)
     torch.backends.cudnn.benchmark = False
+    return settings
 
 
 def measure(step, args, device):
@@ -73,11 +73,14 @@ def measure(step, args, device):
 
     if cuda:
         torch.cuda.synchronize(device)
-    last_warmup_s = 0.0
-    for _ in range(args.warmup):
+    # At least --warmup steps and, when there are any, 0.3 s of them (as bench_gpu: clocks rise).
+    last_warmup_s, warmup_s, done = 0.0, 0.0, 0
+    while done < args.warmup or (args.warmup > 0 and warmup_s < 0.3):
         t0 = time.perf_counter()
         synced_step()
         last_warmup_s = time.perf_counter() - t0
+        warmup_s += last_warmup_s
+        done += 1
     reps = args.reps
     if last_warmup_s * reps > args.max_seconds:
         reps = max(5, int(args.max_seconds / last_warmup_s))
@@ -180,8 +183,10 @@ def main():
 
     precisions = ["strict", "tf32"] if args.precision == "both" else [args.precision]
     results = {}
+    settings = {}
     for prec in precisions:
-        set_precision(prec)
+        settings[prec] = set_precision(prec)
+        print(f"precision {prec}: {settings[prec]}", flush=True)
         for name, image, eps, alpha, make in MODELS:
             if args.only not in ("", name):
                 continue
@@ -219,7 +224,7 @@ def main():
                       f"{r['images_per_s']:12.1f} {r['reps']:5d} {r['peak_bytes'] / 2**20:10.1f}")
     record = {"impl": "torch", "version": torch.__version__, "device": str(device), "gpu": card,
               "libraries": libraries, "dtype": "f32", "batch": args.batch, "warmup": args.warmup,
-              "reps": args.reps, "results": results}
+              "reps": args.reps, "precision_settings": settings, "results": results}
     print("JSON " + json.dumps(record))
     return 0
 

@@ -38,6 +38,29 @@ def restart_with_openblas_core():
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+def set_torch_precision(torch, name):
+    """f32 convolutions and matrix products on a GPU as afd's --precision NAME: strict (full fp32)
+    or tf32 (tensor cores). PyTorch 2.9 and later set this per backend (fp32_precision "ieee" or
+    "tf32") and deprecate the allow_tf32 flags; the newer settings are used where they exist.
+    Returns the settings now in force, to be printed beside the figures."""
+    def has(obj, attr):  # older torch.backends.cuda.matmul raises AssertionError for unknown names
+        try:
+            getattr(obj, attr)
+            return True
+        except (AttributeError, AssertionError):
+            return False
+
+    tf32 = name == "tf32"
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if has(matmul, "fp32_precision") and has(conv, "fp32_precision"):
+        matmul.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
+        return {"cuda.matmul.fp32_precision": matmul.fp32_precision,
+                "cudnn.conv.fp32_precision": conv.fp32_precision}
+    torch.backends.cudnn.allow_tf32 = tf32
+    matmul.allow_tf32 = tf32
+    return {"cudnn.allow_tf32": torch.backends.cudnn.allow_tf32, "cuda.matmul.allow_tf32": matmul.allow_tf32}
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         for line in f:

@@ -16,7 +16,8 @@
 # brings its logs back.
 #
 # On this workplace's lent GPU machines (no Debian packages, no network, 8 files back from $OUT):
-# here commit, then `bash tools/device_pack.sh`, then run with carry [".devpack"] and timeout_s 600:
+# here commit, then `bash tools/device_pack.sh`, then run with carry [".devpack/pack.tar.xz"] and
+# timeout_s 600:
 #   timeout -s TERM 570 bash tools/device_check.sh /tmp/dc
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,7 +95,7 @@ if [[ -f .devpack/pack.tar.xz ]]; then
   # A build made elsewhere (tools/device_pack.sh): for GPU machines that cannot build the project
   # (no Debian packages, no network). Its executables run in place with this machine's CUDA
   # libraries; the tests run executable by executable (meson here may differ from the build's).
-  unpack_devpack "$logs"
+  unpack_devpack "$logs" || exit 1
   progress "unpacked: $build_status; $preflight"
   pin_blas_core
   export OMP_WAIT_POLICY=passive

@@ -10,8 +10,11 @@
 # tools/device_check.sh unpacks it when it is there and runs the executables in place, with that
 # machine's CUDA libraries. The executables name the source folder by its absolute path here
 # (fixtures, afd_run's path): device_check.sh links that path to its own copy of the repository
-# when the two differ. Where they are here, the pack also holds what tools/device_autoattack.sh
-# needs: CIFAR-10's data_batch_1.bin and test_batch.bin, and fra31/auto-attack's Python files.
+# when the two differ. Carry the file, not the folder: carry [".devpack/pack.tar.xz"].
+# Where CIFAR-10 and a checkout of fra31/auto-attack are here, it also writes .devpack/aa.tar.xz
+# for tools/device_autoattack.sh (afd_run, slices of two CIFAR batches, the reference's Python
+# files), carried instead: [".devpack/aa.tar.xz"]. Each must fit beside the tracked files in the
+# 64 MiB that travel; the script says how much that comes to.
 #
 # The pack must be the committed code: the script refuses a tree with uncommitted changes to
 # tracked files (DEVPACK_ALLOW_DIRTY=1 packs it anyway, and the pack says "dirty").
@@ -57,43 +60,60 @@ awk '{print $3}' <<< "$deps" | sort -u | while read -r lib; do
   [[ $name =~ $system || $name =~ $cuda ]] && continue
   cp -L "$lib" "$stage/.devpack/lib/"
 done
-# For tools/device_autoattack.sh (issue 7's GPU timing), when they are here: CIFAR-10's first
-# training batch and its test batch (data/cifar10, $AFD_CIFAR10_DIR or the workspace's
-# ../shared/data/cifar10), and the Python files of the reference fra31/auto-attack at HEAD of the
-# checkout $AFD_AUTOATTACK (a work tree or a bare git directory), with its commit. xz -9 keeps the
-# pack under the 64 MiB a lent machine takes (about 23 MB per batch).
-for dir in data/cifar10 ${AFD_CIFAR10_DIR:-} ../shared/data/cifar10; do
-  if [[ -f $dir/data_batch_1.bin && -f $dir/test_batch.bin ]]; then
-    mkdir -p "$stage/.devpack/cifar10"
-    cp "$dir/data_batch_1.bin" "$dir/test_batch.bin" "$stage/.devpack/cifar10/"
-    echo "CIFAR-10 packed from $dir (data_batch_1.bin, test_batch.bin)"
-    break
-  fi
-done
-[[ -d $stage/.devpack/cifar10 ]] || echo "device_pack: no CIFAR-10 here (data_batch_1.bin and test_batch.bin): device_autoattack.sh will not run" >&2
-autoattack=${AFD_AUTOATTACK:-/work/.mirror/fra31+auto-attack/repo}
-if [[ -d $autoattack/autoattack ]]; then
-  git_dir=(-C "$autoattack")
-else
-  git_dir=(--git-dir "$autoattack")
-fi
-if commit=$(git "${git_dir[@]}" rev-parse HEAD 2>/dev/null); then
-  mkdir -p "$stage/.devpack/auto-attack"
-  # Only the Python files: a snapshot may lack large blobs such as examples/model_test.pt.
-  mapfile -t py < <(git "${git_dir[@]}" ls-tree -r --name-only HEAD -- autoattack | grep '\.py$')
-  git "${git_dir[@]}" archive HEAD -- "${py[@]}" | tar -x -C "$stage/.devpack/auto-attack"
-  echo "$commit" > "$stage/.devpack/auto-attack/COMMIT"
-  echo "fra31/auto-attack packed at $commit from $autoattack"
-else
-  echo "device_pack: no checkout of fra31/auto-attack at $autoattack (\$AFD_AUTOATTACK): device_autoattack.sh will not run" >&2
-fi
-echo "$rev $(pwd) $build" > "$stage/.devpack/built_from.txt"
-mkdir -p .devpack
-XZ_OPT='-9 -T0' tar -C "$stage" -cJf .devpack/pack.tar.xz .
+echo "$rev $(git rev-parse HEAD) $(pwd) $build" > "$stage/.devpack/built_from.txt"
+rm -rf .devpack && mkdir -p .devpack
 grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >> .git/info/exclude
-ls -la .devpack/pack.tar.xz
-if (($(stat -c %s .devpack/pack.tar.xz) > 64 * 1024 * 1024 - 1024 * 1024)); then
-  echo "device_pack: warning: the pack is over 63 MiB; a lent GPU machine takes 64 MiB of carried files" >&2
-fi
+XZ_OPT='-9 -T0' tar -C "$stage" -cJf .devpack/pack.tar.xz .
+
+# What travels to a lent machine is the whole working tree plus the carried files, 64 MiB in all:
+# say so when a pack would not fit beside the tracked files (results/ grows with each published run).
+tree_bytes=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
+check_fits() {
+  local total=$((tree_bytes + $(stat -c %s "$1")))
+  echo "$1: $(stat -c %s "$1") bytes; with the tracked files $((total / 1024 / 1024)) MiB of the 64 MiB that travel"
+  if ((total > 63 * 1024 * 1024)); then
+    echo "device_pack: WARNING: $1 and the tracked files come to over 63 MiB: a lent GPU machine refuses the call" >&2
+  fi
+}
+check_fits .devpack/pack.tar.xz
 echo "libraries packed: $(ls "$stage/.devpack/lib" | tr '\n' ' ')"
 echo "executables packed: ${#exes[@]}, built from $rev"
+
+# A second, lean archive for tools/device_autoattack.sh (issue 7's GPU timing), carried instead of
+# the first: afd_run and its libraries, the first AA_TRAIN records of CIFAR-10's data_batch_1.bin
+# and the first AA_TEST of test_batch.bin (data/cifar10, $AFD_CIFAR10_DIR or the workspace's
+# ../shared/data/cifar10; a file of whole records is a valid partial CIFAR-10 set), and the Python
+# files of fra31/auto-attack at HEAD of $AFD_AUTOATTACK (a work tree or a bare git directory) with
+# its commit. Whole batches (23 MB each after xz) do not fit beside the tracked files.
+aa_train=${AA_TRAIN:-2000}
+aa_test=${AA_TEST:-1000}
+cifar=""
+for dir in data/cifar10 ${AFD_CIFAR10_DIR:-} ../shared/data/cifar10; do
+  if [[ -f $dir/data_batch_1.bin && -f $dir/test_batch.bin ]]; then cifar=$dir; break; fi
+done
+autoattack=${AFD_AUTOATTACK:-/work/.mirror/fra31+auto-attack/repo}
+git_dir=(--git-dir "$autoattack")
+[[ -d $autoattack/autoattack ]] && git_dir=(-C "$autoattack")
+commit=$(git "${git_dir[@]}" rev-parse HEAD 2>/dev/null || true)
+if [[ -z $cifar ]]; then
+  echo "device_pack: no CIFAR-10 (data_batch_1.bin, test_batch.bin) in data/cifar10, \$AFD_CIFAR10_DIR or ../shared/data/cifar10: no aa.tar.xz for device_autoattack.sh" >&2
+  exit 0
+fi
+if [[ -z $commit ]]; then
+  echo "device_pack: no checkout of fra31/auto-attack at $autoattack (\$AFD_AUTOATTACK): no aa.tar.xz for device_autoattack.sh" >&2
+  exit 0
+fi
+aa=$(mktemp -d)
+trap 'rm -rf "$stage" "$aa"' EXIT
+mkdir -p "$aa/$build" "$aa/.devpack/cifar10" "$aa/.devpack/auto-attack"
+cp "$stage/$build/afd_run" "$aa/$build/"
+cp -r "$stage/.devpack/lib" "$stage/.devpack/built_from.txt" "$aa/.devpack/"
+head -c $((3073 * aa_train)) "$cifar/data_batch_1.bin" > "$aa/.devpack/cifar10/data_batch_1.bin"
+head -c $((3073 * aa_test)) "$cifar/test_batch.bin" > "$aa/.devpack/cifar10/test_batch.bin"
+# Only the Python files: a snapshot may lack large blobs such as examples/model_test.pt.
+mapfile -t py < <(git "${git_dir[@]}" ls-tree -r --name-only HEAD -- autoattack | grep '\.py$')
+git "${git_dir[@]}" archive HEAD -- "${py[@]}" | tar -x -C "$aa/.devpack/auto-attack"
+echo "$commit" > "$aa/.devpack/auto-attack/COMMIT"
+XZ_OPT='-9 -T0' tar -C "$aa" -cJf .devpack/aa.tar.xz .
+echo "aa.tar.xz: afd_run, $aa_train training and $aa_test test images of CIFAR-10 from $cifar, fra31/auto-attack $commit"
+check_fits .devpack/aa.tar.xz

@@ -1,17 +1,23 @@
 # Sourced by tools/device_check.sh and tools/device_autoattack.sh on a GPU machine that cannot
-# build the project (no Debian packages, no network): unpack_devpack LOGDIR unpacks
-# .devpack/pack.tar.xz (tools/device_pack.sh) in the repository root and sets up the build made
-# elsewhere to run in place with this machine's CUDA libraries. Sets build (the build folder),
-# build_status, preflight (the libraries ldd cannot find, if any) and LD_LIBRARY_PATH; logs to
-# LOGDIR/unpack.log. `plain CMD` runs CMD with the LD_LIBRARY_PATH of before (Python and PyTorch
-# bring their own CUDA libraries).
+# build the project (no Debian packages, no network). unpack_devpack LOGDIR [ARCHIVE] unpacks
+# ARCHIVE (default .devpack/pack.tar.xz; tools/device_pack.sh) in the repository root and sets up
+# the build made elsewhere to run in place with this machine's CUDA libraries. It sets build (the
+# build folder), build_status (MISMATCH when the pack was made from another commit than this
+# tree's), preflight (the libraries ldd cannot find, if any) and LD_LIBRARY_PATH, and logs to
+# LOGDIR/unpack.log; it fails, saying so in build_status, when the archive does not unpack.
+# `plain CMD` runs CMD with the LD_LIBRARY_PATH of before (Python and PyTorch bring their own CUDA
+# libraries).
 orig_ld=${LD_LIBRARY_PATH:-}
 plain() { env LD_LIBRARY_PATH="$orig_ld" "$@"; }
 
 unpack_devpack() {
-  local logs=$1 rev src cuda_dirs unresolved
-  timeout -k 5 120 tar -xJf .devpack/pack.tar.xz -C . > "$logs/unpack.log" 2>&1
-  read -r rev src build < .devpack/built_from.txt
+  local logs=$1 archive=${2:-.devpack/pack.tar.xz} rev head src cuda_dirs unresolved here
+  if ! timeout -k 5 120 tar -xJf "$archive" -C . > "$logs/unpack.log" 2>&1; then
+    build_status="unpack of $archive FAILED (see unpack.log)"
+    preflight="not run"
+    return 1
+  fi
+  read -r rev head src build < .devpack/built_from.txt
   # The executables name the source folder by its path where they were built.
   if [[ $src != "$(pwd)" && ! -e $src ]]; then mkdir -p "$(dirname "$src")" && ln -s "$(pwd)" "$src"; fi
   # CUDA's libraries: the folders that hold them, /usr/local/cuda's first, each folder once.
@@ -25,4 +31,9 @@ unpack_devpack() {
   preflight=${unresolved:+"MISSING LIBRARIES:$unresolved"}
   preflight=${preflight:-"all libraries found (ldd afd_run in unpack.log)"}
   build_status="prebuilt at $rev (tools/device_pack.sh)"
+  # A pack made from another commit than this tree's runs other code than the tree holds.
+  here=$(git rev-parse HEAD 2>/dev/null || true)
+  if [[ -n $here && $here != "$head" ]]; then
+    build_status+=" MISMATCH: this tree is at ${here:0:12}; run tools/device_pack.sh again"
+  fi
 }

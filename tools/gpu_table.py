@@ -51,6 +51,8 @@ def main(afd_path, torch_path):
     print(f"{'afd bench':<12} {afd_head.get('gpu', '') or afd_note} {afd_head.get('libraries', '')}".rstrip())
     torch_desc = f"torch {torch_head['version']} on {torch_head.get('gpu', '')}" if torch_head else torch_note
     print(f"{'torch bench':<12} {torch_desc} {torch_head.get('libraries', '')}".rstrip())
+    for prec, settings in (torch_head.get("precision_settings") or {}).items():
+        print(f"{'torch ' + prec:<12} {', '.join(f'{k}={v}' for k, v in settings.items())}")
     keys = []
     for res in (afd, torch_res):
         for prec, models in res.items():
