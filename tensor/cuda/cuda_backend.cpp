@@ -125,11 +125,12 @@ CudaBackend::~CudaBackend() {
 }
 
 void CudaBackend::activate() {
-  thread_local int current = -1;
-  if (current != device_) {
-    AFD_CUDA_CHECK(cudaSetDevice(device_));
-    current = device_;
-  }
+  // Asked each time rather than cached per thread: other code on the thread (NCCL's setup, a
+  // user's own CUDA calls) may switch the device, and a stale cache would launch this device's
+  // work with another device current. cudaGetDevice costs tens of nanoseconds.
+  int current = -1;
+  AFD_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device_) AFD_CUDA_CHECK(cudaSetDevice(device_));
 }
 
 void CudaBackend::synchronize() {
