@@ -46,8 +46,9 @@ class Logits(torch.nn.Module):
 
 
 def load_cifar10_test(folder, count):
-    """(images [N, 3, 32, 32] uint8 tensor, labels [N] int64 tensor) of test_batch.bin: 10,000
-    records of a label byte and 3,072 pixel bytes (red, green, blue planes of 32 x 32)."""
+    """(images [N, 3, 32, 32] uint8 tensor, labels [N] int64 tensor) of the first `count` records
+    of test_batch.bin (10,000 records, or a slice of whole ones: tools/device_pack.sh), each a
+    label byte and 3,072 pixel bytes (red, green, blue planes of 32 x 32)."""
     path = os.path.join(folder, "test_batch.bin")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 3073:

@@ -121,13 +121,11 @@ Difference paired_difference(const std::vector<double>& a, const std::vector<dou
   AFD_CHECK(a.size() == b.size(), "paired_difference: {} and {} samples are not paired", a.size(), b.size());
   AFD_CHECK(a.size() >= 2, "paired_difference: need at least 2 pairs, got {}", a.size());
   AFD_CHECK(z > 0, "paired_difference: z must be > 0, got {}", z);
-  const double n = static_cast<double>(a.size());
-  double mean = 0;
-  for (size_t i = 0; i < a.size(); ++i) mean += (a[i] - b[i]) / n;
-  double ss = 0;
-  for (size_t i = 0; i < a.size(); ++i) ss += (a[i] - b[i] - mean) * (a[i] - b[i] - mean);
-  const double half = z * std::sqrt(ss / (n - 1)) / std::sqrt(n);
-  return {mean, {mean - half, mean + half}, ss / (n - 1) / n};
+  std::vector<double> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+  const double n = static_cast<double>(d.size()), m = mean(d), s2 = sample_variance(d);
+  const double half = z * std::sqrt(s2) / std::sqrt(n);
+  return {m, {m - half, m + half}, s2 / n};
 }
 
 RunsDifference difference_over_runs(const std::vector<double>& a, const std::vector<double>& b, double var_points,
