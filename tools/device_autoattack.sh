@@ -44,17 +44,15 @@ while (($#)); do
 done
 logs=${logs:-${OUT:-device-logs-aa}}
 mkdir -p "$logs"
-source tools/device_unpack.sh
+source tools/device_common.sh
 progress() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$logs/progress.txt"; }
 on_exit() {
   { cat "$logs/progress.txt" 2>/dev/null; echo; cat "$logs/table.md" 2>/dev/null; } > "$logs/summary.txt"
-  if [[ -n ${OUT:-} && -d ${OUT:-} ]]; then
-    cp "$logs/summary.txt" "$OUT/summary.txt" 2>/dev/null
-    tar czf "$OUT/logs.tgz" -C "$(dirname "$logs")" "$(basename "$logs")" 2>/dev/null
-  fi
+  save_to_out "$logs"
 }
 trap on_exit EXIT
-trap 'progress "stopped by a signal"; exit 143' TERM INT
+# The running stage is stopped at once (stage, stop_stage: tools/device_common.sh).
+trap 'progress "stopped by a signal"; stop_stage; exit 143' TERM INT
 
 { timeout -k 5 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
   echo "nvidia-smi failed"; } > "$logs/gpu.txt" 2>&1
@@ -81,17 +79,20 @@ progress "$(tail -1 "$logs/torch.txt")"
 run=runs/device_autoattack/at-$device-$epochs-$subset
 if [[ ! -f $run/final.json ]]; then
   # A stopped training leaves the checkpoint of its last finished epoch, which the benchmark uses.
-  timeout -k 10 $((budget / 3)) "$build/afd_run" train --dataset cifar10 --data-dir "$data" --method at \
+  stage "$logs/train.log" "$logs/train.log" timeout -k 10 $((budget / 3)) \
+    "$build/afd_run" train --dataset cifar10 --data-dir "$data" --method at \
     --epochs "$epochs" --attack apgd-ce --attack-eps 8/255 --attack-steps 5 --device "$device" \
     --precision "$precision" --seed 0 --train-subset "$subset" --test-subset 1000 --checkpoint-every 1 --progress lines \
-    --out "$run" --overwrite > "$logs/train.log" 2>&1
+    --out "$run" --overwrite
   progress "train: exit $? ($(grep -c '^epoch.* done' "$logs/train.log") epochs; $(grep '^epoch.* done' "$logs/train.log" | tail -1 | cut -c1-160))"
 fi
 [[ -f $run/checkpoint/model.safetensors ]] || { progress "no checkpoint in $run: see train.log"; exit 1; }
 side=$(((budget - SECONDS) / 2))
 ((side < 30)) && side=30
-PYTHON=$logs/python3 bash tools/bench_autoattack.sh --checkpoint "$run/checkpoint" --dataset cifar10 \
+# Each side stops itself after $side seconds; the whole under one more timeout, as a stage.
+stage "$logs/table.md" "$logs/bench.log" timeout -k 10 $((2 * side + 30)) \
+  env PYTHON="$logs/python3" bash tools/bench_autoattack.sh --checkpoint "$run/checkpoint" --dataset cifar10 \
   --data-dir "$data" --device "$device" --precision "$precision" --count "$count" --build "$build" \
-  --side-timeout "$side" --out "$logs/bench" > "$logs/table.md" 2> "$logs/bench.log"
+  --side-timeout "$side" --out "$logs/bench"
 progress "bench_autoattack: exit $?"
 cat "$logs/table.md"

@@ -40,9 +40,9 @@ status_of() {
 
 build_status="not run"; tests_status="not run"; memcheck_status="not run"; preflight="not run"
 interrupted=""
-# unpack_devpack, and plain: Python (PyTorch's own CUDA libraries) runs without the
-# LD_LIBRARY_PATH set for afd's programs.
-source tools/device_unpack.sh
+# unpack_devpack; plain: Python (PyTorch's own CUDA libraries) runs without the LD_LIBRARY_PATH set
+# for afd's programs; stage, stop_stage and save_to_out.
+source tools/device_common.sh
 progress() { echo "[$(printf '%4d' "$SECONDS") s] $*"; }
 printed=0
 print_table() {
@@ -69,13 +69,11 @@ print_table() {
 }
 on_exit() {
   print_table | tee "$logs/summary.txt"
-  if [[ -n ${OUT:-} && -d ${OUT:-} ]]; then
-    cp "$logs/summary.txt" "$OUT/summary.txt" 2>/dev/null
-    tar czf "$OUT/logs.tgz" -C "$(dirname "$logs")" "$(basename "$logs")" 2>/dev/null
-  fi
+  save_to_out "$logs"
 }
 trap on_exit EXIT
-trap 'interrupted="stopped by a signal at ${SECONDS} s"; exit 143' TERM INT
+# The running stage is stopped at once (stage, stop_stage: tools/device_common.sh).
+trap 'interrupted="stopped by a signal at ${SECONDS} s"; stop_stage; exit 143' TERM INT
 
 # Pins OPENBLAS_CORETYPE to the kernels afd_run chooses (it restarts itself with them where OpenBLAS
 # does not know the CPU, tensor/backend.h), so that no later program restarts: compute-sanitizer
@@ -108,7 +106,8 @@ if [[ -f .devpack/pack.tar.xz ]]; then
     if ((left < 5)); then tests_failed="TIMED OUT before $name"; break; fi
     # The parity tests' log names each convolution plan's cuDNN algorithms ("[ cudnn ]" lines).
     log_cudnn=""; [[ $name == test_tensor ]] && log_cudnn=1
-    AFD_LOG_CUDNN=$log_cudnn timeout -k 5 "$left" "$t" --gtest_output="xml:$logs/junit-$name.xml" > "$logs/test-$name.log" 2>&1
+    stage "$logs/test-$name.log" "$logs/test-$name.log" env AFD_LOG_CUDNN=$log_cudnn timeout -k 5 "$left" "$t" \
+      --gtest_output="xml:$logs/junit-$name.xml"
     rc=$?
     status=$(status_of $rc)
     # A suite that crashed or was stopped writes no XML: its tests are missing from the counts.
@@ -130,15 +129,15 @@ else
   [[ -f $build/build.ninja ]] ||
     meson setup "$build" -Dcuda=enabled --buildtype=release -Dgpu_archs=90 > "$logs/configure.log" 2>&1
   # The build gets what is left after the tests, benchmarks and memcheck have their minimum.
-  timeout -k 10 "$(stage_timeout 400 150)" ninja -C "$build" -j16 > "$logs/build.log" 2>&1
+  stage "$logs/build.log" "$logs/build.log" timeout -k 10 "$(stage_timeout 400 150)" ninja -C "$build" -j16
   rc=$?; build_status=$(status_of $rc); [[ $rc == 0 ]] || build_status+=" (see build.log)"
   progress "build: $build_status"
   preflight="built here"
   pin_blas_core
 
   rm -f "$build/meson-logs/testlog.junit.xml"
-  timeout -k 10 "$(stage_timeout 150 130)" meson test -C "$build" --print-errorlogs --num-processes 1 \
-    > "$logs/tests.log" 2>&1
+  stage "$logs/tests.log" "$logs/tests.log" \
+    timeout -k 10 "$(stage_timeout 150 130)" meson test -C "$build" --print-errorlogs --num-processes 1
   tests_status=$(status_of $?)
   progress "tests: $tests_status"
   plain python3 tools/count_tests.py "$build/meson-logs/testlog.junit.xml" > "$logs/test_counts.txt" 2>&1
@@ -147,12 +146,14 @@ else
 fi
 
 # afd and PyTorch on the same GPU: 3 warm-up steps, median of 20, at most ~6 s per workload.
-timeout -k 5 "$(stage_timeout 90 80)" "$build/tools/bench_gpu" --precision both --warmup 3 --reps 20 \
-  ${DEVICE_CHECK_BENCH_ARGS:-} > "$logs/bench_gpu.log" 2>&1
+stage "$logs/bench_gpu.log" "$logs/bench_gpu.log" \
+  timeout -k 5 "$(stage_timeout 90 80)" "$build/tools/bench_gpu" --precision both --warmup 3 --reps 20 \
+  ${DEVICE_CHECK_BENCH_ARGS:-}
 echo "exit status $?" >> "$logs/bench_gpu.log"
 progress "bench_gpu: $(tail -1 "$logs/bench_gpu.log")"
-plain timeout -k 5 "$(stage_timeout 90 35)" python3 tools/bench_gpu_torch.py --precision both --warmup 3 --reps 20 \
-  ${DEVICE_CHECK_BENCH_ARGS:-} > "$logs/bench_gpu_torch.log" 2>&1
+stage "$logs/bench_gpu_torch.log" "$logs/bench_gpu_torch.log" \
+  env LD_LIBRARY_PATH="$orig_ld" timeout -k 5 "$(stage_timeout 90 35)" python3 tools/bench_gpu_torch.py \
+  --precision both --warmup 3 --reps 20 ${DEVICE_CHECK_BENCH_ARGS:-}
 echo "exit status $?" >> "$logs/bench_gpu_torch.log"
 progress "bench_gpu_torch: $(tail -1 "$logs/bench_gpu_torch.log")"
 
@@ -167,8 +168,9 @@ elif [[ ! -x $build/tests/test_tensor ]]; then
 else
   # Not the out-of-memory test (its failed 256 TiB cudaMalloc is the point, and API errors are not
   # memory errors) nor the ResNet18 parity tests and the 16 GiB slab copies (too slow under memcheck).
-  timeout -k 5 "$(stage_timeout 120 5)" "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 99 \
-    "$build/tests/test_tensor" --gtest_filter='*Cuda*:-CudaBackend.OutOfMemory*:*ResNet18*:*Over2GiB*' > "$logs/memcheck.log" 2>&1
+  stage "$logs/memcheck.log" "$logs/memcheck.log" \
+    timeout -k 5 "$(stage_timeout 120 5)" "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 99 \
+    "$build/tests/test_tensor" --gtest_filter='*Cuda*:-CudaBackend.OutOfMemory*:*ResNet18*:*Over2GiB*'
   rc=$?
   summary=$(grep -h "ERROR SUMMARY" "$logs/memcheck.log" | tail -1 | sed 's/^=* *//')
   tests=$(grep -h "^\[  PASSED  \]\|^\[  FAILED  \]\|^\[  SKIPPED \]" "$logs/memcheck.log" | tr -s ' ' | tr '\n' ' ')
