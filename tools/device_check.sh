@@ -99,8 +99,11 @@ if [[ -f .devpack/pack.tar.xz ]]; then
   export OMP_WAIT_POLICY=passive
   tests_deadline=$((SECONDS + $(stage_timeout 200 130)))
   tests_status="stopped during the tests"; tests_failed=""
-  for t in "$build"/tests/test_* "$build"/tests/*/test_*; do
-    [[ -f $t && -x $t ]] || continue
+  # The suites with GPU tests first (parity, CUDA backend; NCCL), so a run short of time has them.
+  declare -A seen=()
+  for t in "$build"/tests/test_tensor "$build"/tests/dist/test_dist "$build"/tests/test_* "$build"/tests/*/test_*; do
+    [[ -f $t && -x $t && -z ${seen[$t]:-} ]] || continue
+    seen[$t]=1
     name=$(basename "$t")
     left=$((tests_deadline - SECONDS))
     if ((left < 5)); then tests_failed="TIMED OUT before $name"; break; fi

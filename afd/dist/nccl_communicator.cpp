@@ -10,13 +10,16 @@
 //
 // Stream order: the tensor backend runs its kernels on its own stream (tensor/cuda), which this
 // file cannot see, so each collective first waits for the whole device (cudaDeviceSynchronize),
-// then runs on this communicator's stream and waits for it. Simple and correct; no overlap.
+// then runs on this communicator's stream and waits for it. Simple and correct; no overlap. Each
+// collective is called on its own, outside ncclGroupStart/End: a call that fails inside a group
+// would leave the group open on this thread.
 //
 // UNVERIFIED: compiled and linked on a machine without a GPU; never run (see README).
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -66,7 +69,7 @@ ncclUniqueId exchange_unique_id(const DistOptions& o) {
   }
 }
 
-// The communicator is non-blocking (config.blocking = 0): its initialisation and group calls may
+// The communicator is non-blocking (config.blocking = 0): its initialisation and collectives may
 // return ncclInProgress, meaning "started": wait() then polls them to the end. Any other result
 // but success is an error.
 #define AFD_NCCL_STARTED(call)                                                                      \
@@ -83,17 +86,22 @@ class NcclCommunicator final : public Communicator {
         timeout_(std::chrono::milliseconds(int64_t(o.timeout_seconds * 1000))) {
     AFD_CHECK(device.is_cuda(), "NCCL communicator: device {} is not a CUDA device", device.str());
     AFD_CUDA_CHECK(cudaSetDevice(device_));
-    const ncclUniqueId id = exchange_unique_id(o);
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;
-    AFD_NCCL_STARTED(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
-    wait("ncclCommInitRankConfig", nullptr);
     AFD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    try {
+      const ncclUniqueId id = exchange_unique_id(o);
+      ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+      config.blocking = 0;
+      AFD_NCCL_STARTED(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
+      wait("ncclCommInitRankConfig", nullptr);
+    } catch (...) {
+      release(/*abort=*/true);  // no destructor runs after a constructor throws
+      throw;
+    }
   }
-  ~NcclCommunicator() override {
-    if (stream_) cudaStreamDestroy(stream_);  // no throwing from a destructor
-    if (comm_) ncclCommDestroy(comm_);
-  }
+  // While an exception unwinds (this rank failed alone, say in a checkpoint write), the peers may
+  // still be inside a collective: ncclCommDestroy would wait for them (NCCL's proxy thread stays
+  // while peers are connected), ncclCommAbort does not.
+  ~NcclCommunicator() override { release(/*abort=*/std::uncaught_exceptions() > 0); }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -103,10 +111,8 @@ class NcclCommunicator final : public Communicator {
     check_device(t, "all_reduce_sum");
     const ncclDataType_t type = nccl_type(t.dtype());
     if (t.numel() == 0) return;
-    AFD_CUDA_CHECK(cudaDeviceSynchronize());  // the backend's stream has produced t
-    AFD_NCCL_STARTED(ncclGroupStart());
+    start_collective();
     AFD_NCCL_STARTED(ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), type, ncclSum, comm_, stream_));
-    AFD_NCCL_STARTED(ncclGroupEnd());
     wait("ncclAllReduce", stream_);
   }
 
@@ -114,10 +120,8 @@ class NcclCommunicator final : public Communicator {
     check_device(t, "broadcast");
     AFD_CHECK(root >= 0 && root < size_, "broadcast: root {} outside [0, {})", root, size_);
     if (t.numel() == 0) return;
-    AFD_CUDA_CHECK(cudaDeviceSynchronize());
-    AFD_NCCL_STARTED(ncclGroupStart());
+    start_collective();
     AFD_NCCL_STARTED(ncclBroadcast(t.raw_data(), t.raw_data(), t.nbytes(), ncclUint8, root, comm_, stream_));
-    AFD_NCCL_STARTED(ncclGroupEnd());
     wait("ncclBroadcast", stream_);
   }
 
@@ -134,6 +138,14 @@ class NcclCommunicator final : public Communicator {
               "{}: the NCCL communicator of rank {} takes tensors on cuda:{}, got {}", op, rank_, device_, t.str());
   }
 
+  // Before a collective: the communicator is still usable, and the backend's stream (which this
+  // file cannot see) has produced the tensor on this rank's device.
+  void start_collective() {
+    AFD_CHECK(comm_ != nullptr, "NCCL communicator of rank {} was aborted after an earlier error", rank_);
+    AFD_CUDA_CHECK(cudaSetDevice(device_));
+    AFD_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
   // Polls until the communicator has no operation in progress (and `stream`, when given, is done);
   // aborts and throws on an asynchronous error or after the timeout.
   void wait(const char* call, cudaStream_t stream) {
@@ -142,9 +154,14 @@ class NcclCommunicator final : public Communicator {
       ncclResult_t async = ncclSuccess;
       AFD_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
       if (async != ncclSuccess && async != ncclInProgress) {
+        // NCCL keeps its last warning even when NCCL_DEBUG is unset ("Duplicate GPU detected" for
+        // two ranks on one GPU, say): the cause, which the error code alone does not give.
+        const char* last = ncclGetLastError(comm_);
+        const std::string detail = last && *last ? fmt::format(": {}", last) : "";
         ncclCommAbort(comm_);
         comm_ = nullptr;
-        AFD_FAIL("{} failed on rank {} of {}: {} (a peer died?)", call, rank_, size_, ncclGetErrorString(async));
+        AFD_FAIL("{} failed on rank {} of {}: {}{} (a peer died?)", call, rank_, size_, ncclGetErrorString(async),
+                 detail);
       }
       bool done = async == ncclSuccess;
       if (done && stream) {
@@ -161,6 +178,15 @@ class NcclCommunicator final : public Communicator {
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+  }
+
+  // Ends the communicator (abort: without waiting for the peers), then the stream: never throws.
+  void release(bool abort) {
+    if (comm_ && abort) ncclCommAbort(comm_);
+    if (comm_ && !abort) ncclCommDestroy(comm_);
+    comm_ = nullptr;
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
   }
 
   int rank_, size_, device_;

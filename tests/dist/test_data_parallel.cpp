@@ -266,6 +266,25 @@ TEST(DataParallel, TwoGpusOverNcclMatchOneGpu) {
   fs::remove_all(root);
 }
 
+// NCCL needs a GPU per rank; --nproc's ranks share this machine, so the launcher refuses before
+// starting any: one named GPU for every rank, or more ranks than GPUs (64 on any machine here).
+TEST(DataParallel, NprocOnCudaNeedsAGpuPerRank) {
+  const fs::path root = fresh_dir("gpus");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"cuda:0", "--nproc 2 --device cuda:0: every rank would run on that one GPU"},
+      {"cuda", "--nproc 64 --device cuda: NCCL needs a GPU per rank and "}};
+  for (const auto& [device, expected] : cases) {
+    std::vector<std::string> flags = run_flags("nt", root / "out", device == "cuda" ? 64 : 2);
+    for (const std::string& s : {std::string("--device"), device}) flags.push_back(s);
+    const int status = wait_for(start(flags, root / "log"), 60);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 2) << read_file(root / "log");
+    EXPECT_NE(read_file(root / "log").find(expected), std::string::npos) << read_file(root / "log");
+    EXPECT_FALSE(fs::exists(root / "out")) << "no worker may have started";
+  }
+  fs::remove_all(root);
+}
+
 // 85 images: 10 batches of 8, then one of 5, which 2 ranks split 3 + 2: the gradients weighted by
 // 3/5 and 2/5 still give the single-process update.
 TEST(DataParallel, UnevenLastBatchStaysExact) {

@@ -382,6 +382,26 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
 
 // ---- the command -----------------------------------------------------------------------------
 
+namespace {
+
+// NCCL runs one rank per GPU: ranks that share a GPU fail in ncclCommInitRank ("duplicate GPU",
+// invalid usage). --nproc's ranks all run on this machine, so the launcher can tell beforehand.
+// (With --rank/--world-size from an external launcher it cannot: ranks may be on other machines.)
+void check_one_gpu_per_rank(const std::string& device, int64_t nproc) {
+  if (device.rfind("cuda", 0) != 0) return;
+  if (device != "cuda")
+    throw UsageError(fmt::format("--nproc {} --device {}: every rank would run on that one GPU, and NCCL needs a GPU "
+                                 "per rank; give --device cuda (rank r on cuda:r)",
+                                 nproc, device));
+  const int gpus = cuda::device_count();
+  if (nproc > gpus)
+    throw UsageError(fmt::format("--nproc {} --device cuda: NCCL needs a GPU per rank and {} {} visible; give "
+                                 "--nproc {} at most, or --device cpu (Gloo)",
+                                 nproc, gpus, gpus == 1 ? "is" : "are", std::max(1, gpus)));
+}
+
+}  // namespace
+
 int train_command(const std::vector<std::string>& args, Io io_in) {
   FlagSet set(flag_table(), kTrain);
   bool help = false;
@@ -408,6 +428,7 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
   if (nproc > 1) {
     if (world != 1)
       throw UsageError(fmt::format("--nproc {} starts its own {} ranks: give no --world-size (it is {})", nproc, nproc, world));
+    check_one_gpu_per_rank(opt.get("device"), nproc);
     return launch_workers(args, nproc, opt, io_in);
   }
   if (rank >= world) throw UsageError(fmt::format("--rank {}: outside [0, --world-size {})", rank, world));
