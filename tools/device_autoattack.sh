@@ -18,8 +18,9 @@
 # Elsewhere it uses a CUDA build in build-gpu (tools/device_check.sh makes one), data/cifar10 (or
 # $AFD_CIFAR10_DIR) and $AFD_AUTOATTACK. A smoke test of the script on a CPU:
 #   PYTHON=/usr/bin/python3 bash tools/device_autoattack.sh /tmp/aa --device cpu --train-subset 256 --epochs 1 --count 10
-# Logs and the table go to log-dir (default $OUT or device-logs-aa); with $OUT set,
-# $OUT/summary.txt and $OUT/logs.tgz are written on any exit.
+# Logs and the table go to log-dir (default device-logs-aa, or /tmp/device-logs-aa when $OUT is
+# set); with $OUT set, $OUT/summary.txt and $OUT/logs.tgz are written after the training and on any
+# exit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=""
@@ -37,20 +38,24 @@ while (($#)); do
     --train-subset) subset=${2:?--train-subset needs a number}; shift 2 ;;
     --device) device=${2:?--device needs cuda or cpu}; shift 2 ;;
     --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "device_autoattack.sh: error: unknown argument '$1'" >&2; exit 2 ;;
     *) logs=$1; shift ;;
   esac
 done
-logs=${logs:-${OUT:-device-logs-aa}}
+# Not $OUT itself: only a few files come back from it (save_to_out puts the table and the logs there).
+[[ -z $logs && -n ${OUT:-} ]] && logs=/tmp/device-logs-aa
+logs=${logs:-device-logs-aa}
 mkdir -p "$logs"
 source tools/device_common.sh
 progress() { echo "[$(printf '%4d' "$SECONDS") s] $*" | tee -a "$logs/progress.txt"; }
-on_exit() {
+# The progress lines and the table so far, also into $OUT: on exit, and after the training (should
+# the run be killed outright, SIGKILL and no trap, that snapshot still comes back).
+snapshot() {
   { cat "$logs/progress.txt" 2>/dev/null; echo; cat "$logs/table.md" 2>/dev/null; } > "$logs/summary.txt"
   save_to_out "$logs"
 }
-trap on_exit EXIT
+trap snapshot EXIT
 # The running stage is stopped at once (stage, stop_stage: tools/device_common.sh).
 trap 'progress "stopped by a signal"; stop_stage; exit 143' TERM INT
 
@@ -87,6 +92,7 @@ if [[ ! -f $run/final.json ]]; then
   progress "train: exit $? ($(grep -c '^epoch.* done' "$logs/train.log") epochs; $(grep '^epoch.* done' "$logs/train.log" | tail -1 | cut -c1-160))"
 fi
 [[ -f $run/checkpoint/model.safetensors ]] || { progress "no checkpoint in $run: see train.log"; exit 1; }
+snapshot
 side=$(((budget - SECONDS) / 2))
 ((side < 30)) && side=30
 # Each side stops itself after $side seconds; the whole under one more timeout, as a stage.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: run it first on any machine with an NVIDIA GPU.
-#   bash tools/device_check.sh [log-dir]      (default: $OUT if set, else device-logs/)
+#   bash tools/device_check.sh [log-dir]      (default: /tmp/device-logs if $OUT is set, else device-logs/)
 # Builds with CUDA enabled (sm_90 only: H100 and H200) -- or, when .devpack/pack.tar.xz is there
 # (tools/device_pack.sh), runs that build made elsewhere -- runs every test suite (CUDA tests
 # included), benchmarks afd against PyTorch eager on the GPU (tools/bench_gpu,
@@ -11,9 +11,10 @@
 # stages need at least. DEVICE_CHECK_BENCH_ARGS adds flags to both benchmarks (a CPU smoke test:
 # "--device cpu --precision strict --batch 8 --warmup 0 --reps 1").
 #
-# Progress lines are printed as the stages end. When $OUT is set, the exit (also on TERM) writes
-# the table to $OUT/summary.txt and the logs to $OUT/logs.tgz, so a run stopped at its limit still
-# brings its logs back.
+# Progress lines are printed as the stages end. When $OUT is set, the table goes to
+# $OUT/summary.txt and the logs to $OUT/logs.tgz after the tests, after the benchmarks and at the
+# exit; a TERM stops the running stage at once and exits the same way, so a run stopped at its
+# limit still brings its logs back.
 #
 # On this workplace's lent GPU machines (no Debian packages, no network, 8 files back from $OUT):
 # here commit, then `bash tools/device_pack.sh`, then run with carry [".devpack/pack.tar.xz"] and
@@ -21,7 +22,9 @@
 #   timeout -s TERM 570 bash tools/device_check.sh /tmp/dc
 set -uo pipefail
 cd "$(dirname "$0")/.."
-logs="${1:-${OUT:-device-logs}}"
+# Not $OUT itself: only a few files come back from it (save_to_out puts the table and the logs
+# there).
+logs="${1:-$([[ -n ${OUT:-} ]] && echo /tmp/device-logs || echo device-logs)}"
 mkdir -p "$logs"
 build=build-gpu
 deadline=$((SECONDS + ${DEVICE_CHECK_BUDGET_S:-440}))
@@ -44,10 +47,7 @@ interrupted=""
 # for afd's programs; stage, stop_stage and save_to_out.
 source tools/device_common.sh
 progress() { echo "[$(printf '%4d' "$SECONDS") s] $*"; }
-printed=0
-print_table() {
-  ((printed)) && return
-  printed=1
+table() {
   echo "== device check =="
   [[ -n $interrupted ]] && printf "%-12s %s\n" "INTERRUPTED" "$interrupted: the stages after it did not run"
   printf "%-12s %s\n" "preflight" "$preflight"
@@ -68,7 +68,13 @@ print_table() {
   printf "%-12s %ss\n" "elapsed" "$SECONDS"
 }
 on_exit() {
-  print_table | tee "$logs/summary.txt"
+  table | tee "$logs/summary.txt"
+  save_to_out "$logs"
+}
+# The table so far, into $OUT too, after each stage: should the run be killed outright (SIGKILL at
+# the call's limit, no trap), the last snapshot still comes back.
+snapshot() {
+  table > "$logs/summary.txt"
   save_to_out "$logs"
 }
 trap on_exit EXIT
@@ -128,7 +134,9 @@ else
     build_status+=" (run tools/device_pack.sh where the project builds, and carry .devpack)"
     exit 1
   fi
-  bash tools/setup.sh > "$logs/setup.log" 2>&1
+  # (apt-get on a machine without a network can wait long: bounded.)
+  stage "$logs/setup.log" "$logs/setup.log" timeout -k 5 120 bash tools/setup.sh ||
+    { build_status="not run: tools/setup.sh failed or timed out (see setup.log)"; exit 1; }
   [[ -f $build/build.ninja ]] ||
     meson setup "$build" -Dcuda=enabled --buildtype=release -Dgpu_archs=90 > "$logs/configure.log" 2>&1
   # The build gets what is left after the tests, benchmarks and memcheck have their minimum.
@@ -148,6 +156,8 @@ else
   grep -h "\[ info \]" "$build"/meson-logs/testlog.txt > "$logs/cuda_info.txt" 2>/dev/null
 fi
 
+snapshot
+
 # afd and PyTorch on the same GPU: 3 warm-up steps, median of 20, at most ~6 s per workload.
 stage "$logs/bench_gpu.log" "$logs/bench_gpu.log" \
   timeout -k 5 "$(stage_timeout 90 80)" "$build/tools/bench_gpu" --precision both --warmup 3 --reps 20 \
@@ -159,28 +169,42 @@ stage "$logs/bench_gpu_torch.log" "$logs/bench_gpu_torch.log" \
   --precision both --warmup 3 --reps 20 ${DEVICE_CHECK_BENCH_ARGS:-}
 echo "exit status $?" >> "$logs/bench_gpu_torch.log"
 progress "bench_gpu_torch: $(tail -1 "$logs/bench_gpu_torch.log")"
+snapshot
 
 # compute-sanitizer: $COMPUTE_SANITIZER, on the PATH, or in a CUDA folder.
 sanitizer=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer ||
   ls /usr/local/cuda*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer \
     /opt/nvidia/*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)}
+# memcheck NAME EXE FILTER CAP RESERVE: one memcheck run of EXE's tests matching FILTER (its log
+# memcheck-NAME.log), at most CAP seconds and leaving RESERVE; appends "NAME: result" to the status.
+memcheck() {
+  local name=$1 exe=$2 filter=$3 log="$logs/memcheck-$1.log" rc summary tests result
+  stage "$log" "$log" timeout -k 5 "$(stage_timeout "$4" "$5")" "$sanitizer" --tool memcheck --report-api-errors no \
+    --error-exitcode 99 "$exe" --gtest_filter="$filter"
+  rc=$?
+  summary=$(grep -h "ERROR SUMMARY" "$log" | tail -1 | sed 's/^=* *//')
+  # gtest's count lines only ("[  PASSED  ] 12 tests."), not the list of each skipped or failed test.
+  tests=$(grep -h -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$log" | sed 's/, listed below://' | tr -s ' ' | tr '\n' ' ')
+  case $rc in
+    0) result="ok: ${summary:-no summary} ${tests}" ;;
+    99) result="ERRORS: ${summary} (see memcheck-$name.log)" ;;
+    *) result="$(status_of $rc): ${summary:-no summary} ${tests}(see memcheck-$name.log)" ;;
+  esac
+  # Some sandboxes (gVisor) have the device refused by the sanitizer itself.
+  grep -q "Device not supported" "$log" && result="not supported on this machine (compute-sanitizer: Device not supported)"
+  memcheck_status+="${memcheck_status:+; }$name: $result"
+  progress "memcheck $name: $result"
+}
 if [[ ! -x $sanitizer ]]; then
   memcheck_status="not run (no compute-sanitizer found)"
 elif [[ ! -x $build/tests/test_tensor ]]; then
   memcheck_status="not run (no $build/tests/test_tensor)"
 else
+  memcheck_status=""
   # Not the out-of-memory test (its failed 256 TiB cudaMalloc is the point, and API errors are not
-  # memory errors) nor the ResNet18 parity tests and the 16 GiB slab copies (too slow under memcheck).
-  stage "$logs/memcheck.log" "$logs/memcheck.log" \
-    timeout -k 5 "$(stage_timeout 120 5)" "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 99 \
-    "$build/tests/test_tensor" --gtest_filter='*Cuda*:-CudaBackend.OutOfMemory*:*ResNet18*:*Over2GiB*'
-  rc=$?
-  summary=$(grep -h "ERROR SUMMARY" "$logs/memcheck.log" | tail -1 | sed 's/^=* *//')
-  tests=$(grep -h "^\[  PASSED  \]\|^\[  FAILED  \]\|^\[  SKIPPED \]" "$logs/memcheck.log" | tr -s ' ' | tr '\n' ' ')
-  case $rc in
-    0) memcheck_status="ok: ${summary:-no summary} ${tests}" ;;
-    99) memcheck_status="ERRORS: ${summary} (see memcheck.log)" ;;
-    *) memcheck_status="$(status_of $rc): ${summary:-no summary} ${tests}(see memcheck.log)" ;;
-  esac
+  # memory errors) nor the ResNet18 parity tests and the 16 GiB slab copies (too slow under
+  # memcheck). The backend's own tests first, then the op parity, then the gradient checks on CUDA.
+  memcheck backend "$build/tests/test_tensor" 'Cuda.*:CudaBackend.*:-CudaBackend.OutOfMemory*:*Over2GiB*' 60 70
+  memcheck parity "$build/tests/test_tensor" 'CudaParity*:-*ResNet18*' 70 25
+  [[ -x $build/tests/test_autograd ]] && memcheck gradcheck "$build/tests/test_autograd" 'GradcheckCuda.*' 40 5
 fi
-progress "memcheck: $memcheck_status"

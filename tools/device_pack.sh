@@ -61,6 +61,9 @@ awk '{print $3}' <<< "$deps" | sort -u | while read -r lib; do
   cp -L "$lib" "$stage/.devpack/lib/"
 done
 echo "$rev $(git rev-parse HEAD) $(pwd) $build" > "$stage/.devpack/built_from.txt"
+# The sha1 of every tracked file as built: the GPU machine gets the tree without .git, and
+# device_common.sh compares this list with the files there (MISMATCH names those that differ).
+git ls-files -z | xargs -0 sha1sum > "$stage/.devpack/sources.sha1"
 rm -rf .devpack && mkdir -p .devpack
 grep -qx '/.devpack/' .git/info/exclude 2>/dev/null || echo '/.devpack/' >> .git/info/exclude
 XZ_OPT='-9 -T0' tar -C "$stage" -cJf .devpack/pack.tar.xz .
@@ -107,7 +110,7 @@ aa=$(mktemp -d)
 trap 'rm -rf "$stage" "$aa"' EXIT
 mkdir -p "$aa/$build" "$aa/.devpack/cifar10" "$aa/.devpack/auto-attack"
 cp "$stage/$build/afd_run" "$aa/$build/"
-cp -r "$stage/.devpack/lib" "$stage/.devpack/built_from.txt" "$aa/.devpack/"
+cp -r "$stage/.devpack/lib" "$stage/.devpack/built_from.txt" "$stage/.devpack/sources.sha1" "$aa/.devpack/"
 head -c $((3073 * aa_train)) "$cifar/data_batch_1.bin" > "$aa/.devpack/cifar10/data_batch_1.bin"
 head -c $((3073 * aa_test)) "$cifar/test_batch.bin" > "$aa/.devpack/cifar10/test_batch.bin"
 # Only the Python files: a snapshot may lack large blobs such as examples/model_test.pt.

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <regex>
 #include <string>
 
 #include "tensor/backend.h"
@@ -15,9 +16,17 @@ using namespace afd;
 
 TEST(Cuda, LibrariesLinkAndReportVersions) {
   if (!cuda::built_with_cuda()) GTEST_SKIP() << "built without CUDA (meson -Dcuda=disabled or no nvcc)";
-  std::string versions = cuda::library_versions();
-  EXPECT_NE(versions.find("cuDNN"), std::string::npos);
-  EXPECT_NE(versions.find("NCCL"), std::string::npos);
+  const std::string versions = cuda::library_versions();
+  // Each library answers its version query (a query that fails leaves 0), and cuDNN and NCCL are the
+  // majors the code is written for: cuDNN 9 (version 9xxyy), NCCL 2 (2xxyy).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(versions, m,
+                               std::regex(R"(CUDA runtime (\d+), cuBLAS (\d+)\.\d+\.\d+, cuDNN (\d+), NCCL (\d+))")))
+      << versions;
+  EXPECT_GT(std::stoi(m[1]), 0) << versions;
+  EXPECT_GT(std::stoi(m[2]), 0) << versions;
+  EXPECT_EQ(std::stoi(m[3]) / 10000, 9) << versions;
+  EXPECT_EQ(std::stoi(m[4]) / 10000, 2) << versions;
   std::cout << "[ info ] " << versions << ", visible devices: " << cuda::device_count() << "\n";
 }
 
