@@ -1,5 +1,7 @@
 // Forked ranks for the data-parallel tests: run_ranks(world, body) runs body(rank) in `world`
-// child processes and returns their exit statuses (a throw -> 3, a signal -> 128 + signal).
+// child processes and returns their exit statuses (a throw -> 3, a signal -> 128 + signal). A rank
+// that hangs (a collective or a communicator's teardown waiting for a peer) is ended by SIGALRM
+// after kRankSeconds: the test then fails with 128 + 14 instead of waiting for the suite's timeout.
 #pragma once
 #include <fmt/core.h>
 #include <sys/wait.h>
@@ -12,11 +14,14 @@
 
 namespace afd::testing {
 
+inline constexpr unsigned kRankSeconds = 300;
+
 inline std::vector<int> run_ranks(int world, const std::function<int(int)>& body) {
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
     const pid_t pid = ::fork();
     if (pid == 0) {
+      ::alarm(kRankSeconds);
       int code = 3;
       try {
         code = body(r);
