@@ -31,6 +31,7 @@
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
 #include "tests/data/temp_dir.h"
+#include "tests/support/safetensors_checks.h"
 #include "tests/support/xml.h"
 #include "tools/afd_run/cli.h"
 #include "tools/afd_run/eval_report.h"
@@ -41,6 +42,7 @@ namespace {
 namespace fs = std::filesystem;
 using afd::testing::TempDir;
 using nlohmann::json;
+using afd::testing::expect_files_close;
 
 struct Result {
   int code;
@@ -301,7 +303,9 @@ TEST(CliErrors, ExistingRunIsNeverOverwrittenSilently) {
 }
 
 TEST(CliErrors, UnavailableDevice) {
-  if (backend_available(Device::cuda(0))) GTEST_SKIP() << "a CUDA backend is available here";
+  // No machine has 1001 GPUs; the message says why (no CUDA in the build, or how many are visible).
+  expect_one_line(run_cli({"train", "--device", "cuda:1000"}), 1, {"--device cuda:1000: not available", "use --device cpu"});
+  if (backend_available(Device::cuda(0))) return;
   expect_one_line(run_cli({"train", "--device", "cuda:0"}), 1, {"--device cuda:0: not available", "use --device cpu"});
   expect_one_line(run_cli({"eval", "--device", "cuda", "--checkpoint", "x"}), 1, {"--device cuda: not available"});
 }
@@ -1423,6 +1427,92 @@ TEST(CliRun, OpenBlasGetsTheKernelsOfThisCpuUnlessTheUserChose) {
   // A kernel set the user chose is kept, even the slow one.
   const std::string chosen = shell_output("OPENBLAS_CORETYPE=Prescott " + exe + " version");
   EXPECT_NE(chosen.find("Prescott kernels"), std::string::npos) << chosen;
+}
+
+// A float64 run's checkpoint (f64 weights, and D's) evaluates and attacks: the f32 images go to
+// each model in its dtype, here beside an f32 model and with the f64 one as the black-box source.
+TEST(CliRun, EvaluatesAndAttacksAFloat64Checkpoint) {
+  TempDir dir;
+  write_learnable_mnist(dir / "mnist");
+  std::vector<std::string> f64 = tiny_run(dir / "mnist", dir / "f64");
+  f64.insert(f64.end(), {"--dtype", "f64"});
+  ASSERT_EQ(run_cli(f64).code, 0);
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "f32")).code, 0);
+  const std::string ck64 = dir / "f64/checkpoint", ck32 = dir / "f32/checkpoint";
+  const Result e = run_cli({"eval", "--checkpoint", ck64 + "," + ck32, "--attacks", "fgsm", "--eps", "0,0.3", "--count",
+                            "8", "--source-checkpoint", ck64, "--sanity-points", "0", "--data-dir", dir / "mnist",
+                            "--out", dir / "eval", "--progress", "none"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  const json ev = json::parse(read_text(dir / "eval/eval.json"));
+  ASSERT_EQ(ev["models"].size(), 2u);
+  EXPECT_EQ(ev["models"][0]["h_divergence"].size(), 1u);  // D loaded in f64 too
+  const Result a = run_cli({"attack", "--checkpoint", ck64, "--attack", "pgd-linf", "--count", "4", "--data-dir",
+                            dir / "mnist", "--out", dir / "attack", "--progress", "none"});
+  EXPECT_EQ(a.code, 0) << a.err;
+}
+
+// ---- on a GPU: the same runs as on the CPU ---------------------------------------------------
+// afd_run train and eval with --device cuda against the same commands on the CPU, in float64 with
+// --deterministic: the whole pipeline on the GPU (the loader's uploads, the model, the training
+// attack, AFD's discriminator and three optimizers, the checkpoint; every kind of attack of the
+// evaluation, AutoAttack's four included, the sanity report and the feature shifts). Skipped where
+// no CUDA device is visible; tools/device_check.sh runs them on a GPU machine.
+
+// The two devices compared, and their folders' names.
+const std::vector<std::pair<std::string, std::string>> kDevices = {{"cpu", "cpu"}, {"cuda", "gpu"}};
+
+// Training for 2 epochs of 4 steps, each method: parameters, optimizer state and discriminator
+// within 1e-9 + 1e-7 |b| (float64; cuDNN and the CPU sum in other orders).
+TEST(CliGpu, TrainingOnCudaMatchesTheCpu) {
+  if (!backend_available(Device::cuda(0))) GTEST_SKIP() << "no CUDA device is visible on this machine";
+
+  TempDir dir;
+  write_learnable_mnist(dir / "mnist");
+  for (const std::string method : {"nt", "at", "afd"}) {
+    for (const auto& [device, name] : kDevices) {
+      std::vector<std::string> args = tiny_run(dir / "mnist", dir / (method + "-" + name));
+      for (const char* s : {"--method", method.c_str(), "--dtype", "f64", "--deterministic", "--device", device.c_str()})
+        args.push_back(s);
+      const Result r = run_cli(args);
+      ASSERT_EQ(r.code, 0) << method << " on " << device << ": " << r.err;
+    }
+    const fs::path gpu = dir / (method + "-gpu/checkpoint"), cpu = dir / (method + "-cpu/checkpoint");
+    EXPECT_GT(expect_files_close(gpu / "model.safetensors", cpu / "model.safetensors", 1e-9, 1e-7), 1000) << method;
+    EXPECT_GT(expect_files_close(gpu / "trainer.safetensors", cpu / "trainer.safetensors", 1e-9, 1e-7), 1000) << method;
+    if (method == "afd") {
+      EXPECT_GT(expect_files_close(gpu / "discriminator.safetensors", cpu / "discriminator.safetensors", 1e-9, 1e-7), 100);
+    }
+  }
+}
+
+// Evaluation of one AFD checkpoint (trained on the CPU, 15 epochs: about half of the points right) on
+// 16 test points: the same accuracy at every eps of every attack, the same per-point flags, feature
+// shifts within 1e-7 + 1e-5 |b|.
+TEST(CliGpu, EvaluationOnCudaMatchesTheCpu) {
+  if (!backend_available(Device::cuda(0))) GTEST_SKIP() << "no CUDA device is visible on this machine";
+
+  TempDir dir;
+  write_learnable_mnist(dir / "mnist");
+  std::vector<std::string> train = tiny_run(dir / "mnist", dir / "run");
+  for (const char* s : {"--dtype", "f64", "--epochs", "15"}) train.push_back(s);
+  ASSERT_EQ(run_cli(train).code, 0);
+  for (const auto& [device, name] : kDevices) {
+    const Result r = run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks",
+                              "fgsm,pgd-linf,pgd-l2,pgd-l1,mim-linf,deepfool-linf,ddn,cw-l2,autoattack", "--count", "8",
+                              "--attack-steps", "5", "--deterministic", "--device", device, "--data-dir", dir / "mnist",
+                              "--out", dir / ("eval-" + name), "--progress", "none"});
+    ASSERT_EQ(r.code, 0) << device << ": " << r.err;
+  }
+  const json cpu = json::parse(read_text(dir / "eval-cpu/eval.json"))["models"][0];
+  const json gpu = json::parse(read_text(dir / "eval-gpu/eval.json"))["models"][0];
+  EXPECT_EQ(gpu["clean_acc"], cpu["clean_acc"]);
+  ASSERT_GE(cpu["clean_acc"].get<double>(), 0.25) << "the attacks need clean-correct points to work on";
+  ASSERT_EQ(gpu["attacks"].size(), cpu["attacks"].size());
+  for (size_t i = 0; i < cpu["attacks"].size(); ++i)
+    EXPECT_EQ(gpu["attacks"][i]["robust_acc"], cpu["attacks"][i]["robust_acc"]) << cpu["attacks"][i]["attack"];
+  EXPECT_GT(expect_files_close(dir / "eval-gpu/per_sample.safetensors", dir / "eval-cpu/per_sample.safetensors", 1e-7,
+                               1e-5, /*all_dtypes=*/true),
+            100);
 }
 
 }  // namespace

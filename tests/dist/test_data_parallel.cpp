@@ -21,12 +21,16 @@
 
 #include "afd/data/synthetic.h"
 #include "nn/safetensors.h"
+#include "tests/support/safetensors_checks.h"
 
 namespace afd {
 namespace {
 
 namespace fs = std::filesystem;
 using clock = std::chrono::steady_clock;
+using testing::compare_files;
+using testing::expect_files_close;
+using testing::FileComparison;
 
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / fmt::format("afd_test_dp_{}_{}", name, ::getpid());
@@ -112,40 +116,6 @@ std::vector<std::string> run_flags(const std::string& method, const fs::path& ou
   return a;
 }
 
-// The worst excess |a - b| - (atol + rtol |b|) over every floating tensor of two safetensors files
-// (<= 0: all within tolerance), where it is, and the number of values compared.
-struct Comparison {
-  double worst = -1;
-  std::string where;
-  int64_t compared = 0;
-};
-Comparison compare(const fs::path& a_path, const fs::path& b_path, double atol, double rtol) {
-  SafetensorsFile a = read_safetensors(a_path.string()), b = read_safetensors(b_path.string());
-  EXPECT_EQ(a.tensors.size(), b.tensors.size());
-  Comparison c;
-  for (const auto& [name, ta] : a.tensors) {
-    const Tensor& tb = b.get(name);
-    if (!is_floating(ta.dtype())) continue;
-    std::vector<double> va = ta.to(DType::f64).to_vector<double>(), vb = tb.to(DType::f64).to_vector<double>();
-    EXPECT_EQ(va.size(), vb.size()) << name;
-    for (size_t i = 0; i < va.size(); ++i) {
-      const double excess = std::abs(va[i] - vb[i]) - (atol + rtol * std::abs(vb[i]));
-      if (c.compared == 0 || excess > c.worst)
-        c.worst = excess, c.where = fmt::format("{} {}[{}]: {} vs {} (atol {}, rtol {})", a_path.string(), name, i,
-                                                va[i], vb[i], atol, rtol);
-      ++c.compared;
-    }
-  }
-  return c;
-}
-
-// Every tensor of `file` in both runs, |a - b| <= atol + rtol |b|; returns the number compared.
-int64_t expect_close(const fs::path& a_path, const fs::path& b_path, double atol, double rtol) {
-  const Comparison c = compare(a_path, b_path, atol, rtol);
-  EXPECT_LE(c.worst, 0.0) << c.where;
-  return c.compared;
-}
-
 // The acceptance test of issue 10: after 10 steps the parameters of N = 2 and 4 processes equal
 // those of one process within |a - b| <= 1e-10 + 1e-8 |b| (float64).
 void expect_parity(const std::string& method) {
@@ -160,12 +130,12 @@ void expect_parity(const std::string& method) {
   }
   for (int nproc : {2, 4}) {
     const fs::path one = root / "n1" / "checkpoint", many = root / fmt::format("n{}", nproc) / "checkpoint";
-    EXPECT_GT(expect_close(many / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8), 100000);
+    EXPECT_GT(expect_files_close(many / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8), 100000);
     if (method == "afd") {
-      EXPECT_GT(expect_close(many / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8), 1000);
+      EXPECT_GT(expect_files_close(many / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8), 1000);
     }
     // The whole trainer state too: momentum buffers of every optimizer, position, step generator.
-    expect_close(many / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
+    expect_files_close(many / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
     // Rank 0 alone writes the run's files: 10 step lines and one epoch line in metrics.jsonl, the
     // epoch's training metrics reduced over the ranks (the single-process means), and final.json.
     auto last_line = [](const std::string& text) {
@@ -225,13 +195,13 @@ void expect_sync_bn_parity(const std::string& method) {
     SCOPED_TRACE(run);
     const fs::path synced = root / run / "checkpoint";
     // model.safetensors is the state_dict: parameters and every BN's running_mean and running_var.
-    const Comparison model = compare(synced / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
+    const FileComparison model = compare_files(synced / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
     EXPECT_LE(model.worst, 0.0) << model.where;
     EXPECT_GT(model.compared, 3000);
-    if (method == "afd") expect_close(synced / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8);
-    expect_close(synced / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
+    if (method == "afd") expect_files_close(synced / "discriminator.safetensors", one / "discriminator.safetensors", 1e-10, 1e-8);
+    expect_files_close(synced / "trainer.safetensors", one / "trainer.safetensors", 1e-10, 1e-8);
   }
-  const Comparison own = compare(per_rank / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
+  const FileComparison own = compare_files(per_rank / "model.safetensors", one / "model.safetensors", 1e-10, 1e-8);
   EXPECT_GT(own.worst, 1e-6) << "per-rank BN matched one process: the test could not fail";
   fs::remove_all(root);
 }
@@ -261,7 +231,7 @@ TEST(DataParallel, TwoGpusOverNcclMatchOneGpu) {
     ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << read_file(root / fmt::format("n{}.log", nproc));
   }
-  EXPECT_GT(expect_close(root / "n2" / "checkpoint" / "model.safetensors", root / "n1" / "checkpoint" / "model.safetensors",
+  EXPECT_GT(expect_files_close(root / "n2" / "checkpoint" / "model.safetensors", root / "n1" / "checkpoint" / "model.safetensors",
                          1e-6, 1e-4), 100000);
   fs::remove_all(root);
 }
@@ -294,7 +264,7 @@ TEST(DataParallel, UnevenLastBatchStaysExact) {
                                       root / fmt::format("n{}.log", nproc)), 120);
     ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(root / fmt::format("n{}.log", nproc));
   }
-  EXPECT_GT(expect_close(root / "n2" / "checkpoint" / "trainer.safetensors", root / "n1" / "checkpoint" / "trainer.safetensors",
+  EXPECT_GT(expect_files_close(root / "n2" / "checkpoint" / "trainer.safetensors", root / "n1" / "checkpoint" / "trainer.safetensors",
                          1e-10, 1e-8), 100000);
   fs::remove_all(root);
 }

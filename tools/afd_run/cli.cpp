@@ -324,13 +324,14 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
   } catch (const Error& e) {
     throw RunError(fmt::format("--model {}: {}", m.config.model, clean_message(e.what())));
   }
+  // The model is made in f32: to the checkpoint's dtype first (a float64 run's weights are f64).
+  if (m.config.dtype != DType::f32) m.model->to(m.config.dtype);
   try {
     m.model->load_state_dict(file.tensors, /*strict=*/true);
   } catch (const Error& e) {
     throw RunError(fmt::format("--checkpoint {}: does not fit a {} (width {}) for {} classes: {}", checkpoint, m.config.model,
                                m.config.width, test.classes, clean_message(e.what())));
   }
-  if (m.config.dtype != DType::f32) m.model->to(m.config.dtype);
   if (!device.is_cpu()) m.model->to(device);
   m.model->eval();
   const fs::path folder = fs::path(checkpoint).filename() == "checkpoint" || fs::path(checkpoint).filename() == "best"

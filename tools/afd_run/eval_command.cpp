@@ -168,6 +168,9 @@ struct TransferSet {
   double seconds = 0;
 };
 
+// The images in a model's dtype: the data is f32, a float64 run's weights f64.
+Tensor in_dtype(const Tensor& x, DType dtype) { return x.dtype() == dtype ? x : x.to(dtype); }
+
 TransferSet craft_transfer(nn::UnaryModule& source, const std::string& attack, const attacks::AttackConfig& cfg,
                            const std::vector<double>& grid, const Tensor& x, const Tensor& y, attacks::EvalOptions eo) {
   const auto start = clock_type::now();
@@ -202,13 +205,13 @@ std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t c
   if (fs::path(lm.path).filename() != "model.safetensors" || !fs::exists(p)) return nullptr;
   Generator gen(0);
   auto disc = std::make_shared<nn::SNPDFC3>(lm.model->feature_dim(), classes, gen);
+  if (lm.config.dtype != DType::f32) disc->to(lm.config.dtype);  // made in f32, as the classifier
   try {
     nn::load_state_dict_file(*disc, p.string(), /*strict=*/true);
   } catch (const Error& e) {
     throw RunError(fmt::format("{}: does not fit the discriminator of a {}-feature, {}-class model: {}", p.string(),
                                lm.model->feature_dim(), classes, clean_message(e.what())));
   }
-  if (lm.config.dtype != DType::f32) disc->to(lm.config.dtype);
   if (!device.is_cpu()) disc->to(device);
   disc->eval();
   return disc;
@@ -385,7 +388,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
         io.err << fmt::format("afd_run eval: black-box source {} / {} on {} points\n", source.name, attack, count);
         const TransferSet& t =
-            sources.back().transfer.emplace_back(craft_transfer(*source.model, attack, cfg, eps_grid(attack), x, y, eo));
+            sources.back().transfer.emplace_back(
+                craft_transfer(*source.model, attack, cfg, eps_grid(attack), in_dtype(x, source.config.dtype), y, eo));
         sj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", t.eps},
                                      {"source_robust_acc", t.source_robust_acc}, {"seconds", t.seconds}});
       }
@@ -405,7 +409,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     if (lm.config.method == train::Method::at || lm.config.method == train::Method::afd)
       mj["train_attack"] = lm.config.attack;  // not "unseen" in the claims (eval_report.cpp)
     const std::string key = fmt::format("m{}", m);  // per_sample.safetensors names
-    const std::vector<uint8_t> clean_ok = correct_flags(*lm.model, x, labels, eo.batch_size);
+    const Tensor xm = in_dtype(x, lm.config.dtype);   // the points in the model's dtype (f64 runs)
+    const std::vector<uint8_t> clean_ok = correct_flags(*lm.model, xm, labels, eo.batch_size);
     double clean = mean_of(clean_ok);
     std::vector<int64_t> clean_rows;  // the points attacks run on
     for (size_t i = 0; i < clean_ok.size(); ++i)
@@ -443,7 +448,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         // accuracy and time are reported: standard version (apgd-ce, apgd-t, fab-t, square).
         attacks::EvalOptions quiet = eo;
         quiet.progress = false;
-        clean = attacks::robust_accuracy(*lm.model, attack, cfg, x, y, {}, quiet).clean_accuracy;
+        clean = attacks::robust_accuracy(*lm.model, attack, cfg, xm, y, {}, quiet).clean_accuracy;
         for (double e : grid) {
           if (e == 0) {
             acc.push_back(clean);
@@ -456,12 +461,12 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           ao.seed = cfg.seed;
           ao.batch_size = opt.get_int("eval-batch-size");
           ao.verbose = opt.get("progress") != "none";
-          attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, x, y, ao);
+          attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, xm, y, ao);
           acc.push_back(rep.final_robust_accuracy());
           robust.push_back(rep.robust);
           analyses.emplace_back(count);  // an entry for every eps: null numbers without clean-right points
           if (!clean_rows.empty())
-            analyses.back().add(*lm.model, disc.get(), attacks::take_rows(x, clean_rows),
+            analyses.back().add(*lm.model, disc.get(), attacks::take_rows(xm, clean_rows),
                                 attacks::take_rows(rep.x_adv, clean_rows), attacks::take_rows(y, clean_rows), clean_rows,
                                 eo.batch_size);
           for (size_t c = 0; c < rep.attacks.size(); ++c)
@@ -476,11 +481,11 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         analyses.assign(attacked.size(), FeatureAnalysis(count));
         attacks::EvalOptions eo_attack = eo;
         eo_attack.on_adversarial = [&](size_t k, const std::vector<int64_t>& rows, const Tensor& x_eval) {
-          analyses[k].add(*lm.model, disc.get(), attacks::take_rows(x, rows), x_eval, attacks::take_rows(y, rows), rows,
+          analyses[k].add(*lm.model, disc.get(), attacks::take_rows(xm, rows), x_eval, attacks::take_rows(y, rows), rows,
                           eo.batch_size);
         };
         const attacks::RobustnessCurve curve =
-            attacks::robust_accuracy(*lm.model, attack, cfg, x, y, attacked, eo_attack);
+            attacks::robust_accuracy(*lm.model, attack, cfg, xm, y, attacked, eo_attack);
         size_t k = 0;
         for (double e : grid) {
           robust.push_back(e > 0 ? curve.robust[k] : clean_ok);
@@ -535,7 +540,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
       const auto start = clock_type::now();
       if (last_autoattack && aa_eps == sanity.eps && aa_norm == sanity.norm)
         sanity.autoattack = &*last_autoattack;
-      const attacks::SanityReport rep = attacks::sanity_report(*lm.model, x, y, sanity);
+      const attacks::SanityReport rep = attacks::sanity_report(*lm.model, xm, y, sanity);
       json items = json::array();
       for (const attacks::SanityItem& item : rep.items)
         items.push_back(json{{"check", item.name}, {"ok", item.ok}, {"detail", item.detail}});
@@ -557,7 +562,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         std::vector<double> acc;
         std::vector<std::vector<uint8_t>> robust;
         for (const Tensor& x_adv : t.x_adv) {
-          std::vector<uint8_t> ok = correct_flags(*lm.model, x_adv, labels, eo.batch_size);
+          std::vector<uint8_t> ok = correct_flags(*lm.model, in_dtype(x_adv, lm.config.dtype), labels, eo.batch_size);
           for (size_t i = 0; i < ok.size(); ++i) ok[i] = ok[i] && clean_ok[i];
           acc.push_back(mean_of(ok));
           robust.push_back(std::move(ok));
@@ -570,7 +575,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         ps.eps[name] = t.eps;
       }
     // Representation dimensionality (the paper's Table A4) on the evaluated points.
-    const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, x, eo.batch_size));
+    const eval::Dimensionality dim = eval::dimensionality(eval::features_of(*lm.model, xm, eo.batch_size));
     mj["representation"] = json{{"features", dim.features}, {"nonzero", dim.nonzero}, {"pca_99", dim.pca_99}};
     report["models"].push_back(mj);
   }
@@ -606,7 +611,8 @@ int attack_command(const std::vector<std::string>& args, Io io) {
     throw UsageError(fmt::format("--save-images {}: more than the {} points attacked ({})", n_images, count,
                                  opt.get_int("count") > 0 ? fmt::format("--count {}, test split of {}", opt.get_int("count"), test.size())
                                                           : "the whole test split"));
-  auto [x, y] = as_tensors(test, count, device);
+  auto [x_data, y] = as_tensors(test, count, device);
+  const Tensor x = in_dtype(x_data, lm.config.dtype);
   write_text((fs::path(out) / "resolved.flags").string(),
              opt.resolved_flagfile("# afd_run attack, fully resolved; rerun: afd_run attack --flagfile " + out +
                                    "/resolved.flags\n"));
