@@ -239,6 +239,11 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   expect_one_line(run_cli({"train", "--device", "gpu0"}), 2, {"--device: 'gpu0' is not one of cpu, cuda, cuda:N"});
   expect_one_line(run_cli({"train", "--milestones", "80,50"}), 2, {"milestones must increase"});
   expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
+  // A width the model would ignore.
+  expect_one_line(run_cli({"train", "--model", "small-cnn", "--width", "4"}), 2,
+                  {"--width 4: small-cnn has a fixed width", "resnet18-mnist"});
+  expect_one_line(run_cli({"train", "--dataset", "cifar10", "--model", "wrn-28-10", "--width", "1"}), 2,
+                  {"--width 1: wrn-28-10 has a fixed width"});
 }
 
 TEST(CliErrors, FlagfileErrorsNameTheFileAndLine) {

@@ -201,7 +201,10 @@ std::vector<Flag> build_table() {
     m.get_train = [](const TrainConfig& c) { return c.model; };
     m.set_train = [](TrainConfig& c, const std::string& s) { c.model = s; };
     t.push_back(m);
-    t.push_back(train_int("width", &TrainConfig::width, "model", "base width of the ResNets (0 = the paper's: 16 MNIST, 64 CIFAR)", 0));
+    t.push_back(train_int("width", &TrainConfig::width, "model",
+                          "base width of resnet18-mnist, resnet18-cifar and preact-resnet18 (0 = the paper's: 16 "
+                          "MNIST, 64 CIFAR); the other models have fixed widths",
+                          0));
     Flag dt = flag("dtype", FlagType::choice, kTrain, "model", "parameter and input precision");
     dt.choices = {"f32", "f64"};
     dt.get_train = [](const TrainConfig& c) { return std::string(dtype_name(c.dtype)); };

@@ -77,6 +77,13 @@ TrainPlan resolve_train(const FlagSet& set, const std::vector<Assignment>& given
   } catch (const Error& e) {
     throw UsageError(clean_message(e.what()));
   }
+  // --width sets the base width of the ResNets; SmallCNN and the WideResNets have theirs fixed, and
+  // a width they would ignore is an error rather than a silently different model.
+  const bool resnet = c.model == "resnet18-mnist" || c.model == "resnet18-cifar" || c.model == "preact-resnet18";
+  if (c.width != 0 && !resnet)
+    throw UsageError(fmt::format("--width {}: {} has a fixed width (--width sets the base width of resnet18-mnist, "
+                                 "resnet18-cifar and preact-resnet18)",
+                                 c.width, c.model));
   plan.config = c;
   return plan;
 }
