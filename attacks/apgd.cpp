@@ -123,19 +123,6 @@ struct APGD::Rows {
 
 namespace {
 
-// Rows `idx` of t (float or integer tensors; undefined stays undefined).
-Tensor rows_of(const Tensor& t, const std::vector<int64_t>& idx) {
-  if (!t.defined()) return t;
-  const auto m = static_cast<int64_t>(idx.size());
-  Tensor index = Tensor::from_vector<int64_t>(idx, {m});
-  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) return ops::index_select(t, index.to(t.device()));
-  Shape s = t.shape();
-  s[0] = m;
-  Tensor out(s, t.dtype(), t.device());
-  for (int64_t j = 0; j < m; ++j) out.select(j).copy_(t.select(idx[j]));
-  return out;
-}
-
 // A row mask [n, 1, ..., 1] in like's dtype and device, for ops::where.
 Tensor row_mask(const std::vector<uint8_t>& m, const Tensor& like) {
   std::vector<double> v(m.begin(), m.end());
@@ -445,7 +432,8 @@ Tensor APGD::run(const Problem& p, Generator& gen) {
     for (int64_t i = 0; i < n; ++i)
       if (!done[i]) idx.push_back(i);
     if (idx.empty()) return;
-    Rows r{p.model, rows_of(p.x, idx), rows_of(p.y, idx), rows_of(target, idx), rows_of(p.clean_logits, idx), {}};
+    Rows r{p.model, take_rows(p.x, idx), take_rows(p.y, idx), take_rows(target, idx), take_rows(p.clean_logits, idx),
+           {}};
     for (int64_t i : idx) r.eps.push_back(p.eps[i]);
     APGDRun res = attack_any(r, gen);
     std::vector<uint8_t> fooled = res.fooled.to_vector<uint8_t>();

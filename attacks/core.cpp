@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "autograd/ops.h"
@@ -235,13 +236,30 @@ Tensor random_in_ball(const Tensor& like, const std::vector<double>& eps, Norm p
 
 Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx) {
   if (!t.defined()) return t;
-  Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) return ops::index_select(t, index.to(t.device()));
+  const auto m = static_cast<int64_t>(idx.size());
+  Tensor index = Tensor::from_vector<int64_t>(idx, {m});
+  if (is_floating(t.dtype())) return ops::index_select(t, index.to(t.device()));
+  // Integer rows (labels, targets; index_select takes floats): gathered on the host, so that a
+  // device tensor costs one copy each way rather than one per row.
+  const Tensor host = t.to(Device::cpu());  // contiguous, as every tensor
   Shape s = t.shape();
-  s[0] = static_cast<int64_t>(idx.size());
-  Tensor out(s, t.dtype(), t.device());
-  for (size_t j = 0; j < idx.size(); ++j) out.select(static_cast<int64_t>(j)).copy_(t.select(idx[j]));
-  return out;
+  s[0] = m;
+  Tensor out(s, t.dtype(), Device::cpu());
+  const size_t row_bytes = size_t(host.numel() / std::max<int64_t>(host.size(0), 1)) * dtype_size(t.dtype());
+  for (int64_t j = 0; j < m; ++j)
+    std::memcpy(static_cast<char*>(out.raw_data()) + size_t(j) * row_bytes,
+                static_cast<const char*>(host.raw_data()) + size_t(idx[size_t(j)]) * row_bytes, row_bytes);
+  return out.to(t.device());
+}
+
+Tensor put_rows(const Tensor& dst, const std::vector<int64_t>& idx, const Tensor& src) {
+  AFD_CHECK(is_floating(dst.dtype()) && src.dtype() == dst.dtype() && src.size(0) == int64_t(idx.size()),
+            "put_rows: {} rows of {} into {}", idx.size(), src.str(), dst.str());
+  Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())}).to(dst.device());
+  std::vector<double> chosen(size_t(dst.size(0)), 0.0);
+  for (int64_t i : idx) chosen[size_t(i)] = 1;
+  // Row idx[j] of the sum is src's row j alone (distinct idx); the mask keeps dst elsewhere.
+  return ops::where(as_rows(chosen, dst), ops::index_add(dst.shape(), index, src), dst);
 }
 
 }  // namespace afd::attacks

@@ -65,6 +65,9 @@ Tensor random_in_ball(const Tensor& like, const std::vector<double>& eps, Norm p
 
 // Rows `idx` of t (any dtype, any device; a new tensor).
 Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx);
+// dst with its rows idx[j] replaced by src's row j (floating tensors, distinct idx; a new tensor):
+// a few whole-tensor ops instead of a copy per row.
+Tensor put_rows(const Tensor& dst, const std::vector<int64_t>& idx, const Tensor& src);
 
 // ---- host helpers for row algorithms that sort (top-k, projections) --------------------------
 // Row-major f64 copy of x on the CPU, and back into a tensor of `like`'s dtype and device.

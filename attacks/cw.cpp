@@ -89,7 +89,9 @@ Tensor CarliniWagnerL2::run(const Problem& p, Generator&) {
     for (int step = 0; step < config_.steps; ++step) {
       // loss = sum_i c_i max(0, m_i + kappa) + sum_i ||x(w0 + delta_i) - x(w0_i)||^2
       Tensor x_adv, logits;
-      double loss_value;
+      // Read on the host (a device sync on a GPU) only on the steps where abort-early looks at it.
+      const bool check = config_.abort_early && step % check_every == 0;
+      double loss_value = 0;
       Tensor g;
       {
         GradModeGuard grad_on(true);
@@ -103,13 +105,13 @@ Tensor CarliniWagnerL2::run(const Problem& p, Generator&) {
         Var diff = sub(xa, Var(x_rec));
         Var loss = add(sum(mul(hinge, Var(c_t))), sum(mul(diff, diff)));
         g = afd::grad({loss}, {d})[0].data();
-        loss_value = loss.item();
+        if (check) loss_value = loss.item();
         x_adv = xa.data();
         logits = z.data();
       }
       delta = ops::sub(delta, adam.step(g));
 
-      if (config_.abort_early && step % check_every == 0) {
+      if (check) {
         if (!(loss_value <= options_.abort_threshold * prev)) break;  // no progress in a tenth of the steps
         prev = loss_value;
       }

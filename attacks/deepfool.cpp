@@ -16,11 +16,6 @@ namespace afd::attacks {
 
 namespace {
 
-Tensor rows_of(const Tensor& t, const std::vector<int64_t>& idx) {
-  Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-  return ops::index_select(t, index.to(t.device()));
-}
-
 // a where mask_j, else b (rows).
 Tensor where_rows(const std::vector<uint8_t>& mask, const Tensor& a, const Tensor& b) {
   std::vector<double> m(mask.begin(), mask.end());
@@ -73,7 +68,7 @@ Tensor DeepFool::run(const Problem& p, Generator&) {
   for (int step = 0; step < config_.steps && !active.empty(); ++step) {
     const int64_t m = static_cast<int64_t>(active.size());
     const bool everyone = m == n;
-    Tensor xa = everyone ? x : rows_of(x, active);
+    Tensor xa = everyone ? x : take_rows(x, active);
 
     GradModeGuard grad_on(true);
     Var xv(xa, /*requires_grad=*/true);
@@ -125,17 +120,15 @@ Tensor DeepFool::run(const Problem& p, Generator&) {
       for (int64_t j = 0; j < m; ++j) scale[j] = (best_d[j] + 1e-4) / (w_norm[j] + 1e-8);
       r = ops::mul(w, as_rows(scale, w));
     }
-    Tensor total = ops::add(everyone ? r_total : rows_of(r_total, active), r);
-    Tensor x0a = everyone ? x0 : rows_of(x0, active);
+    Tensor total = ops::add(everyone ? r_total : take_rows(r_total, active), r);
+    Tensor x0a = everyone ? x0 : take_rows(x0, active);
     Tensor moved = where_rows(adv, xa, clip_box(ops::add(x0a, ops::mul_scalar(total, 1 + config_.overshoot))));
     if (everyone) {
       r_total = total;
       x = moved;
     } else {
-      for (int64_t j = 0; j < m; ++j) {
-        r_total.select(active[j]).copy_(total.select(j));
-        x.select(active[j]).copy_(moved.select(j));
-      }
+      r_total = put_rows(r_total, active, total);
+      x = put_rows(x, active, moved);
     }
     std::vector<int64_t> still;
     for (int64_t j = 0; j < m; ++j)

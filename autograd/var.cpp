@@ -236,7 +236,7 @@ Var seed_for(const Var& out, const Tensor& seed, const char* api) {
               shape_str(out.shape()));
     return Var(Tensor::ones(out.shape(), out.dtype(), out.device()));
   }
-  AFD_CHECK(seed.shape() == out.shape() && seed.dtype() == out.dtype(),
+  AFD_CHECK(seed.shape() == out.shape() && seed.dtype() == out.dtype() && seed.device() == out.device(),
             "{}: seed {} does not match output {}", api, seed.str(), out.data().str());
   return Var(seed);
 }

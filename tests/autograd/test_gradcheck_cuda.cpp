@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/autograd/gradcheck_cases.h"
+#include "tests/support/checks.h"
 
 using namespace afd;
 using afd::testing::all_cases;
@@ -75,4 +76,14 @@ TEST_F(GradcheckCuda, DoubleBackwardOfTanhMatmul) {
   EXPECT_TRUE(first.ok) << first.message;
   GradcheckResult second = gradgradcheck(f, on_cuda(inputs));
   EXPECT_TRUE(second.ok) << second.message;
+}
+
+// A seed gradient on another device than the output is refused by name, for backward() and grad()
+// (a CPU seed would otherwise become a CUDA leaf's .grad, or fail deep inside a backward op).
+TEST_F(GradcheckCuda, ASeedOnAnotherDeviceIsRefused) {
+  Var x(Tensor::ones({2, 3}, DType::f64, kCuda), /*requires_grad=*/true);
+  Var y = tanh(x);
+  const Tensor cpu_seed = Tensor::ones({2, 3}, DType::f64);
+  afd::testing::expect_error([&] { y.backward(cpu_seed, /*retain_graph=*/true); }, "does not match output");
+  afd::testing::expect_error([&] { grad({y}, {x}, {cpu_seed}); }, "does not match output");
 }
