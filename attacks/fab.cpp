@@ -259,19 +259,6 @@ std::vector<int64_t> argmax_rows(const Tensor& logits) {
   return ops::argmax(logits, 1).to(Device::cpu()).to_vector<int64_t>();
 }
 
-// Rows idx of t (float or i64 tensors; undefined stays undefined).
-Tensor rows_of(const Tensor& t, const std::vector<int64_t>& idx) {
-  if (!t.defined()) return t;
-  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) {
-    Tensor index = Tensor::from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
-    return ops::index_select(t, index.to(t.device()));
-  }
-  AFD_CHECK(t.dtype() == DType::i64 && t.dim() == 1, "fab: expected labels i64 [n], got {}", t.str());
-  std::vector<int64_t> all = t.to(Device::cpu()).to_vector<int64_t>(), out;
-  for (int64_t i : idx) out.push_back(all[i]);
-  return Tensor::from_vector<int64_t>(out, {static_cast<int64_t>(out.size())}).to(t.device());
-}
-
 // The logits [n, K] at x and the input gradients FAB needs, from one forward and one input-only
 // backward per hyperplane: FAB-T (target given) the gradient of z_t - z_y; untargeted the gradient
 // of every logit z_k (the rows of the Jacobian, K backwards).
@@ -514,10 +501,10 @@ Tensor FAB::run(const Problem& p, Generator& gen) {
       for (int64_t i = 0; i < n; ++i)
         if (!done[i]) idx.push_back(i);
       if (idx.empty()) return out;
-      Tensor xs = rows_of(p.x, idx);
+      Tensor xs = take_rows(p.x, idx);
       std::vector<double> eps;
       for (int64_t i : idx) eps.push_back(p.eps[i]);
-      FABRun res = single_run(*p.model, xs, rows_of(p.y, idx), rows_of(target, idx), eps, r > 0, &gen);
+      FABRun res = single_run(*p.model, xs, take_rows(p.y, idx), take_rows(target, idx), eps, r > 0, &gen);
       // Accepted: misclassified AND within eps (FAB itself is not bounded by eps).
       std::vector<int64_t> adv_pred = argmax_rows(logits_of(*p.model, res.x_adv));
       std::vector<double> norms = host_rows(row_norms(ops::sub(res.x_adv, xs), config_.norm));
