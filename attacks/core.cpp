@@ -237,8 +237,7 @@ Tensor random_in_ball(const Tensor& like, const std::vector<double>& eps, Norm p
 Tensor take_rows(const Tensor& t, const std::vector<int64_t>& idx) {
   if (!t.defined()) return t;
   const auto m = static_cast<int64_t>(idx.size());
-  Tensor index = Tensor::from_vector<int64_t>(idx, {m});
-  if (is_floating(t.dtype())) return ops::index_select(t, index.to(t.device()));
+  if (is_floating(t.dtype())) return ops::index_select(t, Tensor::from_vector<int64_t>(idx, {m}).to(t.device()));
   // Integer rows (labels, targets; index_select takes floats): gathered on the host, so that a
   // device tensor costs one copy each way rather than one per row.
   const Tensor host = t.to(Device::cpu());  // contiguous, as every tensor

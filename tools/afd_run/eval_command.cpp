@@ -168,9 +168,6 @@ struct TransferSet {
   double seconds = 0;
 };
 
-// The images in a model's dtype: the data is f32, a float64 run's weights f64.
-Tensor in_dtype(const Tensor& x, DType dtype) { return x.dtype() == dtype ? x : x.to(dtype); }
-
 TransferSet craft_transfer(nn::UnaryModule& source, const std::string& attack, const attacks::AttackConfig& cfg,
                            const std::vector<double>& grid, const Tensor& x, const Tensor& y, attacks::EvalOptions eo) {
   const auto start = clock_type::now();
@@ -389,7 +386,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         io.err << fmt::format("afd_run eval: black-box source {} / {} on {} points\n", source.name, attack, count);
         const TransferSet& t =
             sources.back().transfer.emplace_back(
-                craft_transfer(*source.model, attack, cfg, eps_grid(attack), in_dtype(x, source.config.dtype), y, eo));
+                craft_transfer(*source.model, attack, cfg, eps_grid(attack), x.to(source.config.dtype), y, eo));
         sj["attacks"].push_back(json{{"attack", attack}, {"config", attack_config_json(cfg)}, {"eps", t.eps},
                                      {"source_robust_acc", t.source_robust_acc}, {"seconds", t.seconds}});
       }
@@ -409,7 +406,9 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     if (lm.config.method == train::Method::at || lm.config.method == train::Method::afd)
       mj["train_attack"] = lm.config.attack;  // not "unseen" in the claims (eval_report.cpp)
     const std::string key = fmt::format("m{}", m);  // per_sample.safetensors names
-    const Tensor xm = in_dtype(x, lm.config.dtype);   // the points in the model's dtype (f64 runs)
+    // The points in the model's dtype: the data is f32, a float64 run's weights f64 (to() returns x
+    // itself when they agree).
+    const Tensor xm = x.to(lm.config.dtype);
     const std::vector<uint8_t> clean_ok = correct_flags(*lm.model, xm, labels, eo.batch_size);
     double clean = mean_of(clean_ok);
     std::vector<int64_t> clean_rows;  // the points attacks run on
@@ -562,7 +561,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
         std::vector<double> acc;
         std::vector<std::vector<uint8_t>> robust;
         for (const Tensor& x_adv : t.x_adv) {
-          std::vector<uint8_t> ok = correct_flags(*lm.model, in_dtype(x_adv, lm.config.dtype), labels, eo.batch_size);
+          std::vector<uint8_t> ok = correct_flags(*lm.model, x_adv.to(lm.config.dtype), labels, eo.batch_size);
           for (size_t i = 0; i < ok.size(); ++i) ok[i] = ok[i] && clean_ok[i];
           acc.push_back(mean_of(ok));
           robust.push_back(std::move(ok));
@@ -612,7 +611,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
                                  opt.get_int("count") > 0 ? fmt::format("--count {}, test split of {}", opt.get_int("count"), test.size())
                                                           : "the whole test split"));
   auto [x_data, y] = as_tensors(test, count, device);
-  const Tensor x = in_dtype(x_data, lm.config.dtype);
+  const Tensor x = x_data.to(lm.config.dtype);  // in the model's dtype (a float64 run's weights are f64)
   write_text((fs::path(out) / "resolved.flags").string(),
              opt.resolved_flagfile("# afd_run attack, fully resolved; rerun: afd_run attack --flagfile " + out +
                                    "/resolved.flags\n"));
