@@ -2,13 +2,12 @@
 // --flagfile lines, every value type with its bounds and choices) on arbitrary text. Any input must
 // give either assignments or a UsageError naming the file and line, never a crash or a hang.
 // A small table with one flag of each type stands in for afd_run's (the parser is the same).
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "fuzz/scratch_file.h"
 #include "tools/afd_run/flags.h"
 
 using namespace afd::cli;
@@ -46,15 +45,12 @@ std::vector<Flag> table() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/afd_fuzz_flagfile_" + std::to_string(::getpid());
+  static const afd::fuzz::ScratchFile file("afd_fuzz_flagfile");
   static const std::vector<Flag> flags = table();
   static const FlagSet set(flags, kTrain);
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return 0;
-  if (size > 0) std::fwrite(data, 1, size, f);
-  std::fclose(f);
+  if (!file.write(data, size)) return 0;
   try {
-    std::vector<Assignment> got = set.read_flagfile(path);
+    std::vector<Assignment> got = set.read_flagfile(file.path());
     for (const Assignment& a : got) (void)a.value.size();
   } catch (const UsageError&) {
   }

@@ -25,6 +25,15 @@ set -euo pipefail
 die() { echo "fetch_data: error: $*" >&2; exit 1; }
 note() { echo "fetch_data: $*" >&2; }
 
+# make_work: sets the caller's `work` to a fresh scratch folder, removed when the script exits,
+# after a die too (a RETURN trap would not run there).
+scratch=()
+trap 'rm -rf "${scratch[@]}"' EXIT
+make_work() {
+  work=$(mktemp -d)
+  scratch+=("$work")
+}
+
 # ---- checksums (the official ones; see docs/data.md) ------------------------------------------------
 declare -A MNIST_MD5=(
   [train-images-idx3-ubyte]=6bbc9ace898e44ae57da46a324031adb
@@ -97,8 +106,7 @@ fetch_mnist() {
   local dest=$1 from=$2
   if all_verified "$dest" MNIST_MD5; then note "mnist: $dest already holds the four verified files"; return; fi
   local work
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  make_work
   if [[ -n "$from" ]]; then
     [[ -d "$from" ]] || die "$from: folder does not exist (expected the official MNIST files there)"
     if all_verified "$from" MNIST_MD5 || [[ -f "$from/train-images-idx3-ubyte" ]]; then
@@ -130,8 +138,7 @@ fetch_cifar10() {
   local dest=$1 from=$2
   if all_verified "$dest" CIFAR10_MD5; then note "cifar10: $dest already holds the six verified files"; return; fi
   local work
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  make_work
   local tgz="$work/cifar-10-binary.tar.gz"
   if [[ -n "$from" ]]; then
     [[ -d "$from" ]] || die "$from: folder does not exist (expected cifar-10-binary.tar.gz or the .bin files there)"
@@ -173,8 +180,7 @@ fetch_archive() {
   if [[ -f "$dest/$marker" ]]; then note "$name: $dest already holds $marker; delete it to fetch again"; return; fi
   [[ ! -e "$dest" ]] || die "$dest exists but holds no $marker (an incomplete copy?); remove it and fetch again"
   local work
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  make_work
   local path="$work/$archive" src
   if [[ -n "$from" ]]; then
     [[ -d "$from" ]] || die "$from: folder does not exist (expected $archive or an extracted $inner there)"

@@ -22,6 +22,7 @@
 #include "afd/data/synthetic.h"
 #include "nn/safetensors.h"
 #include "tests/support/safetensors_checks.h"
+#include "tests/support/scratch.h"
 
 namespace afd {
 namespace {
@@ -56,6 +57,7 @@ fs::path tiny_mnist(int64_t n = 80) {
     data::write_idx_labels((d / "t10k-labels-idx1-ubyte").string(), labels(16));
     return d;
   }();
+  testing::remove_at_exit(dir);
   return made[n] = dir;
 }
 

@@ -23,6 +23,7 @@
 #include "tensor/backend.h"
 #include "tests/train/tiny_run.h"
 #include "tests/support/checks.h"
+#include "tests/support/scratch.h"
 
 extern char** environ;
 
@@ -102,6 +103,7 @@ struct Reference {
 const Reference& reference() {
   static const Reference r = [] {
     Reference ref{temp_dir("faults_reference"), 0, 0, 0};
+    testing::remove_at_exit(ref.dir);
     auto start = std::chrono::steady_clock::now();
     Trainer t(tiny_config(Method::afd, ref.dir), train_set());
     t.fit();
