@@ -50,6 +50,7 @@ std::string find_idx(const std::string& dir, const std::string& name) {
 }
 
 std::vector<std::string> read_lines(const fs::path& path) {
+  require_regular_file(path.string());
   std::vector<std::string> lines;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
@@ -116,7 +117,6 @@ Dataset load_cifar10(const std::string& dir, Split split) {
                                    "missing {}",
                                    dir, present.size(), names.size(), fmt::join(present, ", "), d.images.size(0),
                                    fmt::join(missing, ", "));
-    fmt::print(stderr, "note: {}\n", note);
     d.notes.push_back(note);
   }
   fs::path meta = fs::path(dir) / "batches.meta.txt";

@@ -8,8 +8,8 @@
 //
 // Files are found by their official names (specs/formats.md); IDX files may also end in ".gz".
 // A missing folder or file is an error naming what was expected. A CIFAR-10 folder with only some
-// of the five training batches loads the batches that are there and says so in `notes` (and on
-// stderr).
+// of the five training batches loads the batches that are there and says so in `notes` (the
+// caller shows them: afd_run prints them on stderr).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "tensor/error.h"
@@ -62,7 +63,16 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& packed, const std::strin
 
 }  // namespace
 
+void require_regular_file(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::file_status st = std::filesystem::status(path, ec);
+  AFD_CHECK(std::filesystem::exists(st), "{}: cannot open file (expected a readable dataset file)", path);
+  AFD_CHECK(std::filesystem::is_regular_file(st), "{}: not a regular file (it is a {})", path,
+            std::filesystem::is_directory(st) ? "folder" : "device, socket or pipe");
+}
+
 std::vector<uint8_t> read_file(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   AFD_CHECK(in.good(), "{}: cannot open file (expected a readable dataset file)", path);
   in.seekg(0, std::ios::end);

@@ -22,8 +22,12 @@
 
 namespace afd::data {
 
+// Throws unless `path` names a regular file (after symlinks): a folder or a device where a dataset
+// file belongs would otherwise read as garbage, an endless stream or a size of 2^63.
+void require_regular_file(const std::string& path);
+
 // The whole file, gunzipped when it starts with the gzip magic. Throws when the file is missing,
-// unreadable or a corrupt/truncated gzip stream.
+// not a regular file, unreadable or a corrupt/truncated gzip stream.
 std::vector<uint8_t> read_file(const std::string& path);
 
 // ---- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------------

@@ -31,6 +31,7 @@ struct TextLine {
 
 // The non-blank lines of a text file, without trailing '\r' or spaces.
 std::vector<TextLine> read_text_lines(const fs::path& path) {
+  require_regular_file(path.string());
   std::ifstream in(path);
   AFD_CHECK(in.good(), "{}: cannot open file", path.string());
   std::vector<TextLine> lines;

@@ -238,6 +238,9 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   expect_one_line(run_cli({"train", "--attack", "pgd"}), 2, {"--attack: 'pgd' is not one of", "pgd-linf"});
   expect_one_line(run_cli({"train", "--device", "gpu0"}), 2, {"--device: 'gpu0' is not one of cpu, cuda, cuda:N"});
   expect_one_line(run_cli({"train", "--milestones", "80,50"}), 2, {"milestones must increase"});
+  // An eps grid out of order gave a wrong AUC and a zig-zag curve; a repeated eps, two entries.
+  expect_one_line(run_cli({"eval", "--eps", "0,0.03,0.01"}), 2, {"--eps: must increase, got 0.01 after 0.03"});
+  expect_one_line(run_cli({"eval", "--eps", "0.1,0.1"}), 2, {"--eps: must increase, got 0.1 after 0.1"});
   expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
   // A width the model would ignore.
   expect_one_line(run_cli({"train", "--model", "small-cnn", "--width", "4"}), 2,
@@ -266,6 +269,35 @@ TEST(CliErrors, MissingDataDirectoryNamesTheFetchCommand) {
   expect_one_line(run_cli({"train", "--data-dir", dir / "empty", "--out", dir / "out2"}), 1,
                   {"--data-dir " + dir / "empty", "train-images-idx3-ubyte", "--fetch"});
   expect_one_line(run_cli({"data", "--data-dir", dir / "nothing"}), 1, {"no such folder", "--fetch"});
+}
+
+TEST(CliErrors, DataOnAPartialCifar10Set) {
+  // The CIFAR-10 reader takes some of the five training batches (tools/fetch_data.sh installs such
+  // sets): their absence is reported, not counted as a failure; a missing test batch is one.
+  TempDir dir;
+  fs::create_directories(dir / "c10");
+  data::write_cifar(dir / "c10/data_batch_1.bin", data::CifarKind::cifar10, {1, 2});
+  data::write_cifar(dir / "c10/test_batch.bin", data::CifarKind::cifar10, {3});
+  Result d = run_cli({"data", "--dataset", "cifar10", "--data-dir", dir / "c10"});
+  EXPECT_EQ(d.code, 1);  // synthetic files: MISMATCH
+  EXPECT_NE(d.out.find("data_batch_2.bin             missing (a partial training set)"), std::string::npos) << d.out;
+  const size_t first = d.out.find("training set is partial");
+  ASSERT_NE(first, std::string::npos) << d.out;
+  EXPECT_EQ(d.out.find("training set is partial", first + 1), std::string::npos) << "the note twice:\n" << d.out;
+  EXPECT_NE(d.err.find("fetch again: afd_run data --dataset cifar10 --fetch --data-dir " + dir / "c10"), std::string::npos)
+      << d.err;
+  fs::remove(dir / "c10/test_batch.bin");
+  Result t = run_cli({"data", "--dataset", "cifar10", "--data-dir", dir / "c10", "--no-describe"});
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.out.find("test_batch.bin               missing\n"), std::string::npos) << t.out;
+}
+
+TEST(CliErrors, AMissingCheckpointIsNamedBeforeTheData) {
+  // Before: "cannot load the mnist test split" (the dataset comes from the checkpoint's config).
+  TempDir dir;
+  for (const char* command : {"eval", "attack"})
+    expect_one_line(run_cli({command, "--checkpoint", dir / "nope", "--data-dir", dir / "nothing", "--out", dir / command}),
+                    1, {"--checkpoint " + dir / "nope", "does not exist"});
 }
 
 TEST(CliErrors, UnwritableOutputDirectory) {
@@ -356,6 +388,18 @@ TEST(CliHelp, EvalPresetsAreThePapers) {
   EXPECT_DOUBLE_EQ(c.config.step_for(8.0 / 255), 2.0 / 255);
   EXPECT_EQ(eval_preset("cw-l2", "mnist").eps, (std::vector<double>{0, 1, 2, 5}));
   EXPECT_EQ(eval_preset("autoattack", "mnist").eps, (std::vector<double>{0.3}));
+  // afd_run attack's one eps: Table 1's budget in the attack's own norm (it was the Linf budget for
+  // every attack: pgd-l2 on CIFAR ran at an L2 eps of 8/255).
+  EXPECT_DOUBLE_EQ(eval_preset("pgd-linf", "mnist").config.eps, 0.3);
+  EXPECT_DOUBLE_EQ(eval_preset("apgd-ce", "cifar10").config.eps, 8.0 / 255);
+  EXPECT_DOUBLE_EQ(eval_preset("fgsm", "tiny-imagenet").config.eps, 0.015);
+  EXPECT_DOUBLE_EQ(eval_preset("pgd-linf", "tiny-imagenet-32").config.eps, 0.015);
+  for (const char* l2 : {"pgd-l2", "mim-l2", "ddn", "deepfool-l2", "cw-l2"}) {
+    EXPECT_EQ(eval_preset(l2, "cifar10").config.norm, afd::attacks::Norm::l2) << l2;
+    EXPECT_DOUBLE_EQ(eval_preset(l2, "cifar10").config.eps, 1.0) << l2;
+    EXPECT_DOUBLE_EQ(eval_preset(l2, "mnist").config.eps, 1.0) << l2;
+  }
+  for (const char* l1 : {"pgd-l1", "sparse-l1"}) EXPECT_DOUBLE_EQ(eval_preset(l1, "mnist").config.eps, 10.0) << l1;
   EXPECT_DOUBLE_EQ(curve_auc({0, 1, 2}, {1, 0.5, 0}), 0.5);
   auto [m, s] = mean_std({1, 2, 3});
   EXPECT_DOUBLE_EQ(m, 2);
@@ -531,6 +575,15 @@ TEST(CliRun, EvalAttackAndData) {
   SafetensorsFile adv = read_safetensors((dir / "atk/x_adv.safetensors"));
   EXPECT_EQ(adv.get("x_adv").shape(), (Shape{20, 1, 28, 28}));
   EXPECT_EQ(adv.get("norms").shape(), (Shape{20}));
+  EXPECT_EQ(aj["success_within"], "eps");
+  // A minimal-norm attack's successes are at any norm; robust accuracy clips them to eps: both said.
+  Result m = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "deepfool-l2", "--attack-steps", "5",
+                      "--count", "4", "--save-adv", "--data-dir", dir / "mnist", "--out", dir / "atk_df", "--progress", "none"});
+  ASSERT_EQ(m.code, 0) << m.err;
+  EXPECT_NE(m.out.find("robust at eps 1 "), std::string::npos) << m.out;  // L2 budget, not MNIST's Linf 0.3
+  EXPECT_NE(m.out.find("at any norm (minimal-norm attack; robust accuracy clips to eps)"), std::string::npos) << m.out;
+  EXPECT_EQ(json::parse(read_text(dir / "atk_df/attack.json"))["success_within"], "any norm (minimal-norm attack)");
+  EXPECT_EQ(read_safetensors(dir / "atk_df/x_adv.safetensors").metadata.count("x_adv"), 1u);
 
   Result d = run_cli({"data", "--data-dir", dir / "mnist", "--no-verify"});
   EXPECT_EQ(d.code, 0) << d.err;

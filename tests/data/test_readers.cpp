@@ -161,6 +161,21 @@ TEST(IdxCorrupt, UnreadableFile) {
   expect_error([&] { read_file("/nonexistent/file"); }, "/nonexistent/file: cannot open file");
 }
 
+TEST(IdxCorrupt, AFolderOrDeviceWhereAFileBelongs) {
+  // Before: a folder read as a file of 2^63 bytes (std::bad_alloc naming nothing), a device as an
+  // endless stream.
+  TempDir dir;
+  std::filesystem::create_directories(dir / "train-images-idx3-ubyte");
+  write_idx_labels(dir / "train-labels-idx1-ubyte", {1, 2});
+  expect_error([&] { load_mnist(dir.str(), Split::train); }, "train-images-idx3-ubyte: not a regular file (it is a folder)");
+  expect_error([&] { read_file("/dev/zero"); }, "/dev/zero: not a regular file (it is a device, socket or pipe)");
+  std::filesystem::create_directories(dir / "c10/data_batch_1.bin");
+  expect_error([&] { load_cifar10(dir / "c10", Split::train); }, "data_batch_1.bin: not a regular file");
+  write_cifar(dir / "c10/test_batch.bin", CifarKind::cifar10, {1});
+  std::filesystem::create_directories(dir / "c10/batches.meta.txt");  // optional, but not as a folder
+  expect_error([&] { load_cifar10(dir / "c10", Split::test); }, "batches.meta.txt: not a regular file");
+}
+
 TEST(IdxCorrupt, TruncatedGzip) {
   TempDir dir;
   write_idx_images(dir / "images.gz", 20, 28, 28, /*gzip=*/true);

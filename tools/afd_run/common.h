@@ -42,8 +42,9 @@ Device setup_device(const Options& opt);
 std::string default_data_dir(const std::string& dataset);
 // The command that fetches a dataset ("afd_run data --dataset D --fetch" or what to do by hand).
 std::string fetch_hint(const std::string& dataset, const std::string& dir);
-// Loads one split; a missing folder or file is a RunError naming it and the fetch command.
-data::Dataset load_split(const std::string& dataset, const std::string& dir, data::Split split);
+// Loads one split; a missing folder or file is a RunError naming it and the fetch command. The
+// loader's notes (a partial CIFAR-10 set) go to stderr unless the caller shows them itself.
+data::Dataset load_split(const std::string& dataset, const std::string& dir, data::Split split, bool print_notes = true);
 // Rows [begin, end) of a dataset (views, no copy).
 data::Dataset rows(const data::Dataset& d, int64_t begin, int64_t end, const std::string& name);
 
@@ -60,6 +61,9 @@ struct LoadedModel {
   train::TrainConfig config;
   std::shared_ptr<nn::Classifier> model;
 };
+// The model file of a checkpoint folder (its model.safetensors) or the file itself; a RunError
+// naming `flag` when there is none.
+std::string checkpoint_model_file(const std::string& checkpoint, const std::string& flag);
 LoadedModel load_model(const std::string& checkpoint, const std::string& model_override, int64_t width_override,
                        const data::Dataset& test, Device device);
 

@@ -322,6 +322,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   const Device device = setup_device(opt);
   const std::string out = opt.get("out");
   prepare_out_dir(out, "--out");
+  for (const std::string& c : checkpoints) checkpoint_model_file(c, "--checkpoint");  // all there before any work
+  for (const std::string& c : opt.get_list("source-checkpoint")) checkpoint_model_file(c, "--source-checkpoint");
 
   const std::string dataset_of_first = checkpoint_dataset(checkpoints[0]);
   const data::Dataset test = test_split(opt, dataset_of_first);
@@ -599,6 +601,7 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   const Device device = setup_device(opt);
   const std::string out = opt.get("out");
   prepare_out_dir(out, "--out");
+  checkpoint_model_file(checkpoint, "--checkpoint");  // before the data, whose name it holds
   const std::string ck_dataset = checkpoint_dataset(checkpoint);
   const data::Dataset test = test_split(opt, ck_dataset);
   const std::string dataset = opt.get("dataset").empty() ? (ck_dataset.empty() ? "mnist" : ck_dataset) : opt.get("dataset");
@@ -696,6 +699,9 @@ int attack_command(const std::vector<std::string>& args, Io io) {
          {"clean_acc", double(clean_correct) / double(count)},
          {"robust_acc", double(robust) / double(count)},
          {"success_rate", clean_correct ? number(double(fooled) / double(clean_correct)) : json(nullptr)},
+         // Minimal-norm attacks search without a budget: their successes and norms are of the points
+         // found, while robust_acc (and the picture) clip those points into the eps-ball.
+         {"success_within", atk->minimal_norm() ? "any norm (minimal-norm attack)" : "eps"},
          {"success_norms",
           {{"norm", attacks::norm_name(cfg.norm)}, {"count", fooled_norms.size()}, {"mean", number(mean_norm)},
            {"median", number(q(0.5))}, {"min", number(q(0))}, {"max", number(q(1))}}},
@@ -703,8 +709,12 @@ int attack_command(const std::vector<std::string>& args, Io io) {
          {"cpu_seconds", cpu_seconds() - cpu_start}};
   if (save) {
     const std::string path = (fs::path(out) / "x_adv.safetensors").string();
+    std::map<std::string, std::string> meta{{"attack", attack}, {"config", attack_config_json(cfg).dump()}, {"checkpoint", lm.path}};
+    if (atk->minimal_norm())
+      meta["x_adv"] = "the points found by the minimal-norm attack, not clipped to eps (robust_acc evaluates "
+                      "x + clip_eps(x_adv - x)); success and norms are theirs";
     write_safetensors(path, {{"x_adv", all_adv}, {"labels", y.to(Device::cpu())}, {"success", all_success}, {"norms", all_norms}},
-                      {{"attack", attack}, {"config", attack_config_json(cfg).dump()}, {"checkpoint", lm.path}});
+                      meta);
     j["x_adv"] = path;
   }
   if (n_images > 0) {
@@ -737,10 +747,11 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   }
   write_text((fs::path(out) / "attack.json").string(), j.dump(2) + "\n");
   io.out << fmt::format(
-      "{} on {} ({} {} points): clean {}%, robust at eps {} {}%, success {}% of the clean-correct; {} norms of the "
+      "{} on {} ({} {} points): clean {}%, robust at eps {} {}%, success {}% of the clean-correct{}; {} norms of the "
       "successes: median {}, mean {}, max {}; {} ({:.1f} points/s)\n",
       attack, lm.name, dataset, count, percent(double(clean_correct) / double(count)), format_real(cfg.eps),
       percent(double(robust) / double(count)), clean_correct ? percent(double(fooled) / double(clean_correct)) : "-",
+      atk->minimal_norm() ? " at any norm (minimal-norm attack; robust accuracy clips to eps)" : "",
       attacks::norm_name(cfg.norm), fmt::format("{:.4g}", q(0.5)), fmt::format("{:.4g}", mean_norm),
       fmt::format("{:.4g}", q(1)), duration(secs), double(count) / std::max(secs, 1e-9));
   if (n_images > 0) io.out << fmt::format("{} points drawn to {}\n", n_images, j["images"]["path"].get<std::string>());

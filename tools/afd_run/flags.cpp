@@ -193,9 +193,15 @@ void FlagSet::check(const Flag& flag, const std::string& value, const std::strin
       case FlagType::int_list:
         for (int64_t v : parse_int_list(flag.name, value)) in_range(double(v), std::to_string(v));
         break;
-      case FlagType::real_list:
-        for (double v : parse_real_list(flag.name, value)) in_range(v, format_real(v));
+      case FlagType::real_list: {
+        const std::vector<double> v = parse_real_list(flag.name, value);
+        for (size_t i = 0; i < v.size(); ++i) {
+          in_range(v[i], format_real(v[i]));
+          if (flag.increasing && i > 0 && !(v[i] > v[i - 1]))
+            throw UsageError(fmt::format("{}: must increase, got {} after {}", at, format_real(v[i]), format_real(v[i - 1])));
+        }
         break;
+      }
       case FlagType::choice: {
         const std::vector<std::string> allowed = flag.allowed();
         if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {

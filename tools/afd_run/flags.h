@@ -51,6 +51,7 @@ struct Flag {
   std::function<std::vector<std::string>()> choices_fn;  // e.g. the attack registry's names
   std::optional<double> min, max;            // inclusive bounds of numbers (and of list elements)
   bool min_exclusive = false;                // min is a strict bound (> instead of >=)
+  bool increasing = false;                   // a list's elements must strictly increase
   bool resolved = true;  // written into resolved.flags (false: --flagfile, --resume, --help, ...)
   // Flags that mirror a field of TrainConfig (train) or of the attacks::AttackConfig of the
   // training or evaluation attack: read the default from the preset's struct, write the value back.
