@@ -146,8 +146,9 @@ std::string try_command(const Command& c) {
     const fs::path script = kSource / w[1];
     EXPECT_TRUE(fs::exists(script)) << c.where << ": " << w[1] << " does not exist";
     EXPECT_EQ(std::system(("bash -n '" + script.string() + "'").c_str()), 0) << c.where << ": " << w[1] << " does not parse";
-    if (w[1] == "tools/fetch_data.sh" && w.size() >= 3)  // the dataset is one the script knows
+    if (w[1] == "tools/fetch_data.sh" && w.size() >= 3) {  // the dataset is one the script knows
       EXPECT_NE(read_text(script).find(w[2]), std::string::npos) << c.where << ": fetch_data.sh knows no " << w[2];
+    }
     if (w[1] == "tools/main_job.sh") {
       // Its two trainings, from its own flagfiles, made tiny: the checkpoints that the commands
       // after it in the README use (runs/main_job/afd_wgan, runs/main_job/at).
