@@ -1436,8 +1436,26 @@ TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
   EXPECT_NE(err.find("checkpoint written to"), std::string::npos) << err;
   ASSERT_TRUE(fs::exists(dir / "stopped/checkpoint/trainer.safetensors"));
   EXPECT_FALSE(fs::exists(dir / "stopped/final.json"));
+  // A run killed later than its last checkpoint has logged steps (and epochs) that the resume trains
+  // again: made up here, they must not stay in metrics.jsonl next to the new ones.
+  {
+    std::ofstream m(dir / "stopped/metrics.jsonl", std::ios::app);
+    m << R"({"type":"step","epoch":1,"batch":30,"step":30,"stale":true})" << "\n"
+      << R"({"type":"epoch","epoch":1,"stale":true})" << "\n";
+  }
   ASSERT_EQ(run_binary({"train", "--resume", dir / "stopped", "--progress", "none"}, "", &err), 0) << err;
   EXPECT_NE(err.find("resumed from"), std::string::npos) << err;
+  std::map<int64_t, int> steps, epochs;
+  std::ifstream metrics(dir / "stopped/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    json j = json::parse(line);
+    EXPECT_FALSE(j.contains("stale")) << line;
+    if (j["type"] == "step") ++steps[j["step"].get<int64_t>()];
+    if (j["type"] == "epoch") ++epochs[j["epoch"].get<int64_t>()];
+  }
+  EXPECT_EQ(steps.size(), 64u);  // 2 epochs of 32 batches, each step once
+  for (const auto& [step, n] : steps) EXPECT_EQ(n, 1) << "step " << step;
+  EXPECT_EQ(epochs, (std::map<int64_t, int>{{1, 1}, {2, 1}}));
 
   SafetensorsFile a = read_safetensors(dir / "straight/checkpoint/trainer.safetensors");
   SafetensorsFile b = read_safetensors(dir / "stopped/checkpoint/trainer.safetensors");

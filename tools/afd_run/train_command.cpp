@@ -116,6 +116,26 @@ void lead_append_line(const std::string& path, const std::string& line) {
   if (g_dist.lead) append_line(path, line);
 }
 
+// A run stopped without a checkpoint of its last steps (killed, or --checkpoint-every > 1) logged
+// steps and epochs that its resume trains again: their lines go, so that every step and epoch
+// appears once. Kept: step lines up to the checkpoint's global step, epoch lines up to its epoch
+// (1-based in the file), and lines of other kinds.
+void trim_metrics_to_checkpoint(const fs::path& path, int64_t global_step, int64_t epochs_done) {
+  if (!g_dist.lead || !fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const std::string type = j.is_object() ? j.value("type", "") : "";
+    const bool stale = (type == "step" && j.value("step", int64_t(0)) > global_step) ||
+                       (type == "epoch" && j.value("epoch", int64_t(0)) > epochs_done);
+    if (stale) ++dropped;
+    else kept += line + "\n";
+  }
+  if (dropped > 0) write_text(path.string(), kept);
+}
+
 std::atomic<train::Trainer*> g_trainer{nullptr};
 std::atomic<bool> g_interrupted{false};
 
@@ -264,6 +284,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
       }
     }
     commit();
+    trim_metrics_to_checkpoint(dir / "metrics.jsonl", trainer.global_step(), trainer.epoch());
     io.err << fmt::format("{}resumed from {} at epoch {} batch {} (step {})\n", tag, ckpt.string(), trainer.epoch() + 1,
                           trainer.batch(), trainer.global_step());
   }
