@@ -2,6 +2,14 @@
 // gets (communicator.h).
 #include "afd/dist/communicator.h"
 
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
 #include "tensor/error.h"
 
 namespace afd::dist {
@@ -37,9 +45,80 @@ void DistOptions::validate() const {
 
 std::unique_ptr<Communicator> make_single_process() { return std::make_unique<SingleProcess>(); }
 
+namespace {
+
+namespace fs = std::filesystem;
+
+// The ranks whose marker files <rendezvous>/afd-rank-<r> exist, and the world size each wrote.
+// A file being written is never seen half-written: it is written to a temporary name and renamed.
+std::map<int, int> read_markers(const fs::path& dir) {
+  std::map<int, int> worlds;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string prefix = "afd-rank-";
+    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() ||
+        name.find_first_not_of("0123456789", prefix.size()) != std::string::npos)
+      continue;
+    std::ifstream f(it->path());
+    std::string word;
+    int world = 0;
+    if (f >> word >> world && word == "world-size") worlds[std::stoi(name.substr(prefix.size()))] = world;
+  }
+  return worlds;
+}
+
+}  // namespace
+
+void meet_at_rendezvous(const DistOptions& o) {
+  const fs::path dir(o.rendezvous);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  AFD_CHECK(!ec, "rendezvous {}: cannot create the folder ({})", o.rendezvous, ec.message());
+  const fs::path mine = dir / fmt::format("afd-rank-{}", o.rank);
+  AFD_CHECK(!fs::exists(mine),
+            "rendezvous {}: holds files of an earlier run ({} exists already; or another process was started with "
+            "rank {}): every run needs an empty rendezvous folder, a fresh one for each start",
+            o.rendezvous, mine.string(), o.rank);
+  {
+    const fs::path tmp = mine.string() + fmt::format(".tmp.{}", ::getpid());
+    std::ofstream f(tmp);
+    f << "world-size " << o.world_size << "\n";
+    AFD_CHECK(f.flush().good(), "rendezvous {}: cannot write {}", o.rendezvous, tmp.string());
+    f.close();
+    fs::rename(tmp, mine, ec);
+    AFD_CHECK(!ec, "rendezvous {}: cannot write {} ({})", o.rendezvous, mine.string(), ec.message());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.timeout_seconds);
+  while (true) {
+    const std::map<int, int> worlds = read_markers(dir);
+    for (const auto& [rank, world] : worlds) {
+      // Named in rank order, so that both ranks give the same message.
+      const bool first = o.rank < rank;
+      AFD_CHECK(world == o.world_size,
+                "rendezvous {}: rank {} was started with world size {} and rank {} with {}: every rank needs the "
+                "same --world-size",
+                o.rendezvous, first ? o.rank : rank, first ? o.world_size : world, first ? rank : o.rank,
+                first ? world : o.world_size);
+      AFD_CHECK(rank < o.world_size, "rendezvous {}: a rank {} joined, outside [0, {}) (world size {})", o.rendezvous,
+                rank, o.world_size, o.world_size);
+    }
+    if (int64_t(worlds.size()) == o.world_size) return;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string missing;
+      for (int r = 0; r < o.world_size; ++r)
+        if (!worlds.count(r)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", r);
+      AFD_FAIL("rendezvous {}: rank {} waited {} s (the timeout) and these ranks never came: {}", o.rendezvous, o.rank,
+               o.timeout_seconds, missing);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 std::unique_ptr<Communicator> connect(const DistOptions& options, Device device) {
   options.validate();
   if (options.world_size == 1) return make_single_process();
+  meet_at_rendezvous(options);
   return device.is_cuda() ? make_nccl(options, device) : make_gloo(options);
 }
 

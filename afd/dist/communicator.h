@@ -21,7 +21,8 @@
 // then ncclCommAbort), never a silent hang.
 //
 // Rendezvous directory: one EMPTY folder per run (stale files from an earlier run would point the
-// ranks at dead addresses). afd_run train --nproc makes a fresh one itself.
+// ranks at dead addresses; connect() refuses a folder that holds this rank's file of an earlier
+// run). afd_run train --nproc makes a fresh one itself.
 #pragma once
 #include <memory>
 #include <string>
@@ -62,7 +63,16 @@ std::unique_ptr<Communicator> make_single_process();
 std::unique_ptr<Communicator> make_gloo(const DistOptions& options);
 // NCCL on CUDA device `device` (one per rank). Throws in a build without CUDA.
 std::unique_ptr<Communicator> make_nccl(const DistOptions& options, Device device);
-// world_size 1: single process; a CPU device: Gloo; a CUDA device: NCCL.
+// world_size 1: single process; a CPU device: Gloo; a CUDA device: NCCL. Several ranks meet first
+// through meet_at_rendezvous.
 std::unique_ptr<Communicator> connect(const DistOptions& options, Device device);
+
+// The check before a backend's own rendezvous, which would fail on these mistakes with messages
+// about its internals (Gloo: "File already exists", "sizeof(impl_) == bytes.size()") or hang until
+// the timeout: this rank writes <rendezvous>/afd-rank-<rank> ("world-size W") and waits until every
+// rank of [0, W) has written its own. Throws at once when its own file is there already (a folder
+// left from an earlier run, or two processes with one rank) and, on every rank that sees it, when
+// a rank wrote another world size; after timeout_seconds it throws naming the ranks that never came.
+void meet_at_rendezvous(const DistOptions& options);
 
 }  // namespace afd::dist

@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "afd/dist/communicator.h"
@@ -65,6 +67,23 @@ int enable_sync_batch_norm(nn::Module& module, std::shared_ptr<Communicator> com
 int disable_sync_batch_norm(nn::Module& module);
 // The communicator's in-place all_reduce_sum as an autograd ReplicaSum (keeps `comm` alive).
 ReplicaSum replica_sum(std::shared_ptr<Communicator> comm);
+
+// ---- do the ranks agree? ----
+//   std::vector<dist::Disagreement> d = dist::disagreements(comm, {{"lr", "0.1"}, {"seed", "5"}}, device);
+// `fields` are (name, value) pairs, e.g. a run's resolved flags, in the same order on every rank.
+// Returns every rank whose fields differ from rank 0's, with the names of the fields that differ
+// (an empty list: the ranks hold different lists of fields, say from another program version);
+// empty when every rank agrees. Every rank gets the same answer, so all of them can stop with the
+// same error. Call it before any collective whose size depends on these fields: its own
+// collectives have sizes every rank knows (a [W, 3] tensor of hash halves and field counts; then,
+// only on a disagreement and equal field counts, a [W, fields] tensor of per-field hashes). Each
+// number is below 2^32, so it is exact in the f64 sum.
+struct Disagreement {
+  int rank = 0;
+  std::vector<std::string> fields;
+};
+std::vector<Disagreement> disagreements(Communicator& comm, const std::vector<std::pair<std::string, std::string>>& fields,
+                                        Device device);
 
 // Element-wise sum over ranks of a few host numbers (metrics, counts), through a tensor on
 // `device` (the communicator's kind of tensor).

@@ -7,10 +7,13 @@
 // rendezvous (connectFullMesh waits for the other ranks' addresses) and every collective; a peer
 // whose process dies closes its sockets, so the others fail at once rather than at the timeout
 // (SIGPIPE is ignored so that writing to such a socket is an error, not a silent death).
-// Gloo reports failures as gloo::Exception or gloo::EnforceNotMet: both become afd::Error here.
+// Gloo reports failures as gloo::Exception or gloo::EnforceNotMet: both become afd::Error here
+// (guarded). Failures on Gloo's own I/O thread reach the calling thread as such exceptions too.
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/common/logging.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
@@ -106,15 +109,24 @@ class GlooCommunicator final : public Communicator {
   }
 
   // Runs a Gloo call; its exceptions become afd::Error naming the operation, this rank and `what`.
+  // Gloo throws gloo::IoException (a socket or store failed: a peer died), gloo::TimeoutException,
+  // other gloo::Exception (runtime_error) and gloo::EnforceNotMet (a failed GLOO_ENFORCE, which
+  // derives from std::exception only); any of them left uncaught would abort the process.
   template <class Fn>
   void guarded(const char* op, Fn&& fn, const std::string& what = "") {
+    const std::string where = fmt::format("gloo {} failed on rank {} of {}{}", op, rank_, size_, what);
     try {
       fn();
     } catch (const Error&) {
       throw;
+    } catch (const gloo::IoException& e) {
+      AFD_FAIL("{}: {} (a peer died or stopped answering?)", where, e.what());
+    } catch (const gloo::EnforceNotMet& e) {
+      AFD_FAIL("{}: {} (the ranks disagree about this collective: started with different flags?)", where, e.what());
     } catch (const std::exception& e) {
-      AFD_FAIL("gloo {} failed on rank {} of {}{}: {} (a peer died or stopped answering?)", op, rank_, size_, what,
-               e.what());
+      AFD_FAIL("{}: {} (a peer died or stopped answering?)", where, e.what());
+    } catch (...) {
+      AFD_FAIL("{}: an exception of unknown type", where);
     }
   }
 

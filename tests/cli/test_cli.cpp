@@ -242,6 +242,12 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   expect_one_line(run_cli({"eval", "--eps", "0,0.03,0.01"}), 2, {"--eps: must increase, got 0.01 after 0.03"});
   expect_one_line(run_cli({"eval", "--eps", "0.1,0.1"}), 2, {"--eps: must increase, got 0.1 after 0.1"});
   expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
+  // Data parallel bounds: 1e11 workers asked for memory until the OOM killer came, 1e6 forked
+  // thousands; a timeout of 1e10 s overflowed into "Timed out waiting 10000000000000ms" at once.
+  expect_one_line(run_cli({"train", "--nproc", "99999999999"}), 2, {"--nproc: must be <= 256, got 99999999999"});
+  expect_one_line(run_cli({"train", "--nproc", "1000000"}), 2, {"--nproc: must be <= 256, got 1000000"});
+  expect_one_line(run_cli({"train", "--dist-timeout", "1e10"}), 2, {"--dist-timeout: must be <= 604800, got 1e10"});
+  expect_one_line(run_cli({"train", "--dist-timeout", "1e16"}), 2, {"--dist-timeout: must be <= 604800, got 1e16"});
   // A width the model would ignore.
   expect_one_line(run_cli({"train", "--model", "small-cnn", "--width", "4"}), 2,
                   {"--width 4: small-cnn has a fixed width", "resnet18-mnist"});

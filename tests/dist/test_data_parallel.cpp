@@ -72,12 +72,14 @@ struct Proc {
   pid_t pid = -1;
 };
 
-// Starts afd_run with `args`, stdout and stderr into `log`.
-Proc start(const std::vector<std::string>& args, const fs::path& log) {
+// Starts afd_run with `args`, stdout and stderr into `log`; with `own_group`, in a process group of
+// its own (as a shell starts a job: a Ctrl-C goes to the whole group).
+Proc start(const std::vector<std::string>& args, const fs::path& log, bool own_group = false) {
   std::vector<std::string> all{AFD_RUN_PATH};
   all.insert(all.end(), args.begin(), args.end());
   const pid_t pid = ::fork();
   if (pid == 0) {
+    if (own_group) ::setpgid(0, 0);
     FILE* f = std::freopen(log.c_str(), "w", stdout);
     (void)f;
     ::dup2(1, 2);
@@ -101,6 +103,35 @@ int wait_for(Proc p, double seconds) {
   ::kill(p.pid, SIGKILL);
   ::waitpid(p.pid, &status, 0);
   return -1;
+}
+
+// The worker of rank `rank` started by the launcher `parent`: its child whose command line has
+// "--rank\0<rank>\0" (so only once it has exec'd afd_run); -1 if none.
+pid_t worker_of(pid_t parent, int rank) {
+  const std::string needle = fmt::format("--rank{}{}{}", '\0', rank, '\0');
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string s((std::istreambuf_iterator<char>(stat)), {});
+    const size_t close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(s.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream cmd(e.path() / "cmdline");
+    std::string c((std::istreambuf_iterator<char>(cmd)), {});
+    if (c.find(needle) != std::string::npos) return pid_t(std::stoi(name));
+  }
+  return -1;
+}
+
+size_t count_of(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
 }
 
 std::vector<std::string> run_flags(const std::string& method, const fs::path& out, int nproc, int64_t n_train = 80) {
@@ -271,15 +302,156 @@ TEST(DataParallel, UnevenLastBatchStaysExact) {
   fs::remove_all(root);
 }
 
-TEST(DataParallel, BatchSizeMustDivideByTheWorldSize) {
-  const fs::path root = fresh_dir("divide");
-  std::vector<std::string> flags = run_flags("nt", root / "out", 3);
-  Proc p = start(flags, root / "log");
-  const int status = wait_for(p, 60);
-  ASSERT_TRUE(status >= 0 && WIFEXITED(status));
-  EXPECT_NE(WEXITSTATUS(status), 0);
-  EXPECT_NE(read_file(root / "log").find("the global batch size 8 does not divide by the world size 3"), std::string::npos)
-      << read_file(root / "log");
+// What every worker would find wrong is found once by the launcher, before any worker starts (it
+// was reported per rank, interleaved, with exit status 1): the batch split, --out, --dist-host and
+// a --rendezvous that cannot be made.
+TEST(DataParallel, TheLauncherChecksTheFlagsBeforeStartingWorkers) {
+  const fs::path root = fresh_dir("before");
+  fs::create_directories(root / "done");
+  std::ofstream(root / "done" / "resolved.flags") << "# an earlier run\n";
+  struct Case {
+    std::vector<std::string> flags;
+    int code;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--nproc", "3"}, 2, "--batch-size 8: the global batch does not divide by --nproc 3"},
+      {{"--out", (root / "done").string()}, 1, "holds a run already"},
+      {{"--dist-host", "10.255.255.1"}, 2, "--dist-host 10.255.255.1: not an address of this machine"},
+      {{"--dist-host", "no-such-host.invalid"}, 2, "--dist-host no-such-host.invalid: cannot resolve the name"},
+      {{"--rendezvous", "/proc/nope"}, 1, "--rendezvous /proc/nope: cannot create the folder ("}};
+  for (const Case& c : cases) {
+    std::vector<std::string> flags = run_flags("nt", root / "out", 2);
+    flags.insert(flags.end(), c.flags.begin(), c.flags.end());
+    const int status = wait_for(start(flags, root / "log"), 60);
+    const std::string log = read_file(root / "log");
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << log;
+    EXPECT_EQ(WEXITSTATUS(status), c.code) << log;
+    EXPECT_EQ(count_of(log, c.expected), 1u) << log;
+    EXPECT_EQ(count_of(log, "launching"), 0u) << log;
+  }
+  fs::remove_all(root);
+}
+
+// Ranks started by an external launcher with different flags: every rank stops with one error
+// naming the ranks and flags that differ, before the parameter broadcast (another --lr or --seed
+// trained a corrupted model without a word; another --dtype, --model or --sync-bn aborted a rank
+// in Gloo). Flags that may differ per rank (--threads, --progress) do not stop the run.
+TEST(DataParallel, ExternalRanksMustAgreeOnTheFlags) {
+  const fs::path root = fresh_dir("agree");
+  struct Case {
+    std::vector<std::string> rank1;
+    std::vector<std::string> expected;  // empty: the run succeeds
+  };
+  const std::vector<Case> cases = {
+      {{"--lr", "0.2", "--seed", "6"}, {"rank 1 differs in", "--seed", "--lr"}},
+      {{"--dtype", "f32"}, {"rank 1 differs in --dtype"}},
+      {{"--model", "resnet18-mnist", "--width", "4"}, {"rank 1 differs in --model, --width"}},
+      {{"--sync-bn"}, {"rank 1 differs in --sync-bn"}},
+      {{"--threads", "2", "--progress", "lines"}, {}}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    std::vector<Proc> ranks;
+    for (int r = 0; r < 2; ++r) {
+      std::vector<std::string> flags = run_flags("nt", root / fmt::format("out{}", i), 1);
+      for (const std::string& f : {std::string("--rank"), std::to_string(r), std::string("--world-size"), std::string("2"),
+                                   std::string("--rendezvous"), (root / fmt::format("rdv{}", i)).string(),
+                                   std::string("--dist-timeout"), std::string("30"), std::string("--epochs"),
+                                   std::string("0")})
+        flags.push_back(f);
+      if (r == 1) flags.insert(flags.end(), cases[i].rank1.begin(), cases[i].rank1.end());
+      ranks.push_back(start(flags, root / fmt::format("rank{}.log", r)));
+    }
+    for (int r = 0; r < 2; ++r) {
+      const int status = wait_for(ranks[size_t(r)], 60);
+      const std::string log = read_file(root / fmt::format("rank{}.log", r));
+      ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << "rank " << r << " status " << status << ":\n" << log;
+      EXPECT_EQ(WEXITSTATUS(status), cases[i].expected.empty() ? 0 : 1) << log;
+      for (const std::string& part : cases[i].expected) EXPECT_NE(log.find(part), std::string::npos) << part << " in:\n" << log;
+      if (!cases[i].expected.empty())
+        EXPECT_NE(log.find("the ranks were started with different flags"), std::string::npos) << log;
+    }
+  }
+  fs::remove_all(root);
+}
+
+// Rendezvous mistakes of an external launcher are named: ranks with different --world-size (was
+// Gloo's "sizeof(impl_) == bytes.size(). 136 vs 272" on one rank, a hang on the other) and a
+// rendezvous folder left from an earlier run (was Gloo's "File already exists").
+TEST(DataParallel, ExternalRendezvousMistakesAreNamed) {
+  const fs::path root = fresh_dir("rdv");
+  auto rank_flags = [&](int rank, int world, const fs::path& rdv, const std::string& out) {
+    std::vector<std::string> flags = run_flags("nt", root / out, 1);
+    for (const std::string& f : {std::string("--rank"), std::to_string(rank), std::string("--world-size"),
+                                 std::to_string(world), std::string("--rendezvous"), rdv.string(),
+                                 std::string("--dist-timeout"), std::string("30"), std::string("--epochs"), std::string("0")})
+      flags.push_back(f);
+    return flags;
+  };
+  {
+    Proc a = start(rank_flags(0, 2, root / "rdv_world", "out_world"), root / "a.log");
+    Proc b = start(rank_flags(1, 3, root / "rdv_world", "out_world"), root / "b.log");
+    for (auto [p, log] : {std::pair{a, root / "a.log"}, std::pair{b, root / "b.log"}}) {
+      const auto began = clock::now();
+      const int status = wait_for(p, 60);
+      ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ":\n" << read_file(log);
+      EXPECT_LT(std::chrono::duration<double>(clock::now() - began).count(), 20.0) << "not at once";
+      EXPECT_NE(read_file(log).find("rank 0 was started with world size 2 and rank 1 with 3"), std::string::npos)
+          << read_file(log);
+    }
+  }
+  {
+    // A run that ends well, then rank 0 of a new run pointed at the same folder.
+    Proc a = start(rank_flags(0, 2, root / "rdv_old", "out_old"), root / "a.log");
+    Proc b = start(rank_flags(1, 2, root / "rdv_old", "out_old"), root / "b.log");
+    for (auto [p, log] : {std::pair{a, root / "a.log"}, std::pair{b, root / "b.log"}}) {
+      const int status = wait_for(p, 60);
+      ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << ":\n" << read_file(log);
+    }
+    const int status = wait_for(start(rank_flags(0, 2, root / "rdv_old", "out_new"), root / "c.log"), 20);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ":\n" << read_file(root / "c.log");
+    EXPECT_NE(read_file(root / "c.log").find("holds files of an earlier run"), std::string::npos) << read_file(root / "c.log");
+  }
+  fs::remove_all(root);
+}
+
+// A Ctrl-C to the whole job before the workers have installed their SIGINT handler (or a second
+// Ctrl-C) kills them by SIGINT: the launcher, which got the Ctrl-C too, reports a stop (exit 130),
+// not a failure (it said "worker rank 0 ... was killed by signal 2", exit 1).
+TEST(DataParallel, AnEarlyCtrlCStopsTheLauncherWith130) {
+  const fs::path root = fresh_dir("ctrlc");
+  Proc launcher = start(run_flags("nt", root / "out", 2), root / "log", /*own_group=*/true);
+  const auto deadline = clock::now() + std::chrono::seconds(30);
+  while (clock::now() < deadline && (worker_of(launcher.pid, 0) < 0 || worker_of(launcher.pid, 1) < 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(::kill(-launcher.pid, SIGINT), 0);
+  const int status = wait_for(launcher, 30);
+  const std::string log = read_file(root / "log");
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << status << ":\n" << log;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << log;
+  EXPECT_NE(log.find("stopped by Ctrl-C"), std::string::npos) << log;
+  fs::remove_all(root);
+}
+
+// resolved.flags records the process count, so `afd_run train --resume OUT` of a --nproc 2 run
+// runs on 2 processes again (it went on as one, with other weights), and ends where a straight
+// 2-process run of as many epochs does.
+TEST(DataParallel, ResumeStartsTheRecordedProcessCount) {
+  const fs::path root = fresh_dir("resume");
+  auto run_ok = [&](const std::vector<std::string>& flags, const std::string& name) {
+    const int status = wait_for(start(flags, root / (name + ".log")), 120);
+    EXPECT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << ":\n" << read_file(root / (name + ".log"));
+    return read_file(root / (name + ".log"));
+  };
+  std::vector<std::string> straight = run_flags("nt", root / "straight", 2);
+  for (const char* s : {"--epochs", "2"}) straight.push_back(s);
+  run_ok(straight, "straight");
+  run_ok(run_flags("nt", root / "staged", 2), "first");
+  EXPECT_NE(read_file(root / "staged" / "resolved.flags").find("--nproc=2\n"), std::string::npos);
+  const std::string log = run_ok({"train", "--resume", (root / "staged").string(), "--epochs", "2"}, "resumed");
+  EXPECT_NE(log.find("launching 2 workers"), std::string::npos) << log;
+  expect_files_close(root / "staged" / "checkpoint" / "trainer.safetensors",
+                     root / "straight" / "checkpoint" / "trainer.safetensors", 1e-10, 1e-8);
   fs::remove_all(root);
 }
 
@@ -293,27 +465,7 @@ TEST(DataParallel, KilledWorkerStopsTheLauncherWithin30Seconds) {
   flags.push_back("--rendezvous");
   flags.push_back(rendezvous.string());
   Proc launcher = start(flags, root / "log");
-  // The workers: children of the launcher whose command line has "--rank\0<r>".
-  auto worker = [&](int rank) -> pid_t {
-    const std::string needle = fmt::format("--rank{}{}{}", '\0', rank, '\0');
-    for (const auto& e : fs::directory_iterator("/proc")) {
-      const std::string name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream stat(e.path() / "stat");
-      std::string s((std::istreambuf_iterator<char>(stat)), {});
-      const size_t close = s.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream rest(s.substr(close + 2));
-      char state;
-      pid_t ppid = 0;
-      rest >> state >> ppid;
-      if (ppid != launcher.pid) continue;
-      std::ifstream cmd(e.path() / "cmdline");
-      std::string c((std::istreambuf_iterator<char>(cmd)), {});
-      if (c.find(needle) != std::string::npos) return pid_t(std::stoi(name));
-    }
-    return -1;
-  };
+  auto worker = [&](int rank) { return worker_of(launcher.pid, rank); };
   // Wait until the workers have joined the Gloo group (rank 0 prints its header line after that and
   // after loading the data) and trained a moment.
   pid_t victim = -1;

@@ -169,9 +169,13 @@ std::vector<Flag> build_table() {
       t.push_back(f);
       return t.back();
     };
-    at_least(dist_flag("nproc", FlagType::integer,
-                       "launch N local worker processes, one rank each (data parallel; --batch-size is the global "
-                       "batch, a multiple of N)", "1"), 1);
+    // At most 256: each worker is a whole process with its own copy of the data, and Gloo connects
+    // every pair of ranks (N (N - 1) / 2 sockets); far more would exhaust the machine before training.
+    Flag& nproc = within(dist_flag("nproc", FlagType::integer,
+                                   "launch N local worker processes, one rank each (data parallel; --batch-size is the "
+                                   "global batch, a multiple of N); recorded in resolved.flags, so --resume starts as "
+                                   "many again", "1"), 1, 256);
+    nproc.resolved = true;  // the process count changes what is trained (per-rank BN, per-rank random starts)
     at_least(dist_flag("rank", FlagType::integer,
                        "advanced (set by --nproc or an external launcher): this process's rank in [0, --world-size)",
                        "0"), 0);
@@ -183,9 +187,12 @@ std::vector<Flag> build_table() {
     dist_flag("dist-host", FlagType::text,
               "advanced: the address the other ranks reach this rank at (Gloo; set it on each machine of a "
               "multi-machine run)", "127.0.0.1");
-    above(dist_flag("dist-timeout", FlagType::real,
-                    "advanced: seconds a collective (or the rendezvous) may wait for the other ranks before the "
-                    "run stops with an error", "300"), 0);
+    // At most 7 days (604800 s): the timeout becomes milliseconds in a 64-bit count, and far larger
+    // values overflow it (1e10 s timed out at once) or are refused by Gloo (1e16: "Invalid timeout").
+    Flag& timeout = above(dist_flag("dist-timeout", FlagType::real,
+                                    "advanced: seconds a collective (or the rendezvous) may wait for the other ranks "
+                                    "before the run stops with an error (at most 7 days)", "300"), 0);
+    timeout.max = 7 * 24 * 3600;
     // Part of what the run is (it changes the statistics BN trains with): resolved, saved in the checkpoint.
     t.push_back(train_bool("sync-bn", &TrainConfig::sync_bn, "data parallel",
                            "synchronised BatchNorm: train-mode BN statistics over the global batch (every rank's rows) "

@@ -9,10 +9,13 @@
 //
 // The launcher waits for the workers. A worker that exits non-zero (other than 130) or dies from a
 // signal makes it stop the others (SIGTERM, then SIGKILL after 5 s) and exit 1 naming the rank and
-// how it died (a death by signal is named as the cause over the "peer died" errors it provokes). Exit status 130 (a worker stopped by Ctrl-C after writing its checkpoint) is not a
-// failure: the stop reaches every rank through the step's metric reduction, so all of them write
-// nothing more and exit 130, and so does the launcher. The launcher ignores SIGINT itself (the
-// terminal delivers Ctrl-C to the workers, which are in its process group) and passes SIGTERM on.
+// how it died (a death by signal is named as the cause over the "peer died" errors it provokes).
+// Exit status 130 (a worker stopped by Ctrl-C after writing its checkpoint) is not a failure: the
+// stop reaches every rank through the step's metric reduction, so all of them write nothing more
+// and exit 130, and so does the launcher. The launcher does not pass SIGINT on (the terminal
+// delivers Ctrl-C to the workers, which are in its process group; a second copy would abort them)
+// but notes it: when it got one, workers that then end by SIGINT or fail make it exit 130 with
+// "stopped by Ctrl-C", not 1. It passes SIGTERM on.
 // Each worker asks the kernel for SIGKILL should the launcher die (PR_SET_PDEATHSIG).
 #include <fmt/format.h>
 #include <signal.h>
@@ -36,8 +39,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::atomic<bool> g_terminate{false};
+std::atomic<bool> g_terminate{false}, g_interrupted{false};
 extern "C" void on_terminate(int) { g_terminate.store(true); }
+// Ctrl-C reaches the workers from the terminal (they are in the launcher's process group); the
+// launcher only notes it, to name it as the cause when workers then end by SIGINT (a Ctrl-C before
+// a worker installed its handler, or a second one, kills it) or by the errors that provokes.
+extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
@@ -65,7 +72,10 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
   } else {
     std::error_code ec;
     fs::create_directories(rendezvous, ec);
-    if (!fs::is_empty(rendezvous, ec))
+    if (ec) throw RunError(fmt::format("--rendezvous {}: cannot create the folder ({})", rendezvous, ec.message()));
+    const bool empty = fs::is_empty(rendezvous, ec);
+    if (ec) throw RunError(fmt::format("--rendezvous {}: cannot read the folder ({})", rendezvous, ec.message()));
+    if (!empty)
       throw RunError(fmt::format("--rendezvous {}: not empty (each run needs an empty folder: stale addresses from an "
                                  "earlier run would mislead the workers)", rendezvous));
   }
@@ -87,14 +97,15 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
          << std::flush;
 
   // SIGINT: the workers get it from the terminal; SIGTERM: passed on to them.
-  struct sigaction ignore = {}, term = {}, old_int = {}, old_term = {};
-  ignore.sa_handler = SIG_IGN;
+  struct sigaction interrupt = {}, term = {}, old_int = {}, old_term = {};
+  interrupt.sa_handler = on_interrupt;
   term.sa_handler = on_terminate;
-  sigemptyset(&ignore.sa_mask);
+  sigemptyset(&interrupt.sa_mask);
   sigemptyset(&term.sa_mask);
-  sigaction(SIGINT, &ignore, &old_int);
-  sigaction(SIGTERM, &term, &old_term);
   g_terminate.store(false);
+  g_interrupted.store(false);
+  sigaction(SIGINT, &interrupt, &old_int);
+  sigaction(SIGTERM, &term, &old_term);
 
   const pid_t launcher = ::getpid();
   std::vector<pid_t> pids(size_t(nproc), -1);
@@ -135,6 +146,11 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
       if (p > 0) ::kill(p, sig);
   };
   bool terminating = false;
+  // Whether a worker ended by Ctrl-C: killed by SIGINT, or stopped cleanly with status 130.
+  bool worker_interrupted = false;
+  auto by_ctrl_c = [](int status) {
+    return (WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) || (WIFEXITED(status) && WEXITSTATUS(status) == 130);
+  };
   while (alive > 0) {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
@@ -152,6 +168,7 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
     if (r < 0) continue;
     pids[size_t(r)] = -1;
     --alive;
+    worker_interrupted |= by_ctrl_c(status);
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const bool stopped = WIFEXITED(status) && WEXITSTATUS(status) == 130;
     if (ok) continue;
@@ -175,6 +192,7 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
       const pid_t p = ::waitpid(-1, &st, WNOHANG);
       if (const int64_t q = p > 0 ? rank_of(p) : -1; q >= 0) {
         pids[size_t(q)] = -1, --alive;
+        worker_interrupted |= by_ctrl_c(st);
         ended.push_back({q, p, st});
       } else {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -189,7 +207,10 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
     failure = fmt::format("worker rank {} (pid {}) {}", cause->rank, cause->pid, describe(cause->status));
     for (const Ended& e : ended)
       if (&e != cause) failure += fmt::format(" (then rank {} {})", e.rank, describe(e.status));
-    io.err << fmt::format("afd_run train: {}; stopping the other {} worker(s)\n", failure, alive) << std::flush;
+    // After a Ctrl-C that reached the workers, one message at the end says it all.
+    if (alive > 0 && !(g_interrupted.load() && worker_interrupted))
+      io.err << fmt::format("afd_run train: {}; stopping the other {} worker{}\n", failure, alive, alive == 1 ? "" : "s")
+             << std::flush;
     // SIGTERM, then SIGKILL for any worker still there after 5 s.
     stop_all(SIGTERM);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -214,6 +235,18 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
   if (made_rendezvous) {
     std::error_code ec;
     fs::remove_all(rendezvous, ec);
+  }
+  // After a Ctrl-C that ended a worker, the others' failures ("peer died") are its consequence: the
+  // run was stopped, not broken. (A Ctrl-C sent to the launcher alone reaches no worker: their own
+  // failures then stay failures.)
+  if (g_interrupted.load() && worker_interrupted && !terminating && !failure.empty()) {
+    const std::string out = opt.get("out");
+    // Before rank 0 wrote resolved.flags there is no run to continue.
+    const std::string next = fs::exists(fs::path(out) / "resolved.flags")
+                                 ? fmt::format("continue with: afd_run train --resume {} (from its last checkpoint)", out)
+                                 : "it had not started training, nothing to continue";
+    io.err << fmt::format("afd_run train: stopped by Ctrl-C ({}); {}\n", failure, next) << std::flush;
+    return 130;
   }
   if (!failure.empty()) throw RunError(fmt::format("--nproc {}: {}; all workers stopped", nproc, failure));
   return exit_code;

@@ -1,10 +1,14 @@
 // afd_run train: flags -> TrainConfig -> Trainer::fit, with progress, metrics.jsonl, checkpoints,
 // an optional validation split with best-checkpoint selection, several seeds, --resume and Ctrl-C.
 #include <fmt/format.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <csignal>
 #include <ctime>
 #include <filesystem>
@@ -13,6 +17,7 @@
 #include <optional>
 
 #include "afd/dist/communicator.h"
+#include "afd/dist/data_parallel.h"
 #include "afd/train/trainer.h"
 #include "tensor/cuda/cuda_info.h"
 #include "tensor/error.h"
@@ -247,6 +252,14 @@ bool has_run(const fs::path& dir) {
          fs::exists(dir / "final.json") || fs::exists(dir / "metrics.jsonl");
 }
 
+// --out: writable, and free unless the run continues (--resume) or starts afresh (--overwrite).
+void check_out_dir(const fs::path& out, const std::string& resume, bool overwrite) {
+  prepare_out_dir(out.string(), "--out");
+  if (resume.empty() && has_run(out) && !overwrite)
+    throw RunError(fmt::format("--out {}: holds a run already; continue it with --resume {} or start afresh with --overwrite",
+                               out.string(), out.string()));
+}
+
 void remove_run(const fs::path& dir) {
   std::error_code ec;
   for (const char* name : {"checkpoint", "best", "metrics.jsonl", "final.json", "best.json", "summary.json", "resolved.flags"})
@@ -378,9 +391,14 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
   progress.finish();
   if (r.stopped) {
     outcome.stopped = true;
-    io.err << fmt::format("{}stopped at epoch {} batch {}: checkpoint written to {}; continue with: afd_run train --resume {}\n",
+    const int64_t world = g_dist.comm ? g_dist.comm->size() : 1;
+    io.err << fmt::format("{}stopped at epoch {} batch {}: checkpoint written to {}; continue with: afd_run train --resume {}{}\n",
                           tag, r.epoch + 1, r.batch, r.checkpoint.empty() ? "(none)" : r.checkpoint,
-                          plan.options.get("out"));
+                          plan.options.get("out"),
+                          world > 1 ? fmt::format(" (it starts the recorded {} processes again; with an external launcher, "
+                                                  "start every rank with --resume and a fresh --rendezvous)",
+                                                  world)
+                                    : "");
     return outcome;
   }
   if (!last_test || last_test_epoch != epochs) {
@@ -428,6 +446,85 @@ void check_one_gpu_per_rank(const std::string& device, int64_t nproc) {
                                  nproc, gpus, gpus == 1 ? "is" : "are", std::max(1, gpus)));
 }
 
+// --dist-host: with --nproc every rank runs here, so it must be an address of this machine that a
+// socket can bind to (what each rank's Gloo device does).
+void check_local_host(const std::string& host) {
+  addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0)
+    throw UsageError(fmt::format("--dist-host {}: cannot resolve the name ({})", host, ::gai_strerror(rc)));
+  std::string why = "no address";
+  bool bound = false;
+  for (addrinfo* a = found; a && !bound; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;  // port 0 (getaddrinfo without a service)
+    if (!bound) why = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  if (!bound)
+    throw UsageError(fmt::format("--dist-host {}: not an address of this machine ({}); --nproc runs every rank here, "
+                                 "give 127.0.0.1 or one of this machine's addresses",
+                                 host, why));
+}
+
+// What the workers would each find wrong, checked once in the launcher before any of them starts
+// (one message, the usual exit status, instead of N interleaved ones): the config was validated by
+// resolve_train already; here the batch split, --out and --dist-host.
+void check_before_launch(const TrainPlan& plan, const std::string& resume) {
+  const Options& opt = plan.options;
+  const int64_t nproc = opt.get_int("nproc"), batch = plan.config.batch_size;
+  if (batch % nproc != 0)
+    throw UsageError(fmt::format("--batch-size {}: the global batch does not divide by --nproc {}: every rank trains on "
+                                 "batch_size / nproc images; choose a multiple of {}",
+                                 batch, nproc, nproc));
+  check_local_host(opt.get("dist-host"));
+  check_out_dir(opt.get("out"), resume, opt.get_bool("overwrite"));
+}
+
+// Flags that may differ between the ranks of one run: the resources of each rank's machine and
+// where it finds things there (--threads, the GPU index of --device, --data-dir, --out: a shared
+// filesystem may be mounted elsewhere; rank 0 alone writes --out), and its terminal display (only
+// rank 0 shows progress). Everything else decides what is trained, so every rank must agree.
+bool differs_per_rank(const std::string& flag) {
+  return flag == "threads" || flag == "device" || flag == "data-dir" || flag == "out" || flag == "progress" ||
+         flag == "progress-every";
+}
+
+// Every rank stops with the same error unless all of them were given the same run: ranks with
+// different flags would otherwise train a corrupted model without a word (another --lr or --seed),
+// or fail inside the first collective whose size depends on the flags (another --model or --dtype:
+// the parameter broadcast). So this runs before any such collective.
+void check_ranks_agree(dist::Communicator& comm, const Options& opt, const FlagSet& set, bool resuming, Device device) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  for (const Flag* f : set.flags())
+    if (f->resolved && !differs_per_rank(f->name)) fields.push_back({"--" + f->name, opt.get(f->name)});
+  // The kind of device, not its index (Gloo for CPUs, NCCL for GPUs: a mix cannot talk), and
+  // whether the rank resumes (a resumed rank and a fresh one would take different numbers of steps).
+  fields.push_back({"--device (cpu or cuda)", device.is_cuda() ? "cuda" : "cpu"});
+  fields.push_back({"--resume (given or not)", resuming ? "yes" : "no"});
+  std::vector<dist::Disagreement> differ;
+  try {
+    differ = dist::disagreements(comm, fields, device);
+  } catch (const Error& e) {
+    throw RunError(clean_message(e.what()));
+  }
+  if (differ.empty()) return;
+  std::string which;
+  for (const dist::Disagreement& d : differ) {
+    std::string names;
+    for (const std::string& n : d.fields) names += (names.empty() ? "" : ", ") + n;
+    which += fmt::format("{}rank {} {}", which.empty() ? "" : "; ", d.rank,
+                         names.empty() ? std::string("differs (another afd_run version?)") : "differs in " + names);
+  }
+  throw RunError(fmt::format("--world-size {}: the ranks were started with different flags: {} (compared with rank 0): "
+                             "every rank needs the same flags (only --rank, --threads, --device's GPU index, "
+                             "--data-dir, --out, --progress, --dist-host may differ)",
+                             comm.size(), which));
+}
+
 }  // namespace
 
 int train_command(const std::vector<std::string>& args, Io io_in) {
@@ -446,6 +543,12 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
     all.insert(all.end(), given.begin(), given.end());
     given = std::move(all);
   }
+  // A --nproc read from a file (resolved.flags of a --resume folder or a --flagfile) is the process
+  // count the run was trained with: `--resume OUT` starts as many processes again. One rank of a
+  // launch (--rank or --world-size on the command line) is what those flags say instead.
+  bool one_rank = false;
+  for (const Assignment& a : given) one_rank |= (a.name == "world-size" || a.name == "rank") && a.source == "command line";
+  if (one_rank) std::erase_if(given, [](const Assignment& a) { return a.name == "nproc" && a.source != "command line"; });
   if (help) {
     io_in.out << help_text(kTrain, train_defaults(set, given));
     return 0;
@@ -457,6 +560,7 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
     if (world != 1)
       throw UsageError(fmt::format("--nproc {} starts its own {} ranks: give no --world-size (it is {})", nproc, nproc, world));
     check_one_gpu_per_rank(opt.get("device"), nproc);
+    check_before_launch(plan, resume);
     return launch_workers(args, nproc, opt, io_in);
   }
   if (rank >= world) throw UsageError(fmt::format("--rank {}: outside [0, --world-size {})", rank, world));
@@ -483,6 +587,9 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
       throw RunError(clean_message(e.what()));
     }
     dist_run.lead = rank == 0;
+    // resolved.flags records the process count (as --nproc: `--resume OUT` starts as many again).
+    plan.options.set("nproc", std::to_string(world));
+    check_ranks_agree(*dist_run.comm, opt, set, !resume.empty(), plan.config.device);
   }
   DistScope dist_scope(dist_run);
   // Only rank 0 talks: the other ranks' progress and summaries go nowhere (errors still reach stderr).
@@ -494,14 +601,8 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
 
   // Output folder first: a typo there should not cost a data load.
   const fs::path out(opt.get("out"));
-  if (lead) prepare_out_dir(out.string(), "--out");
-  const bool overwrite = opt.get_bool("overwrite");
-  if (lead && resume.empty() && has_run(out)) {
-    if (!overwrite)
-      throw RunError(fmt::format("--out {}: holds a run already; continue it with --resume {} or start afresh with --overwrite",
-                                 out.string(), out.string()));
-    remove_run(out);
-  }
+  if (lead) check_out_dir(out, resume, opt.get_bool("overwrite"));
+  if (lead && resume.empty() && has_run(out)) remove_run(out);  // --overwrite (checked above)
 
   const data::Dataset full = load_split(dataset, data_dir, data::Split::train);
   const data::Dataset test = load_split(dataset, data_dir, data::Split::test);
