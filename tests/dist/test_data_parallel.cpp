@@ -368,8 +368,9 @@ TEST(DataParallel, ExternalRanksMustAgreeOnTheFlags) {
       ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << "rank " << r << " status " << status << ":\n" << log;
       EXPECT_EQ(WEXITSTATUS(status), cases[i].expected.empty() ? 0 : 1) << log;
       for (const std::string& part : cases[i].expected) EXPECT_NE(log.find(part), std::string::npos) << part << " in:\n" << log;
-      if (!cases[i].expected.empty())
+      if (!cases[i].expected.empty()) {
         EXPECT_NE(log.find("the ranks were started with different flags"), std::string::npos) << log;
+      }
     }
   }
   fs::remove_all(root);
