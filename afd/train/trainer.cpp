@@ -15,6 +15,7 @@
 #include "attacks/core.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
+#include "nn/layers.h"
 #include "nn/models/preact_resnet.h"
 #include "nn/models/resnet.h"
 #include "nn/models/small_cnn.h"
@@ -173,6 +174,15 @@ std::shared_ptr<nn::Classifier> make_classifier(const TrainConfig& config, int64
 
 // ---- construction ----------------------------------------------------------------------------
 
+namespace {
+bool contains_batch_norm(const nn::Module& m) {
+  if (dynamic_cast<const nn::BatchNorm*>(&m)) return true;
+  for (const auto& [name, child] : m.named_children())
+    if (contains_batch_norm(*child)) return true;
+  return false;
+}
+}  // namespace
+
 Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<dist::Communicator> comm)
     : config_(std::move(config)), train_set_(std::move(train_set)), comm_(std::move(comm)),
       epoch_sums_(std::make_unique<Accumulator>()) {
@@ -183,28 +193,29 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<di
   AFD_CHECK(images.dim() == 4 && images.size(2) == images.size(3),
             "Trainer: expected square images [N, C, H, H], got {}", shape_str(images.shape()));
   const int64_t n = train_set_.size();
-  AFD_CHECK(config_.drop_last || n % config_.batch_size != 1,
-            "Trainer: with {} training images and batch_size {} the last batch holds one image, and BatchNorm "
-            "needs more than one value per channel in training: set drop_last or another batch size",
-            n, config_.batch_size);
-  if (distributed()) {
-    const int64_t world = comm_->size(), last = n % config_.batch_size;
-    AFD_CHECK(config_.batch_size % world == 0,
-              "Trainer: the global batch size {} does not divide by the world size {}: every rank trains on batch_size "
-              "/ world_size images; choose a batch size that is a multiple of {}",
-              config_.batch_size, world, world);
-    // Per-rank BN needs 2 images on every rank; synchronised BN sums over the ranks, so one each
-    // will do (the global count is checked above).
+  const int64_t world = distributed() ? comm_->size() : 1, last = n % config_.batch_size;
+  AFD_CHECK(config_.batch_size % world == 0,
+            "Trainer: the global batch size {} does not divide by the world size {}: every rank trains on batch_size "
+            "/ world_size images; choose a batch size that is a multiple of {}",
+            config_.batch_size, world, world);
+
+  Generator gen(config_.seed);
+  model_ = make_classifier(config_, images.size(1), images.size(2), train_set_.classes, gen);
+  // BatchNorm in training needs more than one value per channel: a last batch of one image (per
+  // rank with per-rank BN; synchronised BN sums over the ranks, so one image each will do) cannot
+  // train. Models without BN (small-cnn) take any batch.
+  if (contains_batch_norm(*model_) && !config_.drop_last && last != 0) {
+    AFD_CHECK(world > 1 || last > 1,
+              "Trainer: with {} training images and batch_size {} the last batch holds one image, and BatchNorm "
+              "needs more than one value per channel in training: set drop_last or another batch size",
+              n, config_.batch_size);
     const int64_t need = config_.sync_bn ? 1 : 2;
-    AFD_CHECK(config_.drop_last || last == 0 || last / world >= need,
+    AFD_CHECK(world == 1 || last / world >= need,
               "Trainer: the last batch of {} images split over {} ranks leaves a rank with fewer than {} image{} ({}): "
               "set drop_last or another batch size",
               last, world, need, need > 1 ? "s" : "",
               config_.sync_bn ? "every rank needs one" : "per-rank BatchNorm needs more than one per channel");
   }
-
-  Generator gen(config_.seed);
-  model_ = make_classifier(config_, images.size(1), images.size(2), train_set_.classes, gen);
   model_->to(config_.dtype);
   model_->to(config_.device);
   // Synchronised BN (data parallel only): the model's BN layers use the global batch's statistics.

@@ -178,13 +178,19 @@ TEST(Trainer, EvaluateChangesNothing) {
   }
 }
 
-TEST(Trainer, RejectsABatchOfOne) {
+TEST(Trainer, RejectsABatchOfOneWhenTheModelHasBatchNorm) {
   TrainConfig c = tiny_config(Method::nt, "");
   c.batch_size = 13;  // 40 = 3 x 13 + 1
   EXPECT_THROW(Trainer(c, synthetic_dataset(40, 4)), Error);
   c.drop_last = true;
   Trainer ok(c, synthetic_dataset(40, 4));
   EXPECT_EQ(ok.batches_per_epoch(), 3);
+  // The SmallCNN has no BatchNorm: its last batch of one image trains (it was refused).
+  c.drop_last = false;
+  c.model = "small-cnn";
+  c.width = 0;
+  Trainer no_bn(c, synthetic_dataset(40, 4, 0, 28));
+  EXPECT_EQ(no_bn.batches_per_epoch(), 4);
 }
 
 }  // namespace

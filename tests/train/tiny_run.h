@@ -17,10 +17,9 @@ namespace afd::train {
 
 namespace fs = std::filesystem;
 
-// n images [1, 12, 12] of `classes` classes: the synthetic pixel pattern plus a bright row that
+// n images [1, size, size] of `classes` classes: the synthetic pixel pattern plus a bright row that
 // depends on the label, so the classes are learnable.
-inline data::Dataset synthetic_dataset(int64_t n, int64_t classes, int64_t first = 0) {
-  const int64_t size = 12;
+inline data::Dataset synthetic_dataset(int64_t n, int64_t classes, int64_t first = 0, int64_t size = 12) {
   data::Dataset d;
   d.name = "synthetic";
   d.classes = classes;
