@@ -432,6 +432,9 @@ TEST(CliHelp, PaperConfigsEqualThePresets) {
 
 // ---- whole runs ------------------------------------------------------------------------------
 
+// Runs the afd_run binary, sending SIGINT once stderr shows `trigger` (defined below).
+int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text);
+
 TEST(CliRun, TrainWritesFlagsMetricsCheckpointAndFinal) {
   TempDir dir;
   write_mnist(dir / "mnist");
@@ -552,6 +555,28 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(aj0["eps"], (std::vector<double>{0.3}));
   ASSERT_EQ(aj0["components"].size(), 4u);
   EXPECT_EQ(aj0["components"][0]["attack"], "apgd-ce");
+  EXPECT_FALSE(fs::exists(dir / "eval_aa/autoattack-state"));  // its state file goes once it is through
+  // Stopped after its first batch (killed by SIGINT; a batch of one point, so that most of the work
+  // is still ahead when the signal lands), the same command resumes from the state file in
+  // OUT/autoattack-state and ends with the numbers of a run never stopped.
+  auto aa_args = [&](const std::string& out) {
+    return std::vector<std::string>{"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "autoattack",
+                                    "--count", "32", "--eval-batch-size", "1", "--sanity-points", "0", "--data-dir",
+                                    dir / "mnist", "--out", dir / out, "--progress", "lines"};
+  };
+  std::string aa_err;
+  ASSERT_EQ(run_binary(aa_args("eval_aa_straight"), "", &aa_err), 0) << aa_err;
+  EXPECT_EQ(run_binary(aa_args("eval_aa_stopped"), "apgd-ce: 1/", &aa_err), 130) << aa_err;
+  ASSERT_TRUE(fs::exists(dir / "eval_aa_stopped/autoattack-state")) << aa_err;
+  ASSERT_EQ(run_binary(aa_args("eval_aa_stopped"), "", &aa_err), 0) << aa_err;
+  EXPECT_NE(aa_err.find("autoattack: resuming from " + dir / "eval_aa_stopped/autoattack-state/"), std::string::npos)
+      << aa_err;
+  const json straight = json::parse(read_text(dir / "eval_aa_straight/eval.json"))["models"][0]["attacks"][0];
+  const json resumed = json::parse(read_text(dir / "eval_aa_stopped/eval.json"))["models"][0]["attacks"][0];
+  EXPECT_EQ(resumed["robust_acc"], straight["robust_acc"]);
+  for (size_t c = 0; c < 4; ++c)
+    EXPECT_EQ(resumed["components"][c]["robust_acc"], straight["components"][c]["robust_acc"]) << c;
+  EXPECT_FALSE(fs::exists(dir / "eval_aa_stopped/autoattack-state"));
   // After AutoAttack the report adds the Square-vs-white-box check; --sanity-points 0 turns it off.
   const json aa_sanity = json::parse(read_text(dir / "eval_aa/eval.json"))["models"][0]["sanity"];
   EXPECT_EQ(aa_sanity["items"].back()["check"], "square vs white-box");
