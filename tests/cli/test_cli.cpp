@@ -241,6 +241,7 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   // An eps grid out of order gave a wrong AUC and a zig-zag curve; a repeated eps, two entries.
   expect_one_line(run_cli({"eval", "--eps", "0,0.03,0.01"}), 2, {"--eps: must increase, got 0.01 after 0.03"});
   expect_one_line(run_cli({"eval", "--eps", "0.1,0.1"}), 2, {"--eps: must increase, got 0.1 after 0.1"});
+  expect_one_line(run_cli({"eval", "--checkpoint", "a", "--names", "AT|2"}), 2, {"--names: 'AT|2' holds a '|'"});
   expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
   // Data parallel bounds: 1e11 workers asked for memory until the OOM killer came, 1e6 forked
   // thousands; a timeout of 1e10 s overflowed into "Timed out waiting 10000000000000ms" at once.
@@ -296,6 +297,16 @@ TEST(CliErrors, DataOnAPartialCifar10Set) {
   Result t = run_cli({"data", "--dataset", "cifar10", "--data-dir", dir / "c10", "--no-describe"});
   EXPECT_EQ(t.code, 1);
   EXPECT_NE(t.out.find("test_batch.bin               missing\n"), std::string::npos) << t.out;
+}
+
+TEST(CliErrors, TestImagesOfAnotherShape) {
+  // A 14 x 56 test split next to 28 x 28 training images trained and evaluated without a word.
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  data::write_idx_images(dir / "mnist/t10k-images-idx3-ubyte", 32, 14, 56);
+  expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "run"}), 1,
+                  {"the training images are [1, 28, 28] of 10 classes, the test images [1, 14, 56] of 10",
+                   "must come from one dataset"});
 }
 
 TEST(CliErrors, AMissingCheckpointIsNamedBeforeTheData) {

@@ -316,6 +316,15 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   if (attack_list.empty() && opt.get_list("source-checkpoint").empty())
     throw UsageError("--attacks: name at least one attack ('none' only with --source-checkpoint: black-box only)");
   check_attack_list(attack_list, "--attacks");
+  // Names label the rows of eval.md's tables and the plots' legends: a '|' would split a table
+  // cell, a control character a line.
+  for (const char* flag : {"names", "source-names"})
+    for (const std::string& name : opt.get_list(flag))
+      if (name.find('|') != std::string::npos ||
+          std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+        throw UsageError(fmt::format("--{}: '{}' holds a '|' or a control character, which would break the report's "
+                                     "tables; choose another name",
+                                     flag, name));
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
     throw UsageError(fmt::format("--names: {} names for {} checkpoints", names.size(), checkpoints.size()));

@@ -606,6 +606,14 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
 
   const data::Dataset full = load_split(dataset, data_dir, data::Split::train);
   const data::Dataset test = load_split(dataset, data_dir, data::Split::test);
+  // The model is built for the training images; a test split of another shape would be evaluated
+  // (a ResNet pools any size) with numbers that mean nothing.
+  const Shape train_image(full.images.shape().begin() + 1, full.images.shape().end()),
+      test_image(test.images.shape().begin() + 1, test.images.shape().end());
+  if (train_image != test_image || full.classes != test.classes)
+    throw RunError(fmt::format("--data-dir {}: the training images are {} of {} classes, the test images {} of {}: "
+                               "the two splits must come from one dataset",
+                               data_dir, shape_str(train_image), full.classes, shape_str(test_image), test.classes));
   const int64_t n = full.size(), val_size = opt.get_int("val-size"), subset = opt.get_int("train-subset");
   if (val_size >= n) throw UsageError(fmt::format("--val-size {}: the training split has only {} images", val_size, n));
   if (subset > n - val_size)
