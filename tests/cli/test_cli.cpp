@@ -242,6 +242,7 @@ TEST(CliErrors, OutOfRangeAndBadChoice) {
   expect_one_line(run_cli({"eval", "--eps", "0,0.03,0.01"}), 2, {"--eps: must increase, got 0.01 after 0.03"});
   expect_one_line(run_cli({"eval", "--eps", "0.1,0.1"}), 2, {"--eps: must increase, got 0.1 after 0.1"});
   expect_one_line(run_cli({"eval", "--checkpoint", "a", "--names", "AT|2"}), 2, {"--names: 'AT|2' holds a '|'"});
+  expect_one_line(run_cli({"train", "--nproc", "2", "--rank", "1"}), 2, {"--nproc 2 numbers its own ranks", "give no --rank"});
   expect_one_line(run_cli({"eval", "--sanity-points", "-1"}), 2, {"--sanity-points: must be >= 0, got -1"});
   // Data parallel bounds: 1e11 workers asked for memory until the OOM killer came, 1e6 forked
   // thousands; a timeout of 1e10 s overflowed into "Timed out waiting 10000000000000ms" at once.

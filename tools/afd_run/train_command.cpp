@@ -559,6 +559,9 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
   if (nproc > 1) {
     if (world != 1)
       throw UsageError(fmt::format("--nproc {} starts its own {} ranks: give no --world-size (it is {})", nproc, nproc, world));
+    if (rank != 0)
+      throw UsageError(fmt::format("--nproc {} numbers its own ranks 0 to {}: give no --rank (it is {})", nproc, nproc - 1,
+                                   rank));
     check_one_gpu_per_rank(opt.get("device"), nproc);
     check_before_launch(plan, resume);
     return launch_workers(args, nproc, opt, io_in);
