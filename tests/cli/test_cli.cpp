@@ -444,8 +444,9 @@ TEST(CliHelp, PaperConfigsEqualThePresets) {
 
 // ---- whole runs ------------------------------------------------------------------------------
 
-// Runs the afd_run binary, sending SIGINT once stderr shows `trigger` (defined below).
-int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text);
+// Runs the afd_run binary, sending `sig` once stderr shows `trigger` (defined below).
+int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text,
+               int sig = SIGINT);
 
 TEST(CliRun, TrainWritesFlagsMetricsCheckpointAndFinal) {
   TempDir dir;
@@ -1102,9 +1103,9 @@ TEST(CliRun, EvalMergeOfPartsEqualsOneRunAndJudgesClaims) {
 
 // ---- Ctrl-C and resume through the binary ----------------------------------------------------
 
-// Runs afd_run with `args`; once a line containing `trigger` appears on its stderr, sends SIGINT.
+// Runs afd_run with `args`; once a line containing `trigger` appears on its stderr, sends `sig`.
 // Returns the exit status.
-int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text) {
+int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text, int sig) {
   int pipefd[2];
   EXPECT_EQ(::pipe(pipefd), 0);
   pid_t pid = ::fork();
@@ -1129,7 +1130,7 @@ int run_binary(const std::vector<std::string>& args, const std::string& trigger,
   for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) {
     text.append(buf, size_t(n));
     if (!sent && !trigger.empty() && text.find(trigger) != std::string::npos) {
-      ::kill(pid, SIGINT);
+      ::kill(pid, sig);
       sent = true;
     }
   }
@@ -1459,7 +1460,7 @@ TEST_F(CliReport, ClaimsOverSeedsPoolRunsAndPoints) {
                   2, {"--over-seeds", "drop --checkpoint"});
 }
 
-TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
+TEST(CliRun, CtrlCOrSigtermWritesACheckpointAndResumeEndsBitIdentical) {
   TempDir dir;
   write_mnist(dir / "mnist", 256, 16);
   auto flags = [&](const fs::path& out) {
@@ -1500,15 +1501,23 @@ TEST(CliRun, CtrlCWritesACheckpointAndResumeEndsBitIdentical) {
   for (const auto& [step, n] : steps) EXPECT_EQ(n, 1) << "step " << step;
   EXPECT_EQ(epochs, (std::map<int64_t, int>{{1, 1}, {2, 1}}));
 
+  // SIGTERM (a batch scheduler's notice before its SIGKILL) stops the run the same way, exit 143.
+  ASSERT_EQ(run_binary(flags(dir / "terminated"), "batch 5/32", &err, SIGTERM), 143) << err;
+  EXPECT_NE(err.find("SIGTERM: finishing the current step"), std::string::npos) << err;
+  ASSERT_TRUE(fs::exists(dir / "terminated/checkpoint/trainer.safetensors")) << err;
+  ASSERT_EQ(run_binary({"train", "--resume", dir / "terminated", "--progress", "none"}, "", &err), 0) << err;
+
   SafetensorsFile a = read_safetensors(dir / "straight/checkpoint/trainer.safetensors");
-  SafetensorsFile b = read_safetensors(dir / "stopped/checkpoint/trainer.safetensors");
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (size_t i = 0; i < a.tensors.size(); ++i) {
-    const Tensor& ta = a.tensors[i].second;
-    const Tensor& tb = b.tensors[i].second;
-    ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
-    ASSERT_EQ(ta.nbytes(), tb.nbytes());
-    EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()), 0) << a.tensors[i].first;
+  for (const char* run : {"stopped", "terminated"}) {
+    SafetensorsFile b = read_safetensors(dir / (std::string(run) + "/checkpoint/trainer.safetensors"));
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) {
+      const Tensor& ta = a.tensors[i].second;
+      const Tensor& tb = b.tensors[i].second;
+      ASSERT_EQ(a.tensors[i].first, b.tensors[i].first);
+      ASSERT_EQ(ta.nbytes(), tb.nbytes());
+      EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), ta.nbytes()), 0) << run << ": " << a.tensors[i].first;
+    }
   }
 }
 

@@ -434,6 +434,27 @@ TEST(DataParallel, AnEarlyCtrlCStopsTheLauncherWith130) {
   fs::remove_all(root);
 }
 
+// SIGTERM to the launcher (what a batch scheduler sends before it kills a job): passed on, the
+// workers finish their step, rank 0 writes a checkpoint, every process exits 143 (it was exit 1 and
+// no checkpoint), and the run resumes from there.
+TEST(DataParallel, SigtermToTheLauncherWritesACheckpoint) {
+  const fs::path root = fresh_dir("sigterm");
+  std::vector<std::string> flags = run_flags("nt", root / "out", 2);
+  for (const char* s : {"--epochs", "100000"}) flags.push_back(s);
+  Proc launcher = start(flags, root / "log");
+  const auto deadline = clock::now() + std::chrono::seconds(60);
+  while (clock::now() < deadline && read_file(root / "out" / "metrics.jsonl").find("\"type\":\"step\"") == std::string::npos)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(::kill(launcher.pid, SIGTERM), 0);
+  const int status = wait_for(launcher, 60);
+  const std::string log = read_file(root / "log");
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << status << ":\n" << log;
+  EXPECT_EQ(WEXITSTATUS(status), 143) << log;
+  EXPECT_NE(log.find("stopped by SIGTERM; continue with: afd_run train --resume"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(root / "out" / "checkpoint" / "trainer.safetensors")) << log;
+  fs::remove_all(root);
+}
+
 // resolved.flags records the process count, so `afd_run train --resume OUT` of a --nproc 2 run
 // runs on 2 processes again (it went on as one, with other weights), and ends where a straight
 // 2-process run of as many epochs does.

@@ -51,7 +51,8 @@ const char* notes(Command c) {
       return "Defaults come from --preset paper for --dataset and --method (shown here for the ones given);\n"
              "any flag overrides them, wherever it stands. The run writes OUT/resolved.flags (rerun it with\n"
              "--flagfile), OUT/metrics.jsonl, OUT/checkpoint/ (every --checkpoint-every epochs, at the end and\n"
-             "on Ctrl-C: the current step finishes, a checkpoint is written, exit status 130), OUT/final.json.\n"
+             "on Ctrl-C or SIGTERM: the current step finishes, a checkpoint is written, exit status 130 or 143),\n"
+             "OUT/final.json.\n"
              "--resume OUT continues a run bit-identically (on the CPU); flags given with it override the run's.\n";
     case kEval:
       return "Defaults of the attack settings: the paper's evaluation setting of each attack for the\n"
@@ -119,7 +120,8 @@ std::string overview_text() {
       AFD_VERSION);
   for (Command c : {kTrain, kEval, kAttack, kData}) out += fmt::format("  {:<8} {}\n", command_name(c), summary(c));
   out += "  help     afd_run help [command | attacks | flags-markdown]\n"
-         "\nGlobal: --help, --version. Exit status: 0 ok, 1 a run failed, 2 a usage error, 130 stopped by Ctrl-C.\n";
+         "\nGlobal: --help, --version. Exit status: 0 ok, 1 a run failed, 2 a usage error, 130 stopped by Ctrl-C,\n"
+         "143 stopped by SIGTERM (train: after writing a checkpoint).\n";
   return out;
 }
 

@@ -7,15 +7,17 @@
 // made it. With --threads 0 each worker gets max(1, cores / N) threads, so N workers do not
 // oversubscribe the machine.
 //
-// The launcher waits for the workers. A worker that exits non-zero (other than 130) or dies from a
-// signal makes it stop the others (SIGTERM, then SIGKILL after 5 s) and exit 1 naming the rank and
-// how it died (a death by signal is named as the cause over the "peer died" errors it provokes).
+// The launcher waits for the workers. A worker that exits non-zero (other than 130 or 143) or dies
+// from a signal makes it stop the others (SIGTERM, then SIGKILL after 5 s) and exit 1 naming the
+// rank and how it died (a death by signal is named as the cause over the "peer died" errors it
+// provokes).
 // Exit status 130 (a worker stopped by Ctrl-C after writing its checkpoint) is not a failure: the
 // stop reaches every rank through the step's metric reduction, so all of them write nothing more
 // and exit 130, and so does the launcher. The launcher does not pass SIGINT on (the terminal
 // delivers Ctrl-C to the workers, which are in its process group; a second copy would abort them)
 // but notes it: when it got one, workers that then end by SIGINT or fail make it exit 130 with
-// "stopped by Ctrl-C", not 1. It passes SIGTERM on.
+// "stopped by Ctrl-C", not 1. It passes SIGTERM on: the workers finish their step, rank 0 writes a
+// checkpoint and all exit 143, and so does the launcher (those still running after 120 s are killed).
 // Each worker asks the kernel for SIGKILL should the launcher die (PR_SET_PDEATHSIG).
 #include <fmt/format.h>
 #include <signal.h>
@@ -146,6 +148,8 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
       if (p > 0) ::kill(p, sig);
   };
   bool terminating = false;
+  std::chrono::steady_clock::time_point kill_at;  // terminating: SIGKILL for workers still there then
+  std::string term_failure;                       // terminating: a worker that did not stop cleanly
   // Whether a worker ended by Ctrl-C: killed by SIGINT, or stopped cleanly with status 130.
   bool worker_interrupted = false;
   auto by_ctrl_c = [](int status) {
@@ -156,9 +160,15 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid == 0 || (pid < 0 && errno == EINTR)) {
       if (g_terminate.load() && !terminating) {
+        // A scheduler's SIGTERM: each worker finishes its step, rank 0 writes a checkpoint, and all
+        // exit 143. They get two minutes for that (a large model's checkpoint), then SIGKILL.
         terminating = true;
-        failure = "the launcher got SIGTERM";
+        kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(120);
         stop_all(SIGTERM);
+      }
+      if (terminating && std::chrono::steady_clock::now() >= kill_at) {
+        if (term_failure.empty()) term_failure = "workers still running 120 s after SIGTERM were killed";
+        stop_all(SIGKILL);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
@@ -170,13 +180,17 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
     --alive;
     worker_interrupted |= by_ctrl_c(status);
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    const bool stopped = WIFEXITED(status) && WEXITSTATUS(status) == 130;
+    const bool stopped = WIFEXITED(status) && (WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 143);
     if (ok) continue;
     if (stopped) {
-      if (exit_code == 0) exit_code = 130;
+      if (exit_code == 0) exit_code = WEXITSTATUS(status);
       continue;
     }
-    if (!failure.empty() || terminating) continue;  // the first failure is the one reported
+    if (terminating) {
+      if (term_failure.empty()) term_failure = fmt::format("worker rank {} (pid {}) {}", r, pid, describe(status));
+      continue;
+    }
+    if (!failure.empty()) continue;  // the first failure is the one reported
     // A rank killed by a signal makes the others fail in their next collective ("connection closed
     // by peer") within milliseconds, and waitpid may report those first: collect what ends within
     // 300 ms and name a signal death as the cause when there is one.
@@ -247,6 +261,14 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
                                  : "it had not started training, nothing to continue";
     io.err << fmt::format("afd_run train: stopped by Ctrl-C ({}); {}\n", failure, next) << std::flush;
     return 130;
+  }
+  if (terminating && failure.empty()) {
+    if (!term_failure.empty())
+      throw RunError(fmt::format("--nproc {}: stopped by SIGTERM, but {}; the last checkpoint may be older", nproc,
+                                 term_failure));
+    io.err << fmt::format("afd_run train: stopped by SIGTERM; continue with: afd_run train --resume {}\n", opt.get("out"))
+           << std::flush;
+    return 143;
   }
   if (!failure.empty()) throw RunError(fmt::format("--nproc {}: {}; all workers stopped", nproc, failure));
   return exit_code;

@@ -93,7 +93,7 @@ TrainPlan resolve_train(const FlagSet& set, const std::vector<Assignment>& given
   return plan;
 }
 
-// ---- Ctrl-C ----------------------------------------------------------------------------------
+// ---- Ctrl-C and SIGTERM -------------------------------------------------------------------------
 
 namespace {
 
@@ -142,38 +142,45 @@ void trim_metrics_to_checkpoint(const fs::path& path, int64_t global_step, int64
 }
 
 std::atomic<train::Trainer*> g_trainer{nullptr};
-std::atomic<bool> g_interrupted{false};
+// The signal that asked the run to stop (0: none): SIGINT (Ctrl-C) or SIGTERM (what a batch
+// scheduler sends before it kills a job at its time limit). Either one finishes the current step
+// and writes a checkpoint; the exit status is 128 + the signal, as a shell reports it.
+std::atomic<int> g_stop_signal{0};
 
-extern "C" void on_sigint(int) {
-  g_interrupted.store(true);
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig);
   if (train::Trainer* t = g_trainer.load()) t->request_stop();
-  static const char msg[] =
+  static const char ctrl_c[] =
       "\nafd_run: Ctrl-C: finishing the current step, then writing a checkpoint (Ctrl-C again aborts)\n";
-  ssize_t ignored = ::write(2, msg, sizeof msg - 1);
+  static const char term[] = "\nafd_run: SIGTERM: finishing the current step, then writing a checkpoint\n";
+  ssize_t ignored = sig == SIGINT ? ::write(2, ctrl_c, sizeof ctrl_c - 1) : ::write(2, term, sizeof term - 1);
   (void)ignored;
 }
 
-// Installs on_sigint for its lifetime (SA_RESETHAND: a second Ctrl-C takes the default action).
-class SigintGuard {
+// Installs on_stop_signal for SIGINT and SIGTERM for its lifetime (SA_RESETHAND: a second one
+// takes the default action).
+class StopSignalGuard {
  public:
-  explicit SigintGuard(train::Trainer& t) {
+  explicit StopSignalGuard(train::Trainer& t) {
     g_trainer.store(&t);
     struct sigaction sa = {};
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &previous_);
-    if (g_interrupted.load()) t.request_stop();
+    sigaction(SIGINT, &sa, &previous_int_);
+    sigaction(SIGTERM, &sa, &previous_term_);
+    if (g_stop_signal.load()) t.request_stop();
   }
-  ~SigintGuard() {
+  ~StopSignalGuard() {
     g_trainer.store(nullptr);
-    sigaction(SIGINT, &previous_, nullptr);
+    sigaction(SIGINT, &previous_int_, nullptr);
+    sigaction(SIGTERM, &previous_term_, nullptr);
   }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
+  StopSignalGuard(const StopSignalGuard&) = delete;
+  StopSignalGuard& operator=(const StopSignalGuard&) = delete;
 
  private:
-  struct sigaction previous_ = {};
+  struct sigaction previous_int_ = {}, previous_term_ = {};
 };
 
 // ---- reporting -------------------------------------------------------------------------------
@@ -385,7 +392,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
 
   train::FitResult r;
   {
-    SigintGuard guard(trainer);
+    StopSignalGuard guard(trainer);
     r = trainer.fit(fit);
   }
   progress.finish();
@@ -674,7 +681,7 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
       lead_write_text((dir / "resolved.flags").string(), one.resolved_flagfile(flagfile_header(dir.string())));
     };
     SeedOutcome o = run_seed(plan, config, dir, !resume.empty(), train_set, test, val_set, io, tag, commit_seed);
-    if (o.stopped) return 130;
+    if (o.stopped) return 128 + (g_stop_signal.load() ? g_stop_signal.load() : SIGINT);
     finals.push_back(o.final);
     const json& t = o.final["test"];
     io.err << fmt::format("{}final: {} on {} test points: clean {}%{}\n", tag, method_label(config), t.value("count", 0),
