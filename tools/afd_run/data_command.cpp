@@ -78,10 +78,11 @@ int data_command(const std::vector<std::string>& args, Io io) {
     io.err << "afd_run data: " << cmd << "\n" << std::flush;
     const int status = std::system(cmd.c_str());
     if (status != 0) {
-      const std::string how = status == -1            ? "could not be started"
-                              : WIFEXITED(status)     ? fmt::format("exit status {}", WEXITSTATUS(status))
-                              : WIFSIGNALED(status)   ? fmt::format("killed by signal {}", WTERMSIG(status))
-                                                      : fmt::format("wait status {}", status);
+      // std::system returns a wait status (exit code 1 reads 256), or -1 when no shell started.
+      const std::string how = status == -1          ? "could not be started"
+                              : WIFEXITED(status)   ? fmt::format("exit status {}", WEXITSTATUS(status))
+                              : WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                                                    : fmt::format("wait status {}", status);
       throw RunError(fmt::format("--fetch: {} failed ({}; its message is above)", cmd, how));
     }
   }
