@@ -804,8 +804,12 @@ void Trainer::load_checkpoint(const std::string& dir) {
   same(saved.model == config_.model && saved.width == config_.width && saved.dtype == config_.dtype, "model",
        model_description(saved, train_set_.classes), model_description(config_, train_set_.classes));
   same(saved.seed == config_.seed, "seed", std::to_string(saved.seed), std::to_string(config_.seed));
-  same(saved.batch_size == config_.batch_size && saved.drop_last == config_.drop_last, "batch size",
-       std::to_string(saved.batch_size), std::to_string(config_.batch_size));
+  auto batching = [](const TrainConfig& c) {
+    return fmt::format("{}{}", c.batch_size, c.drop_last ? " (drop_last)" : "");
+  };
+  same(saved.batch_size == config_.batch_size && saved.drop_last == config_.drop_last, "batch size", batching(saved),
+       batching(config_));
+  same(saved.dataset == config_.dataset, "dataset", saved.dataset, config_.dataset);
   same(f.metadata.at("dataset_size") == std::to_string(train_set_.size()), "a training set of size",
        f.metadata.at("dataset_size"), std::to_string(train_set_.size()));
 
@@ -864,6 +868,26 @@ void Trainer::load_checkpoint(const std::string& dir) {
   global_step_ = position[2];
   rng_ = Generator(uint64_t(rng[0]), uint64_t(rng[1]));
   schedule_->set_last_epoch(schedule[0]);
+  AFD_CHECK(config_.epochs >= epoch_, "load_checkpoint: {} has trained {} epochs already, more than the {} asked for",
+            path, epoch_, config_.epochs);
+  // A learning rate changed on resume (say, smaller after a NaN) takes effect from here: the lr the
+  // schedule gives at this epoch, base_lr * gamma^(milestones passed), replaces the checkpoint's.
+  // An unchanged one keeps the checkpoint's lr, bit for bit.
+  const std::vector<std::pair<double, double>> bases{
+      {saved.lr, config_.lr}, {saved.lr_d, config_.lr_d}, {saved.lr_f, config_.lr_f}};
+  const std::vector<std::pair<std::string, Optimizer*>> opts = optimizers();
+  const std::vector<std::string> order{"fc", "d", "f"};
+  for (size_t k = 0; k < order.size(); ++k) {
+    const auto [before, now] = bases[k];
+    if (before == now) continue;
+    for (const auto& [name, opt] : opts) {
+      if (name != order[k]) continue;
+      double lr = now;
+      for (int64_t m : config_.milestones)
+        if (m <= schedule_->last_epoch()) lr *= config_.gamma;
+      opt->set_lr(lr);
+    }
+  }
   try {
     epoch_sums_->from_json(f.metadata.at("epoch_sums"));
   } catch (const std::exception& e) {

@@ -345,6 +345,29 @@ TEST(CliErrors, ACheckpointOfAnotherModel) {
                   {"--checkpoint " + dir / "nowhere", "does not exist"});
   // A folder that is no run.
   expect_one_line(run_cli({"train", "--resume", dir / "mnist"}), 1, {"--resume " + dir / "mnist", "no resolved.flags"});
+  // Fewer epochs than the run has trained: refused (it rewrote final.json to say 1 epoch).
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--epochs", "1"}), 1,
+                  {"has trained 2 epochs already, more than the 1 asked for"});
+  // Another dataset name, another drop_last: refused, each named.
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--drop-last"}), 1,
+                  {"batch size 16, this trainer has 16 (drop_last)"});
+}
+
+TEST(CliRun, ALearningRateGivenOnResumeTakesEffect) {
+  // It was read into the config and resolved.flags, but the optimizers kept the checkpoint's lr.
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  std::vector<std::string> args = tiny_run(dir / "mnist", dir / "run");
+  for (const char* a : {"--epochs", "1"}) args.push_back(a);
+  ASSERT_EQ(run_cli(args).code, 0);
+  Result r = run_cli({"train", "--resume", dir / "run", "--epochs", "2", "--lr", "0.5", "--progress", "none"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json last;
+  std::ifstream metrics(dir / "run/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);)
+    if (json j = json::parse(line); j["type"] == "epoch") last = j;
+  ASSERT_EQ(last["epoch"], 2);
+  EXPECT_DOUBLE_EQ(last["lrs"][0].get<double>(), 0.5 * 0.1);  // the new base lr after milestone 1
 }
 
 TEST(CliErrors, ExistingRunIsNeverOverwrittenSilently) {
@@ -512,6 +535,11 @@ TEST(CliRun, ValidationSplitKeepsTheBestCheckpoint) {
   json fin = json::parse(read_text(dir / "run/final.json"));
   EXPECT_EQ(fin["train_images"], 48);
   EXPECT_TRUE(fin.contains("best"));
+  // Resumed with the other criterion, its scores would be compared with the stored clean score.
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--epochs", "3", "--select-best", "adv"}), 1,
+                  {"--select-best adv: the run chose its best epoch by clean", "resume with --select-best clean"});
+  EXPECT_NE(read_text(dir / "run/resolved.flags").find("--select-best=clean\n"), std::string::npos)  // left as it was
+      << read_text(dir / "run/resolved.flags");
   expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "x", "--val-size", "64"}), 2,
                   {"--val-size 64: the training split has only 64 images"});
   expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "y", "--val-size", "16",

@@ -288,7 +288,23 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
   const Options& opt = plan.options;
   SeedOutcome outcome;
   train::Trainer trainer(config, train_set, g_dist.comm);
+  // Validation state survives a resume through best.json (read before anything is written: a
+  // refused resume leaves the run as it was).
+  double best_score = -1, best_clean = -1;
+  if (val_set && fs::exists(dir / "best.json")) {
+    std::ifstream f(dir / "best.json");
+    json b = json::parse(f);
+    // A score of the other criterion would be compared with this one's (clean with adversarial).
+    if (b.value("select", "") != opt.get("select-best"))
+      throw RunError(fmt::format("--select-best {}: the run chose its best epoch by {} ({}); resume with --select-best {}",
+                                 opt.get("select-best"), b.value("select", "?"), (dir / "best.json").string(),
+                                 b.value("select", "?")));
+    best_score = b.value("score", -1.0);
+    best_clean = b.value("clean_acc", -1.0);
+  }
   const fs::path ckpt = dir / "checkpoint";
+  // Killed before its first checkpoint, a resumed run starts from scratch: its old lines go.
+  if (resume && !fs::exists(ckpt / "trainer.safetensors")) trim_metrics_to_checkpoint(dir / "metrics.jsonl", 0, 0);
   if (resume && fs::exists(ckpt / "trainer.safetensors")) {
     try {
       trainer.load_checkpoint(ckpt.string());  // checks that the checkpoint is this run's
@@ -310,14 +326,6 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
   }
   commit();  // the flags are this run's: resolved.flags and the header (once)
 
-  // Validation state survives a resume through best.json.
-  double best_score = -1, best_clean = -1;
-  if (val_set && fs::exists(dir / "best.json")) {
-    std::ifstream f(dir / "best.json");
-    json b = json::parse(f);
-    best_score = b.value("score", -1.0);
-    best_clean = b.value("clean_acc", -1.0);
-  }
 
   const std::string metrics_path = (dir / "metrics.jsonl").string();
   const bool log_steps = opt.get_bool("metrics-steps");
