@@ -671,11 +671,13 @@ FitResult Trainer::fit(const FitOptions& options) {
     s.train = stats;
     if (options.test) s.test = evaluate(*options.test, options.eval);
     s.lrs = schedule_->lrs();
-    if (!config_.out_dir.empty() && (epoch_ % config_.checkpoint_every == 0 || epoch_ == config_.epochs)) {
-      save_checkpoint(checkpoint_dir());
-      s.checkpoint = r.checkpoint = checkpoint_dir();
-    }
+    const bool save = !config_.out_dir.empty() && (epoch_ % config_.checkpoint_every == 0 || epoch_ == config_.epochs);
+    if (save) s.checkpoint = r.checkpoint = checkpoint_dir();
+    // The epoch's record (metrics, validation, best/) before its checkpoint: a run killed between
+    // the two resumes from the previous checkpoint and records this epoch again (the other order
+    // lost the record for good).
     if (options.on_epoch) options.on_epoch(s);
+    if (save) save_checkpoint(checkpoint_dir());
   }
   if (epoch_ < config_.epochs) {
     r.stopped = true;
@@ -683,6 +685,11 @@ FitResult Trainer::fit(const FitOptions& options) {
       save_checkpoint(checkpoint_dir());
       r.checkpoint = checkpoint_dir();
     }
+  } else if (!config_.out_dir.empty() &&
+             !std::filesystem::exists(std::filesystem::path(checkpoint_dir()) / kCheckpointFile)) {
+    // Nothing was trained (--epochs 0): the initial weights are the run's checkpoint.
+    save_checkpoint(checkpoint_dir());
+    r.checkpoint = checkpoint_dir();
   }
   r.epoch = epoch_;
   r.batch = batch_;
@@ -730,9 +737,16 @@ void Trainer::save_checkpoint(const std::string& dir) const {
     AFD_CHECK(!ec, "save_checkpoint: cannot keep the previous checkpoint as {}: {}", previous.string(), ec.message());
   }
   write_safetensors(current.string(), all, meta);
+  export_networks(dir);
+}
+
+void Trainer::export_networks(const std::string& dir) const {
+  if (rank() != 0) return;
   // Exports (not read back by load_checkpoint): each network alone, PyTorch-loadable.
-  const std::map<std::string, std::string> export_meta = {{"config", config_json}, {"epoch", std::to_string(epoch_)},
-                                                          {"batch", std::to_string(batch_)}};
+  const std::filesystem::path d(dir);
+  std::filesystem::create_directories(d);
+  const std::map<std::string, std::string> export_meta = {
+      {"config", config_to_json(config_)}, {"epoch", std::to_string(epoch_)}, {"batch", std::to_string(batch_)}};
   nn::save_state_dict(*model_, (d / "model.safetensors").string(), export_meta);
   if (disc_) nn::save_state_dict(*disc_, (d / "discriminator.safetensors").string(), export_meta);
 }

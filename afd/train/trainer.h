@@ -275,6 +275,10 @@ class Trainer {
   // See "Checkpoints" above. save_checkpoint creates `dir` when needed.
   void save_checkpoint(const std::string& dir) const;
   void load_checkpoint(const std::string& dir);
+  // Writes only the exports of save_checkpoint (model.safetensors, discriminator.safetensors) from
+  // the current state: after a resume, so that a run stopped while writing them leaves no classifier
+  // and D of different steps side by side. Rank 0 only.
+  void export_networks(const std::string& dir) const;
   // The config stored in dir/trainer.safetensors (to rebuild a Trainer for resuming).
   static TrainConfig read_checkpoint_config(const std::string& dir);
 

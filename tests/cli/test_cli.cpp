@@ -55,6 +55,10 @@ Result run_cli(std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
+// Runs the afd_run binary, sending `sig` once stderr shows `trigger` (defined below).
+int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text,
+               int sig = SIGINT);
+
 size_t lines(const std::string& s) {
   size_t n = 0;
   for (char c : s) n += c == '\n';
@@ -353,6 +357,34 @@ TEST(CliErrors, ACheckpointOfAnotherModel) {
                   {"batch size 16, this trainer has 16 (drop_last)"});
 }
 
+TEST(CliRun, ZeroEpochsAndADiscriminatorOfAnotherStep) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  // --epochs 0: the initial weights are the checkpoint (final.json named one that did not exist).
+  std::vector<std::string> zero = tiny_run(dir / "mnist", dir / "zero");
+  for (const char* a : {"--epochs", "0"}) zero.push_back(a);
+  ASSERT_EQ(run_cli(zero).code, 0);
+  EXPECT_TRUE(fs::exists(dir / "zero/checkpoint/trainer.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "zero/checkpoint/discriminator.safetensors"));
+  // A run stopped between writing model.safetensors and discriminator.safetensors leaves D of an
+  // earlier step: eval leaves D out with a warning; --resume writes both again.
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  fs::copy_file(dir / "zero/checkpoint/discriminator.safetensors", dir / "run/checkpoint/discriminator.safetensors",
+                fs::copy_options::overwrite_existing);
+  const std::vector<std::string> eval = {"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "8",
+                                         "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "e",
+                                         "--progress", "none"};
+  std::string err;
+  ASSERT_EQ(run_binary(eval, "", &err), 0) << err;
+  EXPECT_NE(err.find("discriminator.safetensors is of epoch 0 batch 0, the classifier of epoch 2 batch 0"),
+            std::string::npos) << err;
+  EXPECT_FALSE(json::parse(read_text(dir / "e/eval.json"))["models"][0].contains("h_divergence"));
+  ASSERT_EQ(run_cli({"train", "--resume", dir / "run"}).code, 0);
+  ASSERT_EQ(run_binary(eval, "", &err), 0) << err;
+  EXPECT_EQ(err.find("warning"), std::string::npos) << err;
+  EXPECT_TRUE(json::parse(read_text(dir / "e/eval.json"))["models"][0].contains("h_divergence"));
+}
+
 TEST(CliRun, ALearningRateGivenOnResumeTakesEffect) {
   // It was read into the config and resolved.flags, but the optimizers kept the checkpoint's lr.
   TempDir dir;
@@ -466,10 +498,6 @@ TEST(CliHelp, PaperConfigsEqualThePresets) {
 }
 
 // ---- whole runs ------------------------------------------------------------------------------
-
-// Runs the afd_run binary, sending `sig` once stderr shows `trigger` (defined below).
-int run_binary(const std::vector<std::string>& args, const std::string& trigger, std::string* err_text,
-               int sig = SIGINT);
 
 TEST(CliRun, TrainWritesFlagsMetricsCheckpointAndFinal) {
   TempDir dir;

@@ -320,6 +320,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
     throw RunError(fmt::format("--checkpoint {}: {}", checkpoint, clean_message(e.what())));
   }
   const std::map<std::string, std::string>& meta = file.metadata;
+  if (meta.count("epoch") && meta.count("batch")) m.position = fmt::format("epoch {} batch {}", meta.at("epoch"), meta.at("batch"));
   if (meta.count("config")) {
     try {
       m.config = train::config_from_json(meta.at("config"));

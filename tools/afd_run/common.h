@@ -58,6 +58,7 @@ void append_line(const std::string& path, const std::string& line);
 struct LoadedModel {
   std::string name, path;
   std::string crc32;  // of the model file's bytes, hex: the same weights under another path match
+  std::string position;  // "epoch E batch B" of the training run that wrote it ("" if not recorded)
   train::TrainConfig config;
   std::shared_ptr<nn::Classifier> model;
 };

@@ -200,6 +200,25 @@ TransferSet craft_transfer(nn::UnaryModule& source, const std::string& attack, c
 std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t classes, Device device) {
   const fs::path p = fs::path(lm.path).parent_path() / "discriminator.safetensors";
   if (fs::path(lm.path).filename() != "model.safetensors" || !fs::exists(p)) return nullptr;
+  // The trainer writes model.safetensors, then discriminator.safetensors: a run killed between the
+  // two leaves D of an earlier step next to the classifier, which D's numbers would silently mix.
+  std::map<std::string, std::string> meta;
+  try {
+    meta = read_safetensors(p.string()).metadata;  // small: a few linear layers
+  } catch (const Error& e) {
+    throw RunError(fmt::format("{}: {}", p.string(), clean_message(e.what())));
+  }
+  const std::string position = meta.count("epoch") && meta.count("batch")
+                                   ? fmt::format("epoch {} batch {}", meta.at("epoch"), meta.at("batch"))
+                                   : "";
+  if (position != lm.position) {
+    fmt::print(stderr,
+               "warning: {} is of {}, the classifier of {} (a run stopped while writing its checkpoint?): D's "
+               "H-divergence numbers are left out; afd_run train --resume rewrites both\n",
+               p.string(), position.empty() ? "no recorded step" : position,
+               lm.position.empty() ? "no recorded step" : lm.position);
+    return nullptr;
+  }
   Generator gen(0);
   auto disc = std::make_shared<nn::SNPDFC3>(lm.model->feature_dim(), classes, gen);
   if (lm.config.dtype != DType::f32) disc->to(lm.config.dtype);  // made in f32, as the classifier

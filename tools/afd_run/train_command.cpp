@@ -315,12 +315,14 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
       std::ifstream f(dir / "final.json");
       outcome.final = json::parse(f);
       if (outcome.final.value("epochs", int64_t(-1)) == config.epochs) {
+        trainer.export_networks(ckpt.string());  // in case they were replaced or left of another step
         io.err << fmt::format("{}already finished: {}\n", tag, (dir / "final.json").string());
         return outcome;
       }
     }
     commit();
     trim_metrics_to_checkpoint(dir / "metrics.jsonl", trainer.global_step(), trainer.epoch());
+    trainer.export_networks(ckpt.string());  // a stop while they were written left them of other steps
     io.err << fmt::format("{}resumed from {} at epoch {} batch {} (step {})\n", tag, ckpt.string(), trainer.epoch() + 1,
                           trainer.batch(), trainer.global_step());
   }
