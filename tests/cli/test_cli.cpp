@@ -314,6 +314,34 @@ TEST(CliErrors, TestImagesOfAnotherShape) {
                    "must come from one dataset"});
 }
 
+TEST(CliErrors, EvalOutputFolders) {
+  TempDir dir;
+  write_mnist(dir / "mnist");
+  // Two models of one name (the --seeds layout runs/a/seed-0, runs/b/seed-0): refused before any work.
+  expect_one_line(run_cli({"eval", "--checkpoint", dir / "a/seed-0/checkpoint," + dir / "b/seed-0/checkpoint"}), 2,
+                  {"are both named 'seed-0'", "--names"});
+  expect_one_line(run_cli({"eval", "--checkpoint", "p,q", "--names", "X,X"}), 2, {"are both named 'X'"});
+  // A training run's folder as --out: its resolved.flags would be replaced (then --resume failed).
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  const std::string flags = read_text(dir / "run/resolved.flags");
+  for (const char* command : {"eval", "attack"})
+    expect_one_line(run_cli({command, "--checkpoint", dir / "run/checkpoint", "--data-dir", dir / "mnist", "--out",
+                             dir / "run"}),
+                    1, {"--out " + dir / "run" + ": holds a training run"});
+  EXPECT_EQ(read_text(dir / "run/resolved.flags"), flags);
+  // Files of an earlier report in --out do not outlive a new evaluation there.
+  fs::create_directories(dir / "e/plots");
+  write_text_file(dir / "e/table_a3.csv", "stale\n");
+  write_text_file(dir / "e/plots/accuracy_vs_eps_old.svg", "<svg/>");
+  ASSERT_EQ(run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
+                     "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "e", "--progress", "none"})
+                .code,
+            0);
+  EXPECT_FALSE(fs::exists(dir / "e/table_a3.csv"));
+  EXPECT_FALSE(fs::exists(dir / "e/plots/accuracy_vs_eps_old.svg"));
+  EXPECT_TRUE(fs::exists(dir / "e/plots/accuracy_vs_eps_fgsm.svg"));
+}
+
 TEST(CliErrors, AMissingCheckpointIsNamedBeforeTheData) {
   // Before: "cannot load the mnist test split" (the dataset comes from the checkpoint's config).
   TempDir dir;

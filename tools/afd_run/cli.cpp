@@ -294,6 +294,30 @@ void append_line(const std::string& path, const std::string& line) {
     throw RunError(fmt::format("{}: cannot append ({})", path, std::strerror(errno)));
 }
 
+std::string default_model_name(const std::string& checkpoint) {
+  const fs::path p(checkpoint);
+  const fs::path folder =
+      p.filename() == "checkpoint" || p.filename() == "best" ? p.parent_path().filename() : p.stem();
+  return folder.string().empty() ? checkpoint : folder.string();
+}
+
+bool holds_training_run(const std::string& dir) {
+  const fs::path d(dir);
+  return fs::exists(d / "checkpoint" / "trainer.safetensors") || fs::exists(d / "final.json") ||
+         fs::exists(d / "metrics.jsonl");
+}
+
+void clear_report_files(const std::string& dir) {
+  std::error_code ec;
+  for (const char* name : {"eval.json", "eval.md", "table1.csv", "table2.csv", "table_a3.csv", "per_sample.safetensors",
+                           "seeds.md", "seeds.json", "attack.json", "x_adv.safetensors", "adversarial.png"})
+    fs::remove(fs::path(dir) / name, ec);
+  const fs::path plots = fs::path(dir) / "plots";
+  if (fs::is_directory(plots))
+    for (const auto& e : fs::directory_iterator(plots, ec))
+      if (e.path().extension() == ".svg") fs::remove(e.path(), ec);
+}
+
 std::string checkpoint_model_file(const std::string& checkpoint, const std::string& flag) {
   fs::path p(checkpoint);
   if (fs::is_directory(p)) p /= "model.safetensors";
@@ -350,10 +374,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
   }
   if (!device.is_cpu()) m.model->to(device);
   m.model->eval();
-  const fs::path folder = fs::path(checkpoint).filename() == "checkpoint" || fs::path(checkpoint).filename() == "best"
-                              ? fs::path(checkpoint).parent_path().filename()
-                              : fs::path(checkpoint).stem();
-  m.name = folder.string().empty() ? checkpoint : folder.string();
+  m.name = default_model_name(checkpoint);
   return m;
 }
 

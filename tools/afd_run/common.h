@@ -62,6 +62,14 @@ struct LoadedModel {
   train::TrainConfig config;
   std::shared_ptr<nn::Classifier> model;
 };
+// A model's name in reports: its run's folder name (runs/x/checkpoint -> x), else the file's stem.
+std::string default_model_name(const std::string& checkpoint);
+// Whether `dir` holds a training run (its checkpoint, final.json or metrics.jsonl): eval and attack
+// refuse such an --out, whose resolved.flags they would replace.
+bool holds_training_run(const std::string& dir);
+// Removes the files an earlier eval or attack wrote into `dir` (reports, tables, plots), so that
+// none of them is left stale next to the new ones; AutoAttack's resumable state stays.
+void clear_report_files(const std::string& dir);
 // The model file of a checkpoint folder (its model.safetensors) or the file itself; a RunError
 // naming `flag` when there is none.
 std::string checkpoint_model_file(const std::string& checkpoint, const std::string& flag);

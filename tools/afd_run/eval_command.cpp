@@ -52,6 +52,17 @@ std::string known_attacks() {
 }
 
 // Every name of `list` (the value of `flag`) is a registered attack, and none is listed twice.
+// --out of eval and attack: writable, and not a training run's folder (its resolved.flags would be
+// replaced, and --resume would then fail). The reports of an earlier evaluation there are removed
+// (clear_report_files) once the new one is sure to start.
+void prepare_report_dir(const std::string& out) {
+  prepare_out_dir(out, "--out");
+  if (holds_training_run(out))
+    throw RunError(fmt::format("--out {}: holds a training run (checkpoint, metrics.jsonl or final.json); give the "
+                               "evaluation a folder of its own, e.g. {}/eval",
+                               out, out));
+}
+
 void check_attack_list(const std::vector<std::string>& list, const char* flag) {
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string& a = list[i];
@@ -314,7 +325,7 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     if (!checkpoints.empty() || !opt.get("merge").empty())
       throw UsageError("--over-seeds: reads earlier reports and evaluates nothing; drop --checkpoint and --merge");
     const std::string out = opt.get("out");
-    prepare_out_dir(out, "--out");
+    prepare_report_dir(out);
     io.out << write_seeds_report(opt.get_list("over-seeds"), out);
     return 0;
   }
@@ -323,8 +334,9 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     if (!checkpoints.empty())
       throw UsageError("--merge: merges earlier evaluations and evaluates nothing; drop --checkpoint");
     const std::string out = opt.get("out");
-    prepare_out_dir(out, "--out");
+    prepare_report_dir(out);
     auto [report, per_sample] = merge_eval_parts(opt.get_list("merge"));
+    clear_report_files(out);
     write_text((fs::path(out) / "resolved.flags").string(),
                opt.resolved_flagfile("# afd_run eval --merge, fully resolved; rerun: afd_run eval --flagfile " + out +
                                      "/resolved.flags\n"));
@@ -347,14 +359,25 @@ int eval_command(const std::vector<std::string>& args, Io io) {
   std::vector<std::string> names = opt.get_list("names");
   if (!names.empty() && names.size() != checkpoints.size())
     throw UsageError(fmt::format("--names: {} names for {} checkpoints", names.size(), checkpoints.size()));
+  // One name, one model: the tables, plots and claims are keyed by name (runs/a/seed-0/checkpoint
+  // and runs/b/seed-0/checkpoint are both "seed-0" by default).
+  for (size_t m = 0; m < checkpoints.size(); ++m)
+    for (size_t k = 0; k < m; ++k) {
+      const std::string a = names.empty() ? default_model_name(checkpoints[k]) : names[k];
+      const std::string b = names.empty() ? default_model_name(checkpoints[m]) : names[m];
+      if (a == b)
+        throw UsageError(fmt::format("--checkpoint: {} and {} are both named '{}'; name them apart with --names",
+                                     checkpoints[k], checkpoints[m], a));
+    }
   const Device device = setup_device(opt);
   const std::string out = opt.get("out");
-  prepare_out_dir(out, "--out");
+  prepare_report_dir(out);
   for (const std::string& c : checkpoints) checkpoint_model_file(c, "--checkpoint");  // all there before any work
   for (const std::string& c : opt.get_list("source-checkpoint")) checkpoint_model_file(c, "--source-checkpoint");
 
   const std::string dataset_of_first = checkpoint_dataset(checkpoints[0]);
   const data::Dataset test = test_split(opt, dataset_of_first);
+  clear_report_files(out);
   const std::string dataset = opt.get("dataset").empty() ? (dataset_of_first.empty() ? "mnist" : dataset_of_first)
                                                          : opt.get("dataset");
   const int64_t count = opt.get_int("count") > 0 ? std::min(opt.get_int("count"), test.size()) : test.size();
@@ -640,10 +663,11 @@ int attack_command(const std::vector<std::string>& args, Io io) {
   if (checkpoint.empty()) throw UsageError("--checkpoint: name a checkpoint folder (e.g. runs/x/checkpoint)");
   const Device device = setup_device(opt);
   const std::string out = opt.get("out");
-  prepare_out_dir(out, "--out");
+  prepare_report_dir(out);
   checkpoint_model_file(checkpoint, "--checkpoint");  // before the data, whose name it holds
   const std::string ck_dataset = checkpoint_dataset(checkpoint);
   const data::Dataset test = test_split(opt, ck_dataset);
+  clear_report_files(out);
   const std::string dataset = opt.get("dataset").empty() ? (ck_dataset.empty() ? "mnist" : ck_dataset) : opt.get("dataset");
   const attacks::AttackConfig cfg = attack_config(set, opt, attack, dataset);
   LoadedModel lm = load_model(checkpoint, opt.get("model"), opt.get_int("width"), test, device);
