@@ -661,6 +661,14 @@ std::vector<double> shift_scores(const PerSample& ps, size_t m, const std::strin
 
 std::string signed_pp(double fraction) { return fmt::format("{:+.2f}", 100 * fraction); }
 
+// Whether models a and b were evaluated over one eps grid for the per-sample tensors
+// "m<a>.<what>" and "m<b>.<what>": areas over different grids (merged parts run with different
+// --eps) are not comparable, so a claim leaves such an attack out.
+bool same_eps_grid(const PerSample& ps, size_t a, size_t b, const std::string& what) {
+  const std::string na = fmt::format("m{}.{}", a, what), nb = fmt::format("m{}.{}", b, what);
+  return ps.eps.contains(na) && ps.eps.contains(nb) && ps.eps[na] == ps.eps[nb];
+}
+
 }  // namespace
 
 std::string verdict_over_attacks(int better, int worse, int attacks) {
@@ -736,14 +744,15 @@ std::vector<PairedScores> paired_claim_scores(const PairedClaim& claim, const js
       for (const std::string& attack : attack_order(report, "attacks")) {
         if (std::find(skip.begin(), skip.end(), attack) != skip.end()) continue;
         PairedScores sc{attack, auc_scores(ps, a, attack), auc_scores(ps, b, attack)};
-        if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
+        if (!sc.sa.empty() && !sc.sb.empty() && same_eps_grid(ps, a, b, "wb." + attack + ".robust"))
+          pairs.push_back(std::move(sc));
       }
       break;
     }
     case PairedClaim::feature_shift:
       for (const std::string& attack : attack_order(report, "attacks")) {
         const std::vector<double> sa = shift_scores(ps, a, attack), sb = shift_scores(ps, b, attack);
-        if (sa.empty() || sa.size() != sb.size()) continue;
+        if (sa.empty() || sa.size() != sb.size() || !same_eps_grid(ps, a, b, "wb." + attack + ".shift")) continue;
         PairedScores sc{attack, {}, {}};  // the points both models classify correctly (the attack ran on them)
         for (size_t i = 0; i < sa.size(); ++i)
           if (std::isfinite(sa[i]) && std::isfinite(sb[i])) sc.sa.push_back(sa[i]), sc.sb.push_back(sb[i]);
@@ -759,7 +768,8 @@ std::vector<PairedScores> paired_claim_scores(const PairedClaim& claim, const js
           const std::string attack = entry["attack"];
           PairedScores sc{attack + " from " + source, auc_scores(ps, a, attack, source),
                           auc_scores(ps, b, attack, source)};
-          if (!sc.sa.empty() && !sc.sb.empty()) pairs.push_back(std::move(sc));
+          if (!sc.sa.empty() && !sc.sb.empty() && same_eps_grid(ps, a, b, "bb." + source + "." + attack + ".robust"))
+            pairs.push_back(std::move(sc));
         }
       }
       break;
