@@ -1,6 +1,6 @@
 // The classic fixed-eps gradient attacks (specs/attacks.md, Appendix A, decisions 5-7):
 //
-//   FGSM      x_adv = clip(P(x0 + eps sign(g)))                          one step (fgsm.cpp)
+//   FGSM      x_adv = clip(P(x_s + eps sign(g))), x_s = x0 or a random start   one step (pgd.cpp)
 //   PGD       x <- clip(P(x + alpha d(g))), d = sign(g) | g/||g||_2 | g/||g||_1   (pgd.cpp)
 //   SparseL1  x <- clip(x0 + Duchi(x - x0 + alpha e)), e = sign(g) on the top-k |g|, / k   (sparse_l1.cpp)
 //   MIM       a <- mu a + g/||g||_1;  x <- clip(P(x + alpha d(a)))       (mim.cpp)

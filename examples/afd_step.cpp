@@ -7,7 +7,8 @@
 //
 // Run:  build/examples/afd_step
 //
-// One step (specs/afd.md, "One training step"; the paper: /work/shared/paper/afd-paper.txt):
+// One step (the project's specification specs/afd.md, "One training step"; the paper: Bashivan et
+// al., "Adversarial Feature Desensitization", NeurIPS 2021):
 //   0. attack   x' = PGD-Linf(F, C; x, y), eps 0.3, 2 steps of 0.1, in eval mode.
 //   1. C step   L_C = (1/m) sum_i CE(C(F(x_i)), y_i)                  (Eq. 7; clean inputs only)
 //               SGD over F and C.

@@ -264,6 +264,9 @@ void dispatch_unary(UnaryOp op, F&& f) {
     AFD_CASE(reciprocal)
 #undef AFD_CASE
   }
+  // An op missing from the list would launch nothing and leave its output unset: fail instead.
+  throw_gpu_error("dispatch_unary", "no CUDA kernel for this UnaryOp: add it to dispatch_unary's AFD_CASE list",
+                  "afd", __FILE__, __LINE__);
 }
 template <class F>
 void dispatch_binary(BinaryOp op, F&& f) {
@@ -274,6 +277,8 @@ void dispatch_binary(BinaryOp op, F&& f) {
     AFD_CASE(gt) AFD_CASE(ge) AFD_CASE(lt) AFD_CASE(le) AFD_CASE(eq) AFD_CASE(relu_grad)
 #undef AFD_CASE
   }
+  throw_gpu_error("dispatch_binary", "no CUDA kernel for this BinaryOp: add it to dispatch_binary's AFD_CASE list",
+                  "afd", __FILE__, __LINE__);
 }
 }  // namespace
 

@@ -810,14 +810,15 @@ int attack_command(const std::vector<std::string>& args, Io io) {
                        {"pred_adv", pred_adv}};
   }
   write_text((fs::path(out) / "attack.json").string(), j.dump(2) + "\n");
+  auto norm_text = [](double v) { return std::isfinite(v) ? fmt::format("{:.4g}", v) : std::string("-"); };  // - : no success
   io.out << fmt::format(
       "{} on {} ({} {} points): clean {}%, robust at eps {} {}%, success {}% of the clean-correct{}; {} norms of the "
       "successes: median {}, mean {}, max {}; {} ({:.1f} points/s)\n",
       attack, lm.name, dataset, count, percent(double(clean_correct) / double(count)), format_real(cfg.eps),
       percent(double(robust) / double(count)), clean_correct ? percent(double(fooled) / double(clean_correct)) : "-",
       atk->minimal_norm() ? " at any norm (minimal-norm attack; robust accuracy clips to eps)" : "",
-      attacks::norm_name(cfg.norm), fmt::format("{:.4g}", q(0.5)), fmt::format("{:.4g}", mean_norm),
-      fmt::format("{:.4g}", q(1)), duration(secs), double(count) / std::max(secs, 1e-9));
+      attacks::norm_name(cfg.norm), norm_text(q(0.5)), norm_text(mean_norm), norm_text(q(1)), duration(secs),
+      double(count) / std::max(secs, 1e-9));
   if (n_images > 0) io.out << fmt::format("{} points drawn to {}\n", n_images, j["images"]["path"].get<std::string>());
   return 0;
 }
