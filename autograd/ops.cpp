@@ -228,9 +228,19 @@ Var sum(const Var& x) { return sum_to(x, Shape{}); }
 
 Var sum(const Var& x, const std::vector<int64_t>& dims, bool keepdim) {
   Shape keep = x.shape();
-  for (int64_t d : dims) keep[normalize_dim(d, x.dim(), "sum")] = 1;
+  std::vector<bool> reduced(size_t(x.dim()), false);
+  for (int64_t d : dims) {
+    const int nd = normalize_dim(d, x.dim(), "sum");
+    AFD_CHECK(!reduced[size_t(nd)], "sum: dim {} given twice", d);
+    keep[nd] = 1;
+    reduced[size_t(nd)] = true;
+  }
   Var s = sum_to(x, keep);
-  return keepdim ? s : reshape(s, ops::sum(T(x), dims, false).shape());
+  if (keepdim) return s;
+  Shape squeezed;  // keep without the reduced dims (a view of s: no second reduction)
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (!reduced[i]) squeezed.push_back(keep[i]);
+  return reshape(s, squeezed);
 }
 
 Var mean(const Var& x) {
