@@ -314,7 +314,7 @@ int64_t Trainer::batches_per_epoch() const { return loader_->batches_per_epoch()
 
 void Trainer::check_finite(double value, const char* phase, const char* term) const {
   if (!std::isfinite(value))  // NaN printed without a sign: fmt shows "-nan" for some bit patterns
-    AFD_FAIL("train step {} (epoch {}, batch {}), {}: {} = {}", global_step_, epoch_, batch_, phase, term,
+    AFD_FAIL("train step {} (epoch {}, batch {}), {}: {} = {}", global_step_, epoch_ + 1, batch_ + 1, phase, term,
              std::isnan(value) ? std::string("nan") : fmt::format("{}", value));
 }
 

@@ -1543,6 +1543,8 @@ TEST_F(CliReport, ClaimsOverSeedsPoolRunsAndPoints) {
   // Bad input: one folder, other points, a name that changes method.
   expect_one_line(run_cli({"eval", "--over-seeds", folders[0], "--out", dir / "x"}), 2,
                   {"--over-seeds", "2 or more report folders", "got 1"});
+  expect_one_line(run_cli({"eval", "--over-seeds", folders[0] + "," + folders[0], "--out", dir / "x"}), 2,
+                  {"--over-seeds", "is named twice", "each report folder once"});
   const std::string moved = write_folder(1, "moved", [&] { ps.labels[3] = 7; });
   expect_one_line(run_cli({"eval", "--over-seeds", folders[0] + "," + moved, "--out", dir / "x"}), 1,
                   {"--over-seeds", moved, "the runs must share the dataset, the count and the points"});

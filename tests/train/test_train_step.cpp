@@ -216,14 +216,14 @@ TEST(TrainStep, NonFiniteLossNamesTheStepAndTerm) {
   };
   auto at = fixture_trainer("at");
   poison(at->classifier(), "linear.bias");
-  EXPECT_NE(error_of(*at).find("train step 1 (epoch 0, batch 0), classifier step: CE = nan"), std::string::npos)
+  EXPECT_NE(error_of(*at).find("train step 1 (epoch 1, batch 1), classifier step: CE = nan"), std::string::npos)
       << error_of(*at);
 
   // AFD: the C step is fine, the discriminator's output is not.
   auto afd = fixture_trainer("afd_dcgan");
   poison(*afd->discriminator(), "l7.bias");
   const std::string message = error_of(*afd);
-  EXPECT_NE(message.find("train step 1 (epoch 0, batch 0), D step: L_D = nan"), std::string::npos) << message;
+  EXPECT_NE(message.find("train step 1 (epoch 1, batch 1), D step: L_D = nan"), std::string::npos) << message;
   // The D update was not applied: D's parameters are still those of the fixture (l7.bias aside).
   for (const auto& [k, v] : afd->discriminator()->state_dict()) {
     if (k == "l7.bias" || k.find("weight_u") != std::string::npos || k.find("weight_v") != std::string::npos) continue;

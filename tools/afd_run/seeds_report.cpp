@@ -112,6 +112,13 @@ std::vector<Folder> read_folders(const std::vector<std::string>& dirs) {
   if (dirs.size() < 2)
     throw UsageError(fmt::format("{}: name 2 or more report folders of afd_run eval, one per training seed, got {}",
                                  kFlag, dirs.size()));
+  // The same report twice would count one run as two (and narrow every interval).
+  for (size_t i = 0; i < dirs.size(); ++i)
+    for (size_t k = 0; k < i; ++k) {
+      std::error_code ec;
+      if (dirs[i] == dirs[k] || std::filesystem::equivalent(dirs[i], dirs[k], ec))
+        throw UsageError(fmt::format("{}: {} is named twice ({}): each report folder once", kFlag, dirs[i], dirs[k]));
+    }
   std::vector<Folder> folders;
   for (const std::string& dir : dirs) {
     auto [report, ps] = merge_eval_parts({dir}, kFlag);

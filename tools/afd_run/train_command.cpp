@@ -394,7 +394,7 @@ SeedOutcome run_seed(const TrainPlan& plan, const train::TrainConfig& config, co
         j["best"] = true;
       }
     }
-    if (!s.lrs.empty()) line += fmt::format(" | lr {}", format_real(s.lrs[0]));
+    if (!s.lrs.empty()) line += fmt::format(" | next lr {}", format_real(s.lrs[0]));  // the schedule's, for the next epoch
     lead_append_line(metrics_path, j.dump());
     io.err << line << "\n" << std::flush;
     cpu_mark = cpu_seconds();
