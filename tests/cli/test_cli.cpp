@@ -468,6 +468,12 @@ TEST(CliHelp, EveryFlagWithTypeAndDefault) {
   EXPECT_NE(run_cli({"--version"}).out.find("afd_run "), std::string::npos);
   EXPECT_EQ(run_cli({"help", "attacks"}).code, 0);
   EXPECT_NE(run_cli({"help", "attacks"}).out.find("apgd-ce"), std::string::npos);
+  // With each attack's evaluation setting, as eval_preset gives it (CIFAR's eps as k/255).
+  const std::string attacks = run_cli({"help", "attacks"}).out;
+  for (const char* line : {"    mnist    linf eps grid 0,0.1,0.3,0.35,0.4,0.45,0.5; attack eps 0.3; 40 steps, random start",
+                           "    cifar10  linf eps grid 0,2/255,4/255,8/255,16/255,32/255; attack eps 8/255; 20 steps",
+                           "    cifar10  l2 eps grid 0,1,2,5; attack eps 1; 20 steps"})
+    EXPECT_NE(attacks.find(line), std::string::npos) << line << "\nnot in:\n" << attacks;
   EXPECT_EQ(run_cli({}).code, 2);
 }
 

@@ -56,10 +56,10 @@ const char* notes(Command c) {
              "--resume OUT continues a run bit-identically (on the CPU); flags given with it override the run's.\n";
     case kEval:
       return "Defaults of the attack settings: the paper's evaluation setting of each attack for the\n"
-             "checkpoint's dataset (specs/afd.md); any --attack-* flag overrides it for every attack.\n"
+             "checkpoint's dataset (afd_run help attacks); any --attack-* flag overrides it for every attack.\n"
              "Writes OUT/eval.json and OUT/eval.md (clean accuracy, robust accuracy per eps, AUC).\n";
     case kAttack:
-      return "Defaults of the attack settings: the paper's evaluation setting of --attack (specs/afd.md) at\n"
+      return "Defaults of the attack settings: the paper's evaluation setting of --attack (afd_run help attacks) at\n"
              "the dataset's Table 1 budget in the attack's norm (Linf 0.3 MNIST, 8/255 CIFAR, 0.015 Tiny-ImageNet;\n"
              "L2 1.0; L1 10). Writes OUT/attack.json (and OUT/x_adv.safetensors with --save-adv).\n";
     case kData:
@@ -180,7 +180,7 @@ int run(const std::vector<std::string>& args, Io io) {
       else if (topic == "data") io.out << help_text(kData);
       else if (topic == "flags-markdown") io.out << markdown_reference();
       else if (topic == "attacks") {
-        for (const auto& info : attacks::attack_registry()) io.out << fmt::format("{:<14} {}\n", info.name, info.summary);
+        io.out << attacks_text();
       } else {
         throw UsageError(fmt::format("help: unknown topic '{}' (train, eval, attack, data, attacks, flags-markdown)", topic));
       }
@@ -224,6 +224,40 @@ Device setup_device(const Options& opt) {
   set_deterministic(opt.get_bool("deterministic"));
   set_check_numerics(opt.get_bool("check-numerics"));
   return device;
+}
+
+std::string attacks_text() {
+  // Each attack's evaluation setting (eval_preset): the paper's for MNIST and CIFAR, what afd_run
+  // eval and afd_run attack use unless --eps or an --attack-* flag says otherwise.
+  auto eps_text = [](double v) {  // CIFAR's k/255 as such
+    const double k = v * 255;
+    return v > 0 && v < 1 && std::abs(k - std::round(k)) < 1e-9 && format_real(v).size() > 6
+               ? fmt::format("{}/255", std::llround(k))
+               : format_real(v);
+  };
+  std::string out =
+      "Attacks (registry names) and the paper's evaluation setting of each on MNIST and CIFAR: the eps grid of\n"
+      "afd_run eval, the single eps of afd_run attack, the iterations.\n\n";
+  for (const auto& info : attacks::attack_registry()) {
+    out += fmt::format("{:<14} {}\n", info.name, info.summary);
+    for (const char* dataset : {"mnist", "cifar10"}) {
+      const EvalPreset p = eval_preset(info.name, dataset);
+      const attacks::AttackConfig& c = p.config;
+      std::string grid;
+      for (double e : p.eps) {
+        if (!grid.empty()) grid += ',';
+        grid += eps_text(e);
+      }
+      const std::string work = info.name == "square"       ? fmt::format("{} queries", c.n_queries)
+                               : info.name == "autoattack" ? fmt::format("APGD and FAB {} steps, Square {} queries",
+                                                                         c.steps, c.n_queries)
+                                                           : fmt::format("{} step{}{}", c.steps, c.steps == 1 ? "" : "s",
+                                                                         c.random_start ? ", random start" : "");
+      out += fmt::format("    {:<8} {} eps grid {}; attack eps {}; {}\n", dataset, attacks::norm_name(c.norm), grid,
+                         eps_text(c.eps), work);
+    }
+  }
+  return out;
 }
 
 std::string default_data_dir(const std::string& dataset) {

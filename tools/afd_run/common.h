@@ -40,6 +40,8 @@ Device setup_device(const Options& opt);
 
 // data/<folder> for a dataset name (mnist -> data/mnist, tiny-imagenet-32 -> data/tiny-imagenet-200).
 std::string default_data_dir(const std::string& dataset);
+// afd_run help attacks: every registered attack with its evaluation setting on MNIST and CIFAR.
+std::string attacks_text();
 // The command that fetches a dataset ("afd_run data --dataset D --fetch" or what to do by hand).
 std::string fetch_hint(const std::string& dataset, const std::string& dir);
 // Loads one split; a missing folder or file is a RunError naming it and the fetch command. The

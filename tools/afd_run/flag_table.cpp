@@ -109,7 +109,7 @@ std::vector<Flag> build_table() {
     t.push_back(f);
     Flag p = flag("preset", FlagType::choice, kTrain, "run",
                   "paper: every default from the authors' settings for --dataset and --method "
-                  "(specs/afd.md); none: TrainConfig's plain defaults",
+                  "(afd_run train --dataset D --method M --help shows them); none: TrainConfig's plain defaults",
                   "paper");
     p.choices = {"paper", "none"};
     t.push_back(p);
@@ -342,7 +342,7 @@ std::vector<Flag> build_table() {
                    "pgd-linf,cw-l2");
     t.push_back(bb);
     Flag g = flag("eps", FlagType::real_list, kEval, "attack",
-                  "eps grid for every attack, increasing (\"\" = each attack's grid from the paper, specs/afd.md)");
+                  "eps grid for every attack, increasing (\"\" = each attack's grid from the paper: afd_run help attacks)");
     g.min = 0;
     g.increasing = true;  // the curves, their AUC and the report's columns read the grid in order
     t.push_back(g);
