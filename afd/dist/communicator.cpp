@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -49,10 +51,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The ranks whose marker files <rendezvous>/afd-rank-<r> exist, and the world size each wrote.
-// A file being written is never seen half-written: it is written to a temporary name and renamed.
-std::map<int, int> read_markers(const fs::path& dir) {
-  std::map<int, int> worlds;
+// What a rank wrote into <rendezvous>/afd-rank-<r>: its world size and kind of device.
+struct Marker {
+  int world = 0;
+  std::string device;  // "cpu" or "cuda": Gloo and NCCL ranks cannot meet
+};
+
+// The ranks whose marker files <rendezvous>/afd-rank-<r> exist, and what each wrote. A file is
+// never seen half-written: it is written under a temporary name and linked to its final one.
+std::map<int, Marker> read_markers(const fs::path& dir) {
+  std::map<int, Marker> markers;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
@@ -61,53 +69,64 @@ std::map<int, int> read_markers(const fs::path& dir) {
         name.find_first_not_of("0123456789", prefix.size()) != std::string::npos)
       continue;
     std::ifstream f(it->path());
-    std::string word;
-    int world = 0;
-    if (f >> word >> world && word == "world-size") worlds[std::stoi(name.substr(prefix.size()))] = world;
+    std::string word, device_word;
+    Marker m;
+    if (f >> word >> m.world >> device_word >> m.device && word == "world-size" && device_word == "device")
+      markers[std::stoi(name.substr(prefix.size()))] = m;
   }
-  return worlds;
+  return markers;
 }
 
 }  // namespace
 
-void meet_at_rendezvous(const DistOptions& o) {
+void meet_at_rendezvous(const DistOptions& o, Device device) {
   const fs::path dir(o.rendezvous);
   std::error_code ec;
   fs::create_directories(dir, ec);
   AFD_CHECK(!ec, "rendezvous {}: cannot create the folder ({})", o.rendezvous, ec.message());
   const fs::path mine = dir / fmt::format("afd-rank-{}", o.rank);
-  AFD_CHECK(!fs::exists(mine),
-            "rendezvous {}: holds files of an earlier run ({} exists already; or another process was started with "
-            "rank {}): every run needs an empty rendezvous folder, a fresh one for each start",
-            o.rendezvous, mine.string(), o.rank);
+  const std::string my_device = device.is_cuda() ? "cuda" : "cpu";
   {
     const fs::path tmp = mine.string() + fmt::format(".tmp.{}", ::getpid());
     std::ofstream f(tmp);
-    f << "world-size " << o.world_size << "\n";
+    f << "world-size " << o.world_size << "\ndevice " << my_device << "\n";
     AFD_CHECK(f.flush().good(), "rendezvous {}: cannot write {}", o.rendezvous, tmp.string());
     f.close();
-    fs::rename(tmp, mine, ec);
-    AFD_CHECK(!ec, "rendezvous {}: cannot write {} ({})", o.rendezvous, mine.string(), ec.message());
+    // link() fails if the name exists, at once and for one process only (a check, then rename,
+    // would let two processes of one rank both pass).
+    const bool taken = ::link(tmp.c_str(), mine.c_str()) != 0;
+    const int err = errno;
+    fs::remove(tmp, ec);
+    AFD_CHECK(!taken || err != EEXIST,
+              "rendezvous {}: holds files of an earlier run ({} exists already; or another process was started with "
+              "rank {}): every run needs an empty rendezvous folder, a fresh one for each start",
+              o.rendezvous, mine.string(), o.rank);
+    AFD_CHECK(!taken, "rendezvous {}: cannot write {} ({})", o.rendezvous, mine.string(), std::strerror(err));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.timeout_seconds);
   while (true) {
-    const std::map<int, int> worlds = read_markers(dir);
-    for (const auto& [rank, world] : worlds) {
+    const std::map<int, Marker> markers = read_markers(dir);
+    for (const auto& [rank, m] : markers) {
       // Named in rank order, so that both ranks give the same message.
       const bool first = o.rank < rank;
-      AFD_CHECK(world == o.world_size,
+      AFD_CHECK(m.world == o.world_size,
                 "rendezvous {}: rank {} was started with world size {} and rank {} with {}: every rank needs the "
                 "same --world-size",
-                o.rendezvous, first ? o.rank : rank, first ? o.world_size : world, first ? rank : o.rank,
-                first ? world : o.world_size);
+                o.rendezvous, first ? o.rank : rank, first ? o.world_size : m.world, first ? rank : o.rank,
+                first ? m.world : o.world_size);
+      AFD_CHECK(m.device == my_device,
+                "rendezvous {}: rank {} runs on {} and rank {} on {}: every rank needs the same kind of --device "
+                "(Gloo connects CPU ranks, NCCL GPU ranks)",
+                o.rendezvous, first ? o.rank : rank, first ? my_device : m.device, first ? rank : o.rank,
+                first ? m.device : my_device);
       AFD_CHECK(rank < o.world_size, "rendezvous {}: a rank {} joined, outside [0, {}) (world size {})", o.rendezvous,
                 rank, o.world_size, o.world_size);
     }
-    if (int64_t(worlds.size()) == o.world_size) return;
+    if (int64_t(markers.size()) == o.world_size) return;
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string missing;
       for (int r = 0; r < o.world_size; ++r)
-        if (!worlds.count(r)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", r);
+        if (!markers.count(r)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", r);
       AFD_FAIL("rendezvous {}: rank {} waited {} s (the timeout) and these ranks never came: {}", o.rendezvous, o.rank,
                o.timeout_seconds, missing);
     }
@@ -118,7 +137,7 @@ void meet_at_rendezvous(const DistOptions& o) {
 std::unique_ptr<Communicator> connect(const DistOptions& options, Device device) {
   options.validate();
   if (options.world_size == 1) return make_single_process();
-  meet_at_rendezvous(options);
+  meet_at_rendezvous(options, device);
   return device.is_cuda() ? make_nccl(options, device) : make_gloo(options);
 }
 

@@ -69,10 +69,12 @@ std::unique_ptr<Communicator> connect(const DistOptions& options, Device device)
 
 // The check before a backend's own rendezvous, which would fail on these mistakes with messages
 // about its internals (Gloo: "File already exists", "sizeof(impl_) == bytes.size()") or hang until
-// the timeout: this rank writes <rendezvous>/afd-rank-<rank> ("world-size W") and waits until every
-// rank of [0, W) has written its own. Throws at once when its own file is there already (a folder
-// left from an earlier run, or two processes with one rank) and, on every rank that sees it, when
-// a rank wrote another world size; after timeout_seconds it throws naming the ranks that never came.
-void meet_at_rendezvous(const DistOptions& options);
+// the timeout: this rank writes <rendezvous>/afd-rank-<rank> ("world-size W", "device cpu|cuda")
+// and waits until every rank of [0, W) has written its own. Throws at once when its own file is
+// there already (a folder left from an earlier run, or two processes with one rank) and, on every
+// rank that sees it, when a rank wrote another world size or kind of device; after
+// timeout_seconds it throws naming the ranks that never came. (A file of another rank left from an
+// earlier run counts as that rank: a rendezvous folder must be fresh.)
+void meet_at_rendezvous(const DistOptions& options, Device device);
 
 }  // namespace afd::dist

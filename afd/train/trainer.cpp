@@ -201,20 +201,22 @@ Trainer::Trainer(TrainConfig config, data::Dataset train_set, std::shared_ptr<di
 
   Generator gen(config_.seed);
   model_ = make_classifier(config_, images.size(1), images.size(2), train_set_.classes, gen);
-  // BatchNorm in training needs more than one value per channel: a last batch of one image (per
-  // rank with per-rank BN; synchronised BN sums over the ranks, so one image each will do) cannot
-  // train. Models without BN (small-cnn) take any batch.
-  if (contains_batch_norm(*model_) && !config_.drop_last && last != 0) {
-    AFD_CHECK(world > 1 || last > 1,
+  // The last batch must give every rank an image; and BatchNorm in training needs more than one
+  // value per channel: a last batch of one image (per rank with per-rank BN; synchronised BN sums
+  // over the ranks, so one image each will do) cannot train. Models without BN (small-cnn) take
+  // any batch size otherwise.
+  const bool bn = contains_batch_norm(*model_);
+  if (!config_.drop_last && last != 0) {
+    AFD_CHECK(!bn || world > 1 || last > 1,
               "Trainer: with {} training images and batch_size {} the last batch holds one image, and BatchNorm "
               "needs more than one value per channel in training: set drop_last or another batch size",
               n, config_.batch_size);
-    const int64_t need = config_.sync_bn ? 1 : 2;
+    const int64_t need = bn && !config_.sync_bn ? 2 : 1;
     AFD_CHECK(world == 1 || last / world >= need,
               "Trainer: the last batch of {} images split over {} ranks leaves a rank with fewer than {} image{} ({}): "
               "set drop_last or another batch size",
               last, world, need, need > 1 ? "s" : "",
-              config_.sync_bn ? "every rank needs one" : "per-rank BatchNorm needs more than one per channel");
+              need == 1 ? "every rank needs one" : "per-rank BatchNorm needs more than one per channel");
   }
   model_->to(config_.dtype);
   model_->to(config_.device);
@@ -884,16 +886,17 @@ void Trainer::load_checkpoint(const std::string& dir) {
   schedule_->set_last_epoch(schedule[0]);
   AFD_CHECK(config_.epochs >= epoch_, "load_checkpoint: {} has trained {} epochs already, more than the {} asked for",
             path, epoch_, config_.epochs);
-  // A learning rate changed on resume (say, smaller after a NaN) takes effect from here: the lr the
-  // schedule gives at this epoch, base_lr * gamma^(milestones passed), replaces the checkpoint's.
-  // An unchanged one keeps the checkpoint's lr, bit for bit.
+  // A learning rate or schedule (milestones, gamma) changed on resume (say, a smaller lr after a
+  // NaN) takes effect from here: the lr the schedule gives at this epoch, base_lr * gamma^(milestones
+  // passed), replaces the checkpoint's. Unchanged ones keep the checkpoint's lr, bit for bit.
+  const bool schedule_changed = saved.milestones != config_.milestones || saved.gamma != config_.gamma;
   const std::vector<std::pair<double, double>> bases{
       {saved.lr, config_.lr}, {saved.lr_d, config_.lr_d}, {saved.lr_f, config_.lr_f}};
   const std::vector<std::pair<std::string, Optimizer*>> opts = optimizers();
   const std::vector<std::string> order{"fc", "d", "f"};
   for (size_t k = 0; k < order.size(); ++k) {
     const auto [before, now] = bases[k];
-    if (before == now) continue;
+    if (before == now && !schedule_changed) continue;
     for (const auto& [name, opt] : opts) {
       if (name != order[k]) continue;
       double lr = now;

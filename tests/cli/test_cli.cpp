@@ -428,6 +428,16 @@ TEST(CliRun, ALearningRateGivenOnResumeTakesEffect) {
     if (json j = json::parse(line); j["type"] == "epoch") last = j;
   ASSERT_EQ(last["epoch"], 2);
   EXPECT_DOUBLE_EQ(last["lrs"][0].get<double>(), 0.5 * 0.1);  // the new base lr after milestone 1
+  // Another schedule on resume takes effect too: without milestones, no decay.
+  std::vector<std::string> again = tiny_run(dir / "mnist", dir / "run2");
+  for (const char* a : {"--epochs", "1"}) again.push_back(a);
+  ASSERT_EQ(run_cli(again).code, 0);
+  ASSERT_EQ(run_cli({"train", "--resume", dir / "run2", "--epochs", "2", "--milestones", "", "--progress", "none"}).code, 0);
+  std::ifstream metrics2(dir / "run2/metrics.jsonl");
+  for (std::string line; std::getline(metrics2, line);)
+    if (json j = json::parse(line); j["type"] == "epoch") last = j;
+  ASSERT_EQ(last["epoch"], 2);
+  EXPECT_DOUBLE_EQ(last["lrs"][0].get<double>(), 0.1);  // the preset's lr, not decayed
 }
 
 TEST(CliErrors, ExistingRunIsNeverOverwrittenSilently) {

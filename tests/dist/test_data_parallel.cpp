@@ -413,6 +413,30 @@ TEST(DataParallel, ExternalRendezvousMistakesAreNamed) {
     ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ":\n" << read_file(root / "c.log");
     EXPECT_NE(read_file(root / "c.log").find("holds files of an earlier run"), std::string::npos) << read_file(root / "c.log");
   }
+  {
+    // A rank on a GPU (its marker written here by hand: no GPU needed) and one on the CPU: Gloo
+    // and NCCL cannot meet; it hung in the backends' set-up until the timeout.
+    fs::create_directories(root / "rdv_device");
+    std::ofstream(root / "rdv_device" / "afd-rank-1") << "world-size 2\ndevice cuda\n";
+    const auto began = clock::now();
+    const int status = wait_for(start(rank_flags(0, 2, root / "rdv_device", "out_device"), root / "d.log"), 20);
+    ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ":\n" << read_file(root / "d.log");
+    EXPECT_LT(std::chrono::duration<double>(clock::now() - began).count(), 20.0) << "not at once";
+    EXPECT_NE(read_file(root / "d.log").find("rank 0 runs on cpu and rank 1 on cuda"), std::string::npos)
+        << read_file(root / "d.log");
+  }
+  fs::remove_all(root);
+}
+
+// small-cnn has no BatchNorm, but each rank still needs an image of the last batch: 81 images in
+// batches of 8 over 2 ranks leave one image, refused before training (it crashed at the last step).
+TEST(DataParallel, ALastBatchSmallerThanTheRanksIsRefused) {
+  const fs::path root = fresh_dir("lastbatch");
+  const int status = wait_for(start(run_flags("nt", root / "out", 2, 81), root / "log"), 60);
+  const std::string log = read_file(root / "log");
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << ":\n" << log;
+  EXPECT_NE(log.find("the last batch of 1 images split over 2 ranks leaves a rank with fewer than 1 image"),
+            std::string::npos) << log;
   fs::remove_all(root);
 }
 
@@ -434,18 +458,20 @@ TEST(DataParallel, AnEarlyCtrlCStopsTheLauncherWith130) {
   fs::remove_all(root);
 }
 
-// SIGTERM to the launcher (what a batch scheduler sends before it kills a job): passed on, the
+// SIGTERM to the launcher's process group (what a batch scheduler sends before it kills a job): the
 // workers finish their step, rank 0 writes a checkpoint, every process exits 143 (it was exit 1 and
 // no checkpoint), and the run resumes from there.
 TEST(DataParallel, SigtermToTheLauncherWritesACheckpoint) {
   const fs::path root = fresh_dir("sigterm");
   std::vector<std::string> flags = run_flags("nt", root / "out", 2);
   for (const char* s : {"--epochs", "100000"}) flags.push_back(s);
-  Proc launcher = start(flags, root / "log");
+  Proc launcher = start(flags, root / "log", /*own_group=*/true);
   const auto deadline = clock::now() + std::chrono::seconds(60);
   while (clock::now() < deadline && read_file(root / "out" / "metrics.jsonl").find("\"type\":\"step\"") == std::string::npos)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(::kill(launcher.pid, SIGTERM), 0);
+  // To the whole process group, as Slurm and timeout(1) send it: each worker gets it twice (from
+  // the group and from the launcher) and must still write its checkpoint.
+  ASSERT_EQ(::kill(-launcher.pid, SIGTERM), 0);
   const int status = wait_for(launcher, 60);
   const std::string log = read_file(root / "log");
   ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << status << ":\n" << log;

@@ -515,17 +515,13 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           ao.verbose = opt.get("progress") != "none";
           // Hours on a large test set: the state after every batch goes to a file of this model's
           // weights and this setting, so that the same command run again after a Ctrl-C or a crash
-          // resumes there (attacks/autoattack_state.h); removed once the ensemble is through.
+          // resumes there (attacks/autoattack_state.h); removed once eval.json is written.
           const fs::path state_dir = fs::path(out) / "autoattack-state";
           fs::create_directories(state_dir);
           ao.state_path = (state_dir / fmt::format("{}-{}-eps{}-seed{}-n{}-b{}.json", lm.crc32, attacks::norm_name(cfg.norm),
                                                    format_real(e), cfg.seed, count, ao.batch_size))
                               .string();
           attacks::AutoAttackReport rep = attacks::run_autoattack(*lm.model, xm, y, ao);
-          std::error_code ec;
-          fs::remove_all(ao.state_path + ".d", ec);
-          fs::remove(ao.state_path, ec);
-          fs::remove(state_dir, ec);  // only when empty
           acc.push_back(rep.final_robust_accuracy());
           robust.push_back(rep.robust);
           analyses.emplace_back(count);  // an entry for every eps: null numbers without clean-right points
@@ -644,6 +640,9 @@ int eval_command(const std::vector<std::string>& args, Io io) {
     report["models"].push_back(mj);
   }
   io.out << write_eval_report(report, ps, out);
+  // The evaluation is in eval.json: AutoAttack's resumable states are no longer needed.
+  std::error_code ec;
+  fs::remove_all(fs::path(out) / "autoattack-state", ec);
   return 0;
 }
 

@@ -187,7 +187,11 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
       continue;
     }
     if (terminating) {
-      if (term_failure.empty()) term_failure = fmt::format("worker rank {} (pid {}) {}", r, pid, describe(status));
+      // Killed by the SIGTERM itself: a worker that had not yet installed its handler (still
+      // meeting the others or loading data), as a single process would be.
+      const bool before_training = WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+      if (!before_training && term_failure.empty())
+        term_failure = fmt::format("worker rank {} (pid {}) {}", r, pid, describe(status));
       continue;
     }
     if (!failure.empty()) continue;  // the first failure is the one reported
@@ -266,8 +270,11 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
     if (!term_failure.empty())
       throw RunError(fmt::format("--nproc {}: stopped by SIGTERM, but {}; the last checkpoint may be older", nproc,
                                  term_failure));
-    io.err << fmt::format("afd_run train: stopped by SIGTERM; continue with: afd_run train --resume {}\n", opt.get("out"))
-           << std::flush;
+    const std::string out = opt.get("out");
+    const std::string next = fs::exists(fs::path(out) / "resolved.flags")
+                                 ? fmt::format("continue with: afd_run train --resume {}", out)
+                                 : "it had not started training, nothing to continue";
+    io.err << fmt::format("afd_run train: stopped by SIGTERM; {}\n", next) << std::flush;
     return 143;
   }
   if (!failure.empty()) throw RunError(fmt::format("--nproc {}: {}; all workers stopped", nproc, failure));

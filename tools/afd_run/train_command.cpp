@@ -157,8 +157,10 @@ extern "C" void on_stop_signal(int sig) {
   (void)ignored;
 }
 
-// Installs on_stop_signal for SIGINT and SIGTERM for its lifetime (SA_RESETHAND: a second one
-// takes the default action).
+// Installs on_stop_signal for SIGINT and SIGTERM for its lifetime. A second Ctrl-C takes the
+// default action (SA_RESETHAND: the user means it); a second SIGTERM does not, since schedulers and
+// `timeout` signal the whole process group and a --nproc worker then gets the launcher's copy too
+// (the launcher's SIGKILL after 120 s remains the backstop).
 class StopSignalGuard {
  public:
   explicit StopSignalGuard(train::Trainer& t) {
@@ -168,6 +170,7 @@ class StopSignalGuard {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
     sigaction(SIGINT, &sa, &previous_int_);
+    sa.sa_flags = 0;
     sigaction(SIGTERM, &sa, &previous_term_);
     if (g_stop_signal.load()) t.request_stop();
   }
