@@ -95,6 +95,10 @@ install_verified() {
   done
   mkdir -p "$dest"
   for f in "${!files[@]}"; do
+    # mv would put the file inside a folder of that name and report success.
+    [[ ! -e "$dest/$f" || -f "$dest/$f" ]] || die "$dest/$f: exists and is not a regular file (a folder?); remove it and fetch again"
+  done
+  for f in "${!files[@]}"; do
     if [[ ! "$src/$f" -ef "$dest/$f" ]]; then  # copy, then rename: never a half-written file
       cp "$src/$f" "$dest/$f.tmp.$$"
       mv "$dest/$f.tmp.$$" "$dest/$f"

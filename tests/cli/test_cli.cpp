@@ -329,10 +329,17 @@ TEST(CliErrors, EvalOutputFolders) {
                              dir / "run"}),
                     1, {"--out " + dir / "run" + ": holds a training run"});
   EXPECT_EQ(read_text(dir / "run/resolved.flags"), flags);
-  // Files of an earlier report in --out do not outlive a new evaluation there.
+  expect_one_line(run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--data-dir", dir / "mnist", "--out",
+                           dir / "run/checkpoint"}),
+                  1, {"holds a training run"});
+  // The run's folder for its checkpoint folder: the message names the one meant.
+  expect_one_line(run_cli({"eval", "--checkpoint", dir / "run", "--data-dir", dir / "mnist", "--out", dir / "e0"}), 1,
+                  {"did you mean " + dir / "run/checkpoint" + "?"});
+  // Files of an earlier report in --out do not outlive a new evaluation there; a user's own stay.
   fs::create_directories(dir / "e/plots");
   write_text_file(dir / "e/table_a3.csv", "stale\n");
   write_text_file(dir / "e/plots/accuracy_vs_eps_old.svg", "<svg/>");
+  write_text_file(dir / "e/plots/custom.svg", "<svg/>");
   ASSERT_EQ(run_cli({"eval", "--checkpoint", dir / "run/checkpoint", "--attacks", "fgsm", "--count", "4",
                      "--sanity-points", "0", "--data-dir", dir / "mnist", "--out", dir / "e", "--progress", "none"})
                 .code,
@@ -340,6 +347,7 @@ TEST(CliErrors, EvalOutputFolders) {
   EXPECT_FALSE(fs::exists(dir / "e/table_a3.csv"));
   EXPECT_FALSE(fs::exists(dir / "e/plots/accuracy_vs_eps_old.svg"));
   EXPECT_TRUE(fs::exists(dir / "e/plots/accuracy_vs_eps_fgsm.svg"));
+  EXPECT_TRUE(fs::exists(dir / "e/plots/custom.svg"));
 }
 
 TEST(CliErrors, AMissingCheckpointIsNamedBeforeTheData) {
@@ -720,6 +728,18 @@ TEST(CliRun, EvalAttackAndData) {
   EXPECT_EQ(adv.get("x_adv").shape(), (Shape{20, 1, 28, 28}));
   EXPECT_EQ(adv.get("norms").shape(), (Shape{20}));
   EXPECT_EQ(aj["success_within"], "eps");
+  // --attack-norm: an attack whose name fixes the norm ignores it (the report said l2 for a Linf
+  // FGSM); one that takes the config's norm moves to that norm's budget (apgd-ce ran L2 at 0.3).
+  for (const auto& [attack, norm, eps] : {std::tuple{"fgsm", "linf", 0.3}, std::tuple{"apgd-ce", "l2", 1.0}}) {
+    const std::string out = dir / (std::string("atk_norm_") + attack);
+    Result n = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", attack, "--attack-norm", "l2",
+                        "--attack-steps", "2", "--count", "4", "--data-dir", dir / "mnist", "--out", out, "--progress",
+                        "none"});
+    ASSERT_EQ(n.code, 0) << n.err;
+    const json cfg = json::parse(read_text(out + "/attack.json"))["config"];
+    EXPECT_EQ(cfg["norm"], norm) << attack;
+    EXPECT_DOUBLE_EQ(cfg["eps"].get<double>(), eps) << attack;
+  }
   // A minimal-norm attack's successes are at any norm; robust accuracy clips them to eps: both said.
   Result m = run_cli({"attack", "--checkpoint", dir / "run/checkpoint", "--attack", "deepfool-l2", "--attack-steps", "5",
                       "--count", "4", "--save-adv", "--data-dir", dir / "mnist", "--out", dir / "atk_df", "--progress", "none"});

@@ -130,6 +130,11 @@ TEST(FetchData, PartialCifar10FolderIsInstalledAndReported) {
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("partial set, missing data_batch_2.bin"), std::string::npos) << r.output;
   EXPECT_EQ(load_cifar10(dir / "c", Split::test).size(), 10000);
+  // A folder where a file belongs: mv put the file inside it and the script said "installed".
+  fs::create_directories(dir / "d/test_batch.bin");
+  Result f = run(fetch("", "cifar10 --dir " + (dir / "d") + " --from " + shared));
+  EXPECT_NE(f.rc, 0) << f.output;
+  EXPECT_NE(f.output.find("test_batch.bin: exists and is not a regular file"), std::string::npos) << f.output;
 }
 
 

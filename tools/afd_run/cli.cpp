@@ -337,8 +337,8 @@ std::string default_model_name(const std::string& checkpoint) {
 
 bool holds_training_run(const std::string& dir) {
   const fs::path d(dir);
-  return fs::exists(d / "checkpoint" / "trainer.safetensors") || fs::exists(d / "final.json") ||
-         fs::exists(d / "metrics.jsonl");
+  return fs::exists(d / "checkpoint" / "trainer.safetensors") || fs::exists(d / "trainer.safetensors") ||
+         fs::exists(d / "final.json") || fs::exists(d / "metrics.jsonl");
 }
 
 void clear_report_files(const std::string& dir) {
@@ -346,19 +346,31 @@ void clear_report_files(const std::string& dir) {
   for (const char* name : {"eval.json", "eval.md", "table1.csv", "table2.csv", "table_a3.csv", "per_sample.safetensors",
                            "seeds.md", "seeds.json", "attack.json", "x_adv.safetensors", "adversarial.png"})
     fs::remove(fs::path(dir) / name, ec);
+  // Only the plots afd_run writes (docs/evaluation.md): a user's own files there stay.
   const fs::path plots = fs::path(dir) / "plots";
   if (fs::is_directory(plots))
-    for (const auto& e : fs::directory_iterator(plots, ec))
-      if (e.path().extension() == ".svg") fs::remove(e.path(), ec);
+    for (const auto& e : fs::directory_iterator(plots, ec)) {
+      const std::string name = e.path().filename().string();
+      const bool ours = e.path().extension() == ".svg" &&
+                        (name.rfind("accuracy_vs_eps_", 0) == 0 || name.rfind("feature_shift_vs_eps_", 0) == 0 ||
+                         name == "h_divergence_vs_eps.svg" || name == "error_gap_vs_eps.svg" ||
+                         name.rfind("d_hat_", 0) == 0);
+      if (ours) fs::remove(e.path(), ec);
+    }
 }
 
 std::string checkpoint_model_file(const std::string& checkpoint, const std::string& flag) {
   fs::path p(checkpoint);
   if (fs::is_directory(p)) p /= "model.safetensors";
-  if (!fs::is_regular_file(p))
-    throw RunError(fmt::format("{} {}: {} does not exist (expected a checkpoint folder from afd_run train, "
-                               "e.g. runs/x/checkpoint, or a model .safetensors file)",
-                               flag, checkpoint, p.string()));
+  if (!fs::is_regular_file(p)) {
+    // A run's folder instead of its checkpoint folder: say which one to give.
+    const fs::path inner = fs::path(checkpoint) / "checkpoint" / "model.safetensors";
+    throw RunError(fmt::format("{} {}: {} does not exist ({})", flag, checkpoint, p.string(),
+                               fs::is_regular_file(inner)
+                                   ? fmt::format("did you mean {}?", (fs::path(checkpoint) / "checkpoint").string())
+                                   : "expected a checkpoint folder from afd_run train, e.g. runs/x/checkpoint, or a model "
+                                     ".safetensors file"));
+  }
   return p.string();
 }
 

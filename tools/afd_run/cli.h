@@ -53,6 +53,9 @@ struct EvalPreset {
   attacks::AttackConfig config;
   std::vector<double> eps;
 };
+// Table 1's budget in `norm` on `dataset` (Linf: 0.3 MNIST, 8/255 CIFAR, 0.015 Tiny-ImageNet; L2 1.0;
+// L1 10, the first non-zero eps of the paper's L1 grid): the eps of afd_run attack.
+double table1_eps(attacks::Norm norm, const std::string& dataset);
 EvalPreset eval_preset(const std::string& attack, const std::string& dataset);
 
 // Normalised area under accuracy(eps) over the grid (trapezoid / (eps_max - eps_min)); NaN for one eps.

@@ -76,10 +76,21 @@ void check_attack_list(const std::vector<std::string>& list, const char* flag) {
 // flag given explicitly, then the seed.
 attacks::AttackConfig attack_config(const FlagSet& set, const Options& opt, const std::string& attack,
                                     const std::string& dataset) {
-  attacks::AttackConfig c = eval_preset(attack, dataset).config;
+  const attacks::AttackConfig preset = eval_preset(attack, dataset).config;
+  attacks::AttackConfig c = preset;
   for (const Flag* f : set.flags())
     if (f->set_attack && opt.given(f->name)) f->set_attack(c, opt.get(f->name));
+  // --attack-norm moves an attack that takes its norm from the config (apgd-ce, fab-t, square, ...)
+  // to another threat model: without --attack-eps, to that norm's budget (an L2 run at the Linf
+  // eps 0.3 meant nothing).
+  if (c.norm != preset.norm && !opt.given("attack-eps")) c.eps = table1_eps(c.norm, dataset);
   c.seed = uint64_t(opt.get_int("seed"));
+  // An attack whose name fixes the norm (fgsm, pgd-l2, ddn, ...) ignores --attack-norm: the config
+  // the reports print is the one the attack runs with.
+  if (known_attack(attack)) {
+    const attacks::Norm runs = attacks::make_attack(attack, c)->config().norm;
+    if (runs != c.norm) c.norm = runs, c.eps = opt.given("attack-eps") ? c.eps : preset.eps;
+  }
   try {
     c.validate(attack.c_str());
   } catch (const Error& e) {

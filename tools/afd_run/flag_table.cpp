@@ -523,10 +523,19 @@ const std::vector<Flag>& flag_table() {
 
 // ---- the paper's evaluation settings (specs/afd.md, "Evaluation protocol") ------------------------
 
-EvalPreset eval_preset(const std::string& attack, const std::string& dataset) {
+double table1_eps(attacks::Norm norm, const std::string& dataset) {
+  // Linf: Table 1's PGD budget; L2: its C&W budget; L1 (no Table 1 column): the first non-zero eps
+  // of the paper's L1 grid.
+  if (norm == attacks::Norm::l2) return 1.0;
+  if (norm == attacks::Norm::l1) return 10.0;
   const bool mnist = dataset == "mnist" || dataset == "fashion-mnist";
   const bool tiny = dataset.rfind("tiny-imagenet", 0) == 0;  // tiny-imagenet (64x64) and tiny-imagenet-32
-  const double budget = mnist ? 0.3 : tiny ? 0.015 : 8.0 / 255;  // Table 1
+  return mnist ? 0.3 : tiny ? 0.015 : 8.0 / 255;
+}
+
+EvalPreset eval_preset(const std::string& attack, const std::string& dataset) {
+  const bool mnist = dataset == "mnist" || dataset == "fashion-mnist";
+  const double budget = table1_eps(attacks::Norm::linf, dataset);
   auto over255 = [](std::vector<double> v) {
     for (double& x : v) x /= 255;
     return v;
@@ -583,10 +592,8 @@ EvalPreset eval_preset(const std::string& attack, const std::string& dataset) {
     c.n_queries = 5000, c.p_init = 0.8;
   }
   // The single eps of `afd_run attack` (and the config eval.json records): Table 1's budget in the
-  // attack's norm, L2 1.0 (its C&W budget); Table 1 has no L1 column, so L1 takes the first non-zero
-  // eps of the paper's L1 grid.
-  if (c.norm == attacks::Norm::l2) c.eps = 1.0;
-  if (c.norm == attacks::Norm::l1) c.eps = l1_grid[1];
+  // attack's norm.
+  c.eps = table1_eps(c.norm, dataset);
   return p;
 }
 
