@@ -388,7 +388,7 @@ TEST(CliErrors, ACheckpointOfAnotherModel) {
   // Fewer epochs than the run has trained: refused (it rewrote final.json to say 1 epoch).
   expect_one_line(run_cli({"train", "--resume", dir / "run", "--epochs", "1"}), 1,
                   {"has trained 2 epochs already, more than the 1 asked for"});
-  // Another dataset name, another drop_last: refused, each named.
+  // Another drop_last: refused, named.
   expect_one_line(run_cli({"train", "--resume", dir / "run", "--drop-last"}), 1,
                   {"batch size 16, this trainer has 16 (drop_last)"});
 }
@@ -425,27 +425,25 @@ TEST(CliRun, ALearningRateGivenOnResumeTakesEffect) {
   // It was read into the config and resolved.flags, but the optimizers kept the checkpoint's lr.
   TempDir dir;
   write_mnist(dir / "mnist");
-  std::vector<std::string> args = tiny_run(dir / "mnist", dir / "run");
-  for (const char* a : {"--epochs", "1"}) args.push_back(a);
-  ASSERT_EQ(run_cli(args).code, 0);
-  Result r = run_cli({"train", "--resume", dir / "run", "--epochs", "2", "--lr", "0.5", "--progress", "none"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  json last;
-  std::ifstream metrics(dir / "run/metrics.jsonl");
-  for (std::string line; std::getline(metrics, line);)
-    if (json j = json::parse(line); j["type"] == "epoch") last = j;
-  ASSERT_EQ(last["epoch"], 2);
-  EXPECT_DOUBLE_EQ(last["lrs"][0].get<double>(), 0.5 * 0.1);  // the new base lr after milestone 1
-  // Another schedule on resume takes effect too: without milestones, no decay.
-  std::vector<std::string> again = tiny_run(dir / "mnist", dir / "run2");
-  for (const char* a : {"--epochs", "1"}) again.push_back(a);
-  ASSERT_EQ(run_cli(again).code, 0);
-  ASSERT_EQ(run_cli({"train", "--resume", dir / "run2", "--epochs", "2", "--milestones", "", "--progress", "none"}).code, 0);
-  std::ifstream metrics2(dir / "run2/metrics.jsonl");
-  for (std::string line; std::getline(metrics2, line);)
-    if (json j = json::parse(line); j["type"] == "epoch") last = j;
-  ASSERT_EQ(last["epoch"], 2);
-  EXPECT_DOUBLE_EQ(last["lrs"][0].get<double>(), 0.1);  // the preset's lr, not decayed
+  // A one-epoch run in `name`, resumed to 2 epochs with `flags`: the lr of the last epoch record.
+  auto resumed_lr = [&](const std::string& name, const std::vector<std::string>& flags) {
+    std::vector<std::string> args = tiny_run(dir / "mnist", dir / name);
+    for (const char* a : {"--epochs", "1"}) args.push_back(a);
+    EXPECT_EQ(run_cli(args).code, 0);
+    std::vector<std::string> resume = {"train", "--resume", dir / name, "--epochs", "2", "--progress", "none"};
+    resume.insert(resume.end(), flags.begin(), flags.end());
+    Result r = run_cli(resume);
+    EXPECT_EQ(r.code, 0) << r.err;
+    json last;
+    std::ifstream metrics(dir / (name + "/metrics.jsonl"));
+    for (std::string line; std::getline(metrics, line);)
+      if (json j = json::parse(line); j["type"] == "epoch") last = j;
+    EXPECT_EQ(last["epoch"], 2);
+    return last["lrs"][0].get<double>();
+  };
+  EXPECT_DOUBLE_EQ(resumed_lr("run", {"--lr", "0.5"}), 0.5 * 0.1);  // the new base lr after milestone 1
+  // Another schedule on resume takes effect too: without milestones, no decay of the preset's 0.1.
+  EXPECT_DOUBLE_EQ(resumed_lr("run2", {"--milestones", ""}), 0.1);
 }
 
 TEST(CliErrors, ExistingRunIsNeverOverwrittenSilently) {

@@ -454,13 +454,16 @@ TEST(DataParallel, AnEarlyCtrlCStopsTheLauncherWith130) {
   const std::string log = read_file(root / "log");
   ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << status << ":\n" << log;
   EXPECT_EQ(WEXITSTATUS(status), 130) << log;
-  EXPECT_NE(log.find("stopped by Ctrl-C"), std::string::npos) << log;
+  // Workers that had installed their handler by then stop cleanly and say so themselves.
+  EXPECT_TRUE(log.find("stopped by Ctrl-C") != std::string::npos ||
+              log.find("Ctrl-C: finishing the current step") != std::string::npos)
+      << log;
   fs::remove_all(root);
 }
 
 // SIGTERM to the launcher's process group (what a batch scheduler sends before it kills a job): the
 // workers finish their step, rank 0 writes a checkpoint, every process exits 143 (it was exit 1 and
-// no checkpoint), and the run resumes from there.
+// no checkpoint), and the launcher names the --resume command.
 TEST(DataParallel, SigtermToTheLauncherWritesACheckpoint) {
   const fs::path root = fresh_dir("sigterm");
   std::vector<std::string> flags = run_flags("nt", root / "out", 2);
