@@ -747,8 +747,14 @@ void Trainer::export_networks(const std::string& dir) const {
   // Exports (not read back by load_checkpoint): each network alone, PyTorch-loadable.
   const std::filesystem::path d(dir);
   std::filesystem::create_directories(d);
+  // image_shape: [C, H, W] of the training images, so that an evaluation on other images (which a
+  // ResNet would run, pooling any size) can be refused.
+  const Shape& images = train_set_.images.shape();
   const std::map<std::string, std::string> export_meta = {
-      {"config", config_to_json(config_)}, {"epoch", std::to_string(epoch_)}, {"batch", std::to_string(batch_)}};
+      {"config", config_to_json(config_)},
+      {"epoch", std::to_string(epoch_)},
+      {"batch", std::to_string(batch_)},
+      {"image_shape", shape_str(Shape(images.begin() + 1, images.end()))}};
   nn::save_state_dict(*model_, (d / "model.safetensors").string(), export_meta);
   if (disc_) nn::save_state_dict(*disc_, (d / "discriminator.safetensors").string(), export_meta);
 }

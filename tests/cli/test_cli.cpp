@@ -307,11 +307,18 @@ TEST(CliErrors, DataOnAPartialCifar10Set) {
 TEST(CliErrors, TestImagesOfAnotherShape) {
   // A 14 x 56 test split next to 28 x 28 training images trained and evaluated without a word.
   TempDir dir;
-  write_mnist(dir / "mnist");
-  data::write_idx_images(dir / "mnist/t10k-images-idx3-ubyte", 32, 14, 56);
-  expect_one_line(run_cli({"train", "--data-dir", dir / "mnist", "--out", dir / "run"}), 1,
+  write_mnist(dir / "odd");
+  data::write_idx_images(dir / "odd/t10k-images-idx3-ubyte", 32, 14, 56);
+  expect_one_line(run_cli({"train", "--data-dir", dir / "odd", "--out", dir / "x"}), 1,
                   {"the training images are [1, 28, 28] of 10 classes, the test images [1, 14, 56] of 10",
                    "must come from one dataset"});
+  // A checkpoint records the shape of its training images; eval and attack refuse others.
+  write_mnist(dir / "mnist");
+  ASSERT_EQ(run_cli(tiny_run(dir / "mnist", dir / "run")).code, 0);
+  for (const char* command : {"eval", "attack"})
+    expect_one_line(run_cli({command, "--checkpoint", dir / "run/checkpoint", "--data-dir", dir / "odd", "--out",
+                             dir / command}),
+                    1, {"trained on images [1, 28, 28], the test split's are [1, 14, 56]"});
 }
 
 TEST(CliErrors, EvalOutputFolders) {

@@ -401,6 +401,12 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
     throw RunError(fmt::format("--checkpoint {}: {} holds no afd config; name the architecture with --model (and --width)",
                                checkpoint, m.path));
   }
+  // The images the weights were trained on (recorded since 2026-11-29; older files say nothing).
+  const std::string test_shape = shape_str(Shape(test.images.shape().begin() + 1, test.images.shape().end()));
+  if (meta.count("image_shape") && meta.at("image_shape") != test_shape)
+    throw RunError(fmt::format("--checkpoint {}: trained on images {}, the test split's are {}: evaluate it on its own "
+                               "dataset (--dataset, --data-dir)",
+                               checkpoint, meta.at("image_shape"), test_shape));
   if (!model_override.empty()) m.config.model = model_override;
   if (width_override >= 0) m.config.width = width_override;
   m.config.device = device;
