@@ -31,6 +31,8 @@ struct Dataset {
   std::vector<std::string> notes;        // what a user should know (e.g. partial CIFAR-10 training set)
 
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  // One image's shape [C, H, W].
+  Shape image_shape() const { return Shape(images.shape().begin() + 1, images.shape().end()); }
   // Number of samples of each label (length `classes`).
   std::vector<int64_t> label_histogram() const;
   // Checks shapes, dtypes and label ranges; loaders call it, so a Dataset is always consistent.

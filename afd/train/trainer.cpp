@@ -749,12 +749,11 @@ void Trainer::export_networks(const std::string& dir) const {
   std::filesystem::create_directories(d);
   // image_shape: [C, H, W] of the training images, so that an evaluation on other images (which a
   // ResNet would run, pooling any size) can be refused.
-  const Shape& images = train_set_.images.shape();
   const std::map<std::string, std::string> export_meta = {
       {"config", config_to_json(config_)},
       {"epoch", std::to_string(epoch_)},
       {"batch", std::to_string(batch_)},
-      {"image_shape", shape_str(Shape(images.begin() + 1, images.end()))}};
+      {"image_shape", shape_str(train_set_.image_shape())}};
   nn::save_state_dict(*model_, (d / "model.safetensors").string(), export_meta);
   if (disc_) nn::save_state_dict(*disc_, (d / "discriminator.safetensors").string(), export_meta);
 }
@@ -896,20 +895,15 @@ void Trainer::load_checkpoint(const std::string& dir) {
   // NaN) takes effect from here: the lr the schedule gives at this epoch, base_lr * gamma^(milestones
   // passed), replaces the checkpoint's. Unchanged ones keep the checkpoint's lr, bit for bit.
   const bool schedule_changed = saved.milestones != config_.milestones || saved.gamma != config_.gamma;
-  const std::vector<std::pair<double, double>> bases{
-      {saved.lr, config_.lr}, {saved.lr_d, config_.lr_d}, {saved.lr_f, config_.lr_f}};
-  const std::vector<std::pair<std::string, Optimizer*>> opts = optimizers();
-  const std::vector<std::string> order{"fc", "d", "f"};
-  for (size_t k = 0; k < order.size(); ++k) {
-    const auto [before, now] = bases[k];
-    if (before == now && !schedule_changed) continue;
-    for (const auto& [name, opt] : opts) {
-      if (name != order[k]) continue;
-      double lr = now;
-      for (int64_t m : config_.milestones)
-        if (m <= schedule_->last_epoch()) lr *= config_.gamma;
-      opt->set_lr(lr);
-    }
+  auto base_lr = [](const TrainConfig& c, const std::string& optimizer) {
+    return optimizer == "fc" ? c.lr : optimizer == "d" ? c.lr_d : c.lr_f;
+  };
+  for (const auto& [name, opt] : optimizers()) {
+    if (base_lr(saved, name) == base_lr(config_, name) && !schedule_changed) continue;
+    double lr = base_lr(config_, name);
+    for (int64_t m : config_.milestones)
+      if (m <= schedule_->last_epoch()) lr *= config_.gamma;
+    opt->set_lr(lr);
   }
   try {
     epoch_sums_->from_json(f.metadata.at("epoch_sums"));

@@ -328,6 +328,11 @@ void append_line(const std::string& path, const std::string& line) {
     throw RunError(fmt::format("{}: cannot append ({})", path, std::strerror(errno)));
 }
 
+std::string training_position(const std::map<std::string, std::string>& meta) {
+  return meta.count("epoch") && meta.count("batch") ? fmt::format("epoch {} batch {}", meta.at("epoch"), meta.at("batch"))
+                                                    : "";
+}
+
 std::string default_model_name(const std::string& checkpoint) {
   const fs::path p(checkpoint);
   const fs::path folder =
@@ -390,7 +395,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
     throw RunError(fmt::format("--checkpoint {}: {}", checkpoint, clean_message(e.what())));
   }
   const std::map<std::string, std::string>& meta = file.metadata;
-  if (meta.count("epoch") && meta.count("batch")) m.position = fmt::format("epoch {} batch {}", meta.at("epoch"), meta.at("batch"));
+  m.position = training_position(meta);
   if (meta.count("config")) {
     try {
       m.config = train::config_from_json(meta.at("config"));
@@ -402,7 +407,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_o
                                checkpoint, m.path));
   }
   // The images the weights were trained on (recorded since 2026-11-29; older files say nothing).
-  const std::string test_shape = shape_str(Shape(test.images.shape().begin() + 1, test.images.shape().end()));
+  const std::string test_shape = shape_str(test.image_shape());
   if (meta.count("image_shape") && meta.at("image_shape") != test_shape)
     throw RunError(fmt::format("--checkpoint {}: trained on images {}, the test split's are {}: evaluate it on its own "
                                "dataset (--dataset, --data-dir)",

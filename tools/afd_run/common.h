@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -64,6 +65,8 @@ struct LoadedModel {
   train::TrainConfig config;
   std::shared_ptr<nn::Classifier> model;
 };
+// "epoch E batch B" from the metadata the trainer writes into its exports ("" when absent).
+std::string training_position(const std::map<std::string, std::string>& meta);
 // A model's name in reports: its run's folder name (runs/x/checkpoint -> x), else the file's stem.
 std::string default_model_name(const std::string& checkpoint);
 // Whether `dir` holds a training run (its checkpoint, final.json or metrics.jsonl): eval and attack

@@ -80,17 +80,14 @@ attacks::AttackConfig attack_config(const FlagSet& set, const Options& opt, cons
   attacks::AttackConfig c = preset;
   for (const Flag* f : set.flags())
     if (f->set_attack && opt.given(f->name)) f->set_attack(c, opt.get(f->name));
+  // An attack whose name fixes the norm (fgsm, pgd-l2, ddn, ...) ignores --attack-norm: the config
+  // the reports print is the one the attack runs with.
+  if (known_attack(attack)) c.norm = attacks::make_attack(attack, c)->config().norm;
   // --attack-norm moves an attack that takes its norm from the config (apgd-ce, fab-t, square, ...)
   // to another threat model: without --attack-eps, to that norm's budget (an L2 run at the Linf
   // eps 0.3 meant nothing).
   if (c.norm != preset.norm && !opt.given("attack-eps")) c.eps = table1_eps(c.norm, dataset);
   c.seed = uint64_t(opt.get_int("seed"));
-  // An attack whose name fixes the norm (fgsm, pgd-l2, ddn, ...) ignores --attack-norm: the config
-  // the reports print is the one the attack runs with.
-  if (known_attack(attack)) {
-    const attacks::Norm runs = attacks::make_attack(attack, c)->config().norm;
-    if (runs != c.norm) c.norm = runs, c.eps = opt.given("attack-eps") ? c.eps : preset.eps;
-  }
   try {
     c.validate(attack.c_str());
   } catch (const Error& e) {
@@ -230,9 +227,7 @@ std::shared_ptr<nn::SNPDFC3> load_discriminator(const LoadedModel& lm, int64_t c
   } catch (const Error& e) {
     throw RunError(fmt::format("{}: {}", p.string(), clean_message(e.what())));
   }
-  const std::string position = meta.count("epoch") && meta.count("batch")
-                                   ? fmt::format("epoch {} batch {}", meta.at("epoch"), meta.at("batch"))
-                                   : "";
+  const std::string position = training_position(meta);
   if (position != lm.position) {
     fmt::print(stderr,
                "warning: {} is of {}, the classifier of {} (a run stopped while writing its checkpoint?): D's "

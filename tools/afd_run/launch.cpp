@@ -48,6 +48,14 @@ extern "C" void on_terminate(int) { g_terminate.store(true); }
 // a worker installed its handler, or a second one, kills it) or by the errors that provokes.
 extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 
+// After a stop: the command that continues the run, or that there is none (before rank 0 wrote
+// resolved.flags, nothing was trained).
+std::string what_next(const std::string& out) {
+  return fs::exists(fs::path(out) / "resolved.flags")
+             ? fmt::format("continue with: afd_run train --resume {} (from its last checkpoint)", out)
+             : "it had not started training, nothing to continue";
+}
+
 std::string describe(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -258,23 +266,15 @@ int launch_workers(const std::vector<std::string>& args, int64_t nproc, const Op
   // run was stopped, not broken. (A Ctrl-C sent to the launcher alone reaches no worker: their own
   // failures then stay failures.)
   if (g_interrupted.load() && worker_interrupted && !terminating && !failure.empty()) {
-    const std::string out = opt.get("out");
-    // Before rank 0 wrote resolved.flags there is no run to continue.
-    const std::string next = fs::exists(fs::path(out) / "resolved.flags")
-                                 ? fmt::format("continue with: afd_run train --resume {} (from its last checkpoint)", out)
-                                 : "it had not started training, nothing to continue";
-    io.err << fmt::format("afd_run train: stopped by Ctrl-C ({}); {}\n", failure, next) << std::flush;
+    io.err << fmt::format("afd_run train: stopped by Ctrl-C ({}); {}\n", failure, what_next(opt.get("out")))
+           << std::flush;
     return 130;
   }
   if (terminating && failure.empty()) {
     if (!term_failure.empty())
       throw RunError(fmt::format("--nproc {}: stopped by SIGTERM, but {}; the last checkpoint may be older", nproc,
                                  term_failure));
-    const std::string out = opt.get("out");
-    const std::string next = fs::exists(fs::path(out) / "resolved.flags")
-                                 ? fmt::format("continue with: afd_run train --resume {}", out)
-                                 : "it had not started training, nothing to continue";
-    io.err << fmt::format("afd_run train: stopped by SIGTERM; {}\n", next) << std::flush;
+    io.err << fmt::format("afd_run train: stopped by SIGTERM; {}\n", what_next(opt.get("out"))) << std::flush;
     return 143;
   }
   if (!failure.empty()) throw RunError(fmt::format("--nproc {}: {}; all workers stopped", nproc, failure));

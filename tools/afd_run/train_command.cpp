@@ -521,9 +521,8 @@ void check_ranks_agree(dist::Communicator& comm, const Options& opt, const FlagS
   std::vector<std::pair<std::string, std::string>> fields;
   for (const Flag* f : set.flags())
     if (f->resolved && !differs_per_rank(f->name)) fields.push_back({"--" + f->name, opt.get(f->name)});
-  // The kind of device, not its index (Gloo for CPUs, NCCL for GPUs: a mix cannot talk), and
-  // whether the rank resumes (a resumed rank and a fresh one would take different numbers of steps).
-  fields.push_back({"--device (cpu or cuda)", device.is_cuda() ? "cuda" : "cpu"});
+  // Whether the rank resumes (a resumed rank and a fresh one would take different numbers of
+  // steps). The kind of device was compared already, in the rendezvous (dist::meet_at_rendezvous).
   fields.push_back({"--resume (given or not)", resuming ? "yes" : "no"});
   std::vector<dist::Disagreement> differ;
   try {
@@ -631,8 +630,7 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
   const data::Dataset test = load_split(dataset, data_dir, data::Split::test);
   // The model is built for the training images; a test split of another shape would be evaluated
   // (a ResNet pools any size) with numbers that mean nothing.
-  const Shape train_image(full.images.shape().begin() + 1, full.images.shape().end()),
-      test_image(test.images.shape().begin() + 1, test.images.shape().end());
+  const Shape train_image = full.image_shape(), test_image = test.image_shape();
   if (train_image != test_image || full.classes != test.classes)
     throw RunError(fmt::format("--data-dir {}: the training images are {} of {} classes, the test images {} of {}: "
                                "the two splits must come from one dataset",
