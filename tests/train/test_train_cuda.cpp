@@ -173,7 +173,9 @@ TEST_P(TrainOnCuda, TheTrainersOwnStepsMatch) {
     auto [x, y] = p.batch(k);
     StepMetrics mc = p.cpu->train_step(x, y), mg = p.gpu->train_step(x, y);
     EXPECT_NEAR(mg.loss, mc.loss, kAtol + kRtol * std::abs(mc.loss)) << "step " << k + 1;
-    if (!std::isnan(mc.adv_acc)) EXPECT_EQ(mg.adv_acc, mc.adv_acc) << "step " << k + 1;
+    if (!std::isnan(mc.adv_acc)) {
+      EXPECT_EQ(mg.adv_acc, mc.adv_acc) << "step " << k + 1;
+    }
     Worst net = compare_networks(*p.gpu, *p.cpu);
     ASSERT_LE(net.ratio, 1.0) << "step " << k + 1 << ": " << net.where;
   }
