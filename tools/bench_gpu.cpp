@@ -5,7 +5,8 @@
 // tools/gpu_table.py prints the ratios.
 //
 //   bench_gpu [--device cuda:0] [--precision both|strict|tf32] [--batch 128] [--warmup 3] [--reps 20]
-//             [--max-seconds 6] [--threads N] [--only MODEL]
+//             [--max-seconds 6] [--threads N] [--only MODEL] [--workload forward|train|attack]
+//             [--profile-one-step]
 //
 // Models: cifar_resnet18 (nn::ResNet18, ResNetConfig::cifar(10), input [B, 3, 32, 32]) and
 // small_cnn (nn::SmallCNN 32/64/200, input [B, 1, 28, 28]); inputs uniform in [0, 1], labels
@@ -24,6 +25,10 @@
 // --max-seconds; the JSON says how many ran). Throughput = batch / median seconds.
 // Allocator: device_mallocs (cudaMalloc calls) just before and just after the timed steps, which
 // must be equal (no cudaMalloc inside a steady-state step), and peak_bytes over the timed steps.
+// --profile-one-step: after the warm-up, one step only, between cuda::profiler_start() and
+// profiler_stop(), for a profiler that records that range alone (tools/device_check.sh runs
+// `ncu --profile-from-start off` over it: the kernels of exactly one step); its time is reported
+// with reps 1 and "profiled": true (a profiled step is slower: not a benchmark figure).
 //
 // A workload that throws is reported with its error and the others still run. Every workload also
 // prints a "ROW {...}" line as it finishes (kept if the run is cut short); the last line is
@@ -80,6 +85,8 @@ struct GpuOptions {
   std::vector<Precision> precisions{Precision::strict, Precision::tf32};
   int64_t batch = 128;
   double max_seconds = 6;
+  std::string workload;  // empty: all three
+  bool profile_one_step = false;
 };
 
 GpuOptions parse_gpu_options(int argc, char** argv) {
@@ -87,7 +94,11 @@ GpuOptions parse_gpu_options(int argc, char** argv) {
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    bool ours = a == "--device" || a == "--precision" || a == "--batch" || a == "--max-seconds";
+    if (a == "--profile-one-step") {
+      g.profile_one_step = true;
+      continue;
+    }
+    bool ours = a == "--device" || a == "--precision" || a == "--batch" || a == "--max-seconds" || a == "--workload";
     if (!ours) {
       rest.push_back(argv[i]);
       continue;
@@ -97,10 +108,13 @@ GpuOptions parse_gpu_options(int argc, char** argv) {
     if (a == "--device") g.device = Device::parse(v);
     else if (a == "--batch") g.batch = std::stoll(v);
     else if (a == "--max-seconds") g.max_seconds = std::stod(v);
+    else if (a == "--workload") g.workload = v;
     else if (v == "both") g.precisions = {Precision::strict, Precision::tf32};
     else g.precisions = {parse_precision(v)};
   }
   AFD_CHECK(g.batch > 0, "bench_gpu: --batch must be positive, got {}", g.batch);
+  AFD_CHECK(g.workload.empty() || g.workload == "forward" || g.workload == "train" || g.workload == "attack",
+            "bench_gpu: --workload must be forward, train or attack, got '{}'", g.workload);
   g.common = bench::parse_options("bench_gpu", static_cast<int>(rest.size()), rest.data(),
                                   {.threads = 2, .warmup = 3, .reps = 20, .min_seconds = 0, .only = ""});
   AFD_CHECK(g.common.reps >= 1, "bench_gpu: --reps must be at least 1, got {}", g.common.reps);
@@ -130,11 +144,23 @@ Measured measure(const std::function<void()>& step, const GpuOptions& g) {
     last_warmup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     warmup_s += last_warmup_s;
   }
+  Measured m;
+  if (g.profile_one_step) {
+    m.reps = 1;
+    m.before = memory_stats(dev);
+    if (dev.is_cuda()) cuda::profiler_start();
+    auto t0 = std::chrono::steady_clock::now();
+    synced_step();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (dev.is_cuda()) cuda::profiler_stop();
+    m.timing.median_ms = m.timing.min_ms = ms;
+    m.after = memory_stats(dev);
+    return m;
+  }
   bench::Options timed = g.common;
   timed.warmup = 0;
   if (last_warmup_s * timed.reps > g.max_seconds)
     timed.reps = std::max(5, static_cast<int>(g.max_seconds / last_warmup_s));
-  Measured m;
   m.reps = timed.reps;
   reset_peak_memory(dev);
   m.before = memory_stats(dev);
@@ -267,6 +293,7 @@ int main(int argc, char** argv) try {
         setup_error = std::string("setup: ") + e.what();
       }
       for (const char* workload : kWorkloads) {
+        if (!g.workload.empty() && g.workload != workload) continue;
         json row;
         if (!b) {
           row = {{"error", setup_error}};
@@ -275,6 +302,7 @@ int main(int argc, char** argv) try {
             std::string w = workload;
             Measured m = w == "forward" ? run_forward(*b, g) : w == "train" ? run_train(*b, g) : run_attack(*b, g);
             row = measured_json(m, g.batch);
+            if (g.profile_one_step) row["profiled"] = true;
           } catch (const std::exception& e) {
             row = {{"error", e.what()}};
           }

@@ -24,6 +24,12 @@ says so and exits 0. --device cpu runs the same flow on the CPU (for smoke tests
 
     python3 tools/bench_gpu_torch.py [--device cuda] [--precision both|strict|tf32] [--batch 128]
                                      [--warmup 3] [--reps 20] [--max-seconds 6] [--only MODEL]
+                                     [--workload forward|train|attack] [--profile-one-step]
+
+--profile-one-step: after the warm-up, one step only, under torch.profiler; the row then holds that
+step's time (reps 1, "profiled": true: not a benchmark figure) and "kernels", [name, launches,
+total microseconds] of every GPU kernel and copy of the step, largest first (tools/kernel_table.py
+sets them beside afd's, which ncu records from bench_gpu --profile-one-step).
 """
 import argparse
 import json
@@ -81,6 +87,8 @@ def measure(step, args, device):
         last_warmup_s = time.perf_counter() - t0
         warmup_s += last_warmup_s
         done += 1
+    if args.profile_one_step:
+        return profile_one_step(synced_step, args, device)
     reps = args.reps
     if last_warmup_s * reps > args.max_seconds:
         reps = max(5, int(args.max_seconds / last_warmup_s))
@@ -90,6 +98,28 @@ def measure(step, args, device):
     peak = torch.cuda.max_memory_allocated(device) if cuda else 0
     return {"median_ms": median, "min_ms": least, "images_per_s": args.batch / (median * 1e-3), "reps": reps,
             "peak_bytes": peak}
+
+
+def profile_one_step(synced_step, args, device):
+    """One step under torch.profiler: its time and its GPU kernels (name, launches, total us)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        synced_step()
+        ms = (time.perf_counter() - t0) * 1e3
+    kernels = {}
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        calls, us = kernels.get(e.name, (0, 0.0))
+        kernels[e.name] = (calls + 1, us + e.time_range.elapsed_us())
+    table = sorted(([name, calls, us] for name, (calls, us) in kernels.items()), key=lambda r: -r[2])
+    return {"median_ms": ms, "min_ms": ms, "images_per_s": args.batch / (ms * 1e-3), "reps": 1, "peak_bytes": 0,
+            "profiled": True, "kernels": table}
 
 
 def run_forward(model, x, y, eps, alpha, args, device):
@@ -158,6 +188,8 @@ def main():
     p.add_argument("--max-seconds", type=float, default=6.0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (for --device cpu)")
     p.add_argument("--only", default="")
+    p.add_argument("--workload", choices=["", *WORKLOADS], default="")
+    p.add_argument("--profile-one-step", action="store_true")
     args = p.parse_args()
 
     print(f"torch {torch.__version__}")
@@ -199,6 +231,8 @@ def main():
             except Exception as e:  # noqa: BLE001 (reported in the table; the rest still runs)
                 setup_error = f"setup: {type(e).__name__}: {e}"
             for workload in WORKLOADS:
+                if args.workload not in ("", workload):
+                    continue
                 if setup_error:
                     row = {"error": setup_error}
                 else:

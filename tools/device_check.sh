@@ -4,7 +4,8 @@
 # Builds with CUDA enabled (sm_90 only: H100 and H200) -- or, when .devpack/pack.tar.xz is there
 # (tools/device_pack.sh), runs that build made elsewhere -- runs every test suite (CUDA tests
 # included), benchmarks afd against PyTorch eager on the GPU (tools/bench_gpu,
-# tools/bench_gpu_torch.py), runs compute-sanitizer memcheck on the CUDA tests, and prints a short
+# tools/bench_gpu_torch.py), runs compute-sanitizer memcheck on the CUDA tests, profiles one
+# ResNet18 step of each with ncu and torch.profiler (tools/kernel_table.py), and prints a short
 # table last (also when a stage fails, times out or the script is stopped). Logs go to the log
 # directory. Everything fits a deadline of DEVICE_CHECK_BUDGET_S seconds (default 440): each stage
 # runs under `timeout`, at most its own cap and never past the deadline minus what the later
@@ -42,6 +43,7 @@ status_of() {
 }
 
 build_status="not run"; tests_status="not run"; memcheck_status="not run"; preflight="not run"
+profile_status=("not run")
 interrupted=""
 # unpack_devpack; plain: Python (PyTorch's own CUDA libraries) runs without the LD_LIBRARY_PATH set
 # for afd's programs; stage, stop_stage and save_to_out.
@@ -64,6 +66,8 @@ table() {
       "$logs/tests.log" 2>/dev/null | grep -E ': |^ *[0-9]+/[0-9]+ ' | tr -s ' ' | head -8 | tr '\n' ';') see tests.log]")"
   printf "%-12s %s\n" "cuda" "$(head -2 "$logs/cuda_info.txt" 2>/dev/null | tr '\n' ' ')"
   printf "%-12s %s\n" "memcheck" "$memcheck_status"
+  local line
+  for line in "${profile_status[@]}"; do printf "%-12s %s\n" "profile" "$line"; done
   plain python3 tools/gpu_table.py "$logs/bench_gpu.log" "$logs/bench_gpu_torch.log"
   printf "%-12s %ss\n" "elapsed" "$SECONDS"
 }
@@ -207,4 +211,35 @@ else
   memcheck backend "$build/tests/test_tensor" 'Cuda.*:CudaBackend.*:-CudaBackend.OutOfMemory*:*Over2GiB*' 60 70
   memcheck parity "$build/tests/test_tensor" 'CudaParity*:-*ResNet18*' 70 25
   [[ -x $build/tests/test_autograd ]] && memcheck gradcheck "$build/tests/test_autograd" 'GradcheckCuda.*' 40 5
+fi
+snapshot
+
+# Where a step's time goes: the kernels of one CIFAR ResNet18 step (strict fp32) of afd, recorded by
+# Nsight Compute over bench_gpu --profile-one-step (only that step: --profile-from-start off; the
+# card's clocks and caches left as they are), beside PyTorch's from torch.profiler; each compared
+# with the benchmark's own step time above (tools/kernel_table.py). Only with time to spare.
+ncu=${NCU:-$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)}
+if [[ ! -x $ncu ]]; then
+  profile_status=("not run (no ncu found)")
+else
+  profile_status=()
+  for workload in train attack; do
+    if ((deadline - SECONDS < 45)); then profile_status+=("$workload: not run (out of time)"); continue; fi
+    stage "$logs/ncu-$workload.csv" "$logs/ncu-$workload.log" timeout -k 5 "$(stage_timeout 90 10)" "$ncu" \
+      --profile-from-start off --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      "$build/tools/bench_gpu" --only cifar_resnet18 --precision strict --workload "$workload" --profile-one-step \
+      --warmup 2
+    rc=$?
+    stage "$logs/torch-profile-$workload.log" "$logs/torch-profile-$workload.log" \
+      env LD_LIBRARY_PATH="$orig_ld" timeout -k 5 "$(stage_timeout 60 5)" python3 tools/bench_gpu_torch.py \
+      --only cifar_resnet18 --precision strict --workload "$workload" --profile-one-step --warmup 2
+    table_args=(--model cifar_resnet18 --workload "$workload" --precision strict --afd-csv "$logs/ncu-$workload.csv"
+      --afd-bench "$logs/bench_gpu.log" --torch-profile "$logs/torch-profile-$workload.log"
+      --torch-bench "$logs/bench_gpu_torch.log")
+    plain python3 tools/kernel_table.py "${table_args[@]}" > "$logs/profile-$workload.txt" 2>&1
+    line=$(plain python3 tools/kernel_table.py "${table_args[@]}" --summary-line 2>&1 | tail -1)
+    ((rc == 0)) || line="ncu $(status_of $rc) (see ncu-$workload.log); $line"
+    profile_status+=("$line")
+    progress "profile $workload: $line"
+  done
 fi

@@ -1,6 +1,8 @@
 // Device discovery, library versions and a launch smoke test (built only with CUDA).
 #include "tensor/cuda/cuda_info.h"
 
+#include <cuda_profiler_api.h>
+
 #include "tensor/cuda/check.h"
 #include "tensor/cuda/kernels.cuh"
 #include "tensor/error.h"
@@ -34,6 +36,9 @@ std::string device_name(int index) {
   AFD_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
   return prop.name;
 }
+
+void profiler_start() { AFD_CUDA_CHECK(cudaProfilerStart()); }
+void profiler_stop() { AFD_CUDA_CHECK(cudaProfilerStop()); }
 
 std::string library_versions() {
   int runtime = 0, nccl = 0, major = 0, minor = 0, patch = 0;

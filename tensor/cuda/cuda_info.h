@@ -22,6 +22,10 @@ std::string library_versions();
 std::string smoke_test(int n, float value, float* out);
 // The name of device `index` ("NVIDIA H100 80GB HBM3").
 std::string device_name(int index);
+// Opens and closes the range a profiler started with "profile from start off" records
+// (cudaProfilerStart/Stop; e.g. ncu --profile-from-start off). Without CUDA: nothing.
+void profiler_start();
+void profiler_stop();
 
 // The tensor backend of device `index`, created on first use (tensor/cuda/cuda_backend.h).
 Backend& device_backend(int index);
