@@ -35,6 +35,13 @@ const char* kernel_name(Kernel k);
 int64_t kernel_calls(Kernel k);
 void count_kernel(Kernel k);
 
+// One SGD update (torch.optim.SGD's rule; ops::sgd_step_ documents it).
+struct SgdStep {
+  double lr = 0, weight_decay = 0, momentum = 0, dampening = 0;
+  bool nesterov = false;
+  bool first = false;  // the momentum buffer is not initialised yet: it becomes d
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -108,6 +115,9 @@ class Backend {
   // dst[.., dst_start + j, ..] = src[.., src_start + j, ..] along dim for j < len.
   virtual void copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, int64_t dst_start,
                          int dim, int64_t len) = 0;
+
+  // param, grad, momentum_buffer (undefined when s.momentum == 0): one shape, dtype and device.
+  virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) = 0;
 
   // Philox 4x32-10 streams (tensor/rng.h documents the counter layout).
   virtual void uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) = 0;

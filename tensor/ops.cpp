@@ -431,6 +431,20 @@ Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype) {
                      Tensor::ones({labels.size(0), 1}, dtype, labels.device()));
 }
 
+// ---- optimizer update ------------------------------------------------------------------------
+void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
+  check_float(param, "sgd_step");
+  check_same(param, grad, "sgd_step");
+  check_shape(grad, param.shape(), "sgd_step", "the gradient");
+  if (s.momentum != 0) {
+    check_same(param, momentum_buffer, "sgd_step");
+    check_shape(momentum_buffer, param.shape(), "sgd_step", "the momentum buffer");
+  }
+  if (param.numel() == 0) return;
+  count_kernel(Kernel::elementwise);
+  be(param).sgd_step(param, grad, momentum_buffer, s);
+}
+
 // ---- indexing --------------------------------------------------------------------------------
 namespace {
 void check_index_along(const Shape& data, Device device, int d, const Tensor& index, const char* op) {

@@ -95,6 +95,19 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // per sample [N]
 Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype);  // [N, classes]
 
+// ---- optimizer update ------------------------------------------------------------------------
+// One SGD step of one parameter, in place, as torch.optim.SGD (1.13) computes it, in one pass
+// over the elements (where the separate ops took nine on a GPU, each a launch):
+//   d = g + weight_decay p
+//   buf = first ? d : momentum buf + (1 - dampening) d         (momentum != 0 only)
+//   d = nesterov ? d + momentum buf : buf                      (momentum != 0 only)
+//   p = p - lr d
+// Every product and sum is rounded in the parameter's dtype as the separate ops (mul_scalar, add,
+// sub) round it, so the result is theirs bit for bit, on either device. param, grad and
+// momentum_buffer (undefined when momentum is 0; written whole when first) share shape, dtype and
+// device.
+void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s);
+
 // ---- indexing --------------------------------------------------------------------------------
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);

@@ -1,5 +1,7 @@
-// SGD and Adam: the update rules of torch.optim (1.13), written with tensor ops (tensor/ops.h) and
-// written back into each parameter's storage with copy_, so every holder of the Var sees them.
+// SGD and Adam: the update rules of torch.optim (1.13). Adam is written with tensor ops
+// (tensor/ops.h) and written back into each parameter's storage with copy_; SGD is one fused
+// in-place pass per parameter (ops::sgd_step_, the same bits as those ops), so every holder of the
+// Var sees the new values.
 #include "nn/optim/optimizer.h"
 
 #include <algorithm>
@@ -144,23 +146,22 @@ SGD::SGD(std::vector<Var> params, const SGDOptions& options)
   momentum_buffer_.resize(params_.size());
 }
 
+// d = g + wd p; buf = m buf + (1 - dampening) d (the first step: buf = d, undamped);
+// d = nesterov ? d + m buf : buf; p = p - lr d. One fused pass per parameter (ops::sgd_step_),
+// rounded as the separate ops would be.
 void SGD::step() {
   NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Var& p = params_[i];
     if (!p.grad().defined()) continue;
-    Tensor d_p = p.grad();
-    if (options_.weight_decay != 0) d_p = ops::add(d_p, ops::mul_scalar(p.data(), options_.weight_decay));
-    if (options_.momentum != 0) {
-      Tensor& buf = momentum_buffer_[i];
-      if (!buf.defined()) {
-        buf = d_p.clone();  // first step: the buffer is the gradient itself, undamped
-      } else {
-        buf.copy_(ops::add(ops::mul_scalar(buf, options_.momentum), ops::mul_scalar(d_p, 1 - options_.dampening)));
-      }
-      d_p = options_.nesterov ? ops::add(d_p, ops::mul_scalar(buf, options_.momentum)) : buf;
+    SgdStep s{lr_, options_.weight_decay, options_.momentum, options_.dampening, options_.nesterov, false};
+    Tensor& buf = momentum_buffer_[i];
+    if (options_.momentum != 0 && !buf.defined()) {
+      buf = Tensor(p.shape(), p.dtype(), p.device());
+      s.first = true;
     }
-    assign(p, ops::sub(p.data(), ops::mul_scalar(d_p, lr_)));
+    Tensor param = p.data();  // a handle to the parameter's storage: updated in place
+    ops::sgd_step_(param, p.grad(), buf, s);
   }
 }
 

@@ -500,6 +500,34 @@ void CpuBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, in
                 ps + ((o * as.n + src_start) * as.inner) * esize, len * as.inner * esize);
 }
 
+// ---- optimizer update -----------------------------------------------------------------------------
+namespace {
+// The separate ops' rounding, step by step (ops::sgd_step_): mul_scalar(x, a) is the affine op
+// a x + 0, whose + 0 turns a product of -0 into +0, so it stays; add and sub round once.
+template <class T>
+void sgd_step_typed(T* p, const T* g, T* buf, int64_t n, const SgdStep& s) {
+  const T lr = T(s.lr), wd = T(s.weight_decay), m = T(s.momentum), keep = T(1 - s.dampening), zero = T(0);
+  const bool decay = s.weight_decay != 0, momentum = s.momentum != 0, first = s.first, nesterov = s.nesterov;
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T d = g[i];
+    if (decay) d = d + (wd * p[i] + zero);
+    if (momentum) {
+      buf[i] = first ? d : (m * buf[i] + zero) + (keep * d + zero);
+      d = nesterov ? d + (m * buf[i] + zero) : buf[i];
+    }
+    p[i] = p[i] - (lr * d + zero);
+  }
+}
+}  // namespace
+
+void CpuBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
+  dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {
+    sgd_step_typed<T>(param.data<T>(), grad.data<T>(), s.momentum != 0 ? momentum_buffer.data<T>() : nullptr,
+                      param.numel(), s);
+  });
+}
+
 // ---- random numbers (layout documented in tensor/rng.h) ----------------------------------------
 namespace {
 constexpr double k2pow32inv = 1.0 / 4294967296.0;

@@ -528,6 +528,15 @@ void CudaBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, i
   AFD_CUDA_CHECK(cudaMemcpy2DAsync(pd, dst_pitch, ps, src_pitch, width, as.outer, cudaMemcpyDeviceToDevice, stream_));
 }
 
+// ---- optimizer update -------------------------------------------------------------------------------
+void CudaBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
+  activate();
+  dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {
+    launch_sgd_step<T>(param.data<T>(), grad.data<T>(), s.momentum != 0 ? momentum_buffer.data<T>() : nullptr,
+                       param.numel(), s.lr, s.weight_decay, s.momentum, s.dampening, s.nesterov, s.first, stream_);
+  });
+}
+
 // ---- random numbers --------------------------------------------------------------------------------
 void CudaBackend::uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {
   activate();

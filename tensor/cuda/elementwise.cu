@@ -174,6 +174,37 @@ __global__ void index_add_kernel(T* out, int64_t out_rows, const int64_t* idx, c
   }
 }
 
+// ---- optimizer update (ops::sgd_step_) ---------------------------------------------------------------
+// Each product and sum rounded on its own, as the CPU backend's loop (built with -ffp-contract=off)
+// and the separate ops round them: the _rn intrinsics are never fused into a multiply-add.
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+// mul_scalar(x, a) is the affine op a x + 0 (the + 0 turns a product of -0 into +0).
+template <class T>
+__device__ inline T scaled(T a, T x) {
+  return add_rn(mul_rn(a, x), T(0));
+}
+
+template <class T>
+__global__ void sgd_step_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T m, T keep, bool decay,
+                                bool nesterov, bool first) {
+  AFD_GRID_LOOP(i, n) {
+    T d = g[i];
+    if (decay) d = add_rn(d, scaled(wd, p[i]));
+    if (buf) {
+      const T b = first ? d : add_rn(scaled(m, buf[i]), scaled(keep, d));
+      buf[i] = b;
+      d = nesterov ? add_rn(d, scaled(m, b)) : b;
+    }
+    p[i] = sub_rn(p[i], scaled(lr, d));
+  }
+}
+
+
 // ---- random numbers (tensor/rng.h: block b = offset + j, lanes as the CPU backend uses them) ------
 // The arithmetic uses round-to-nearest intrinsics so no multiply-add is fused: the uniform numbers
 // are then bit for bit the CPU's.
@@ -349,6 +380,15 @@ void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src
   AFD_CUDA_CHECK_LAUNCH();
 }
 
+template <class T>
+void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
+                     double dampening, bool nesterov, bool first, cudaStream_t stream) {
+  sgd_step_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(p, g, momentum != 0 ? buf : nullptr, n, T(lr),
+                                                         T(weight_decay), T(momentum), T(1 - dampening),
+                                                         weight_decay != 0, nesterov, first);
+  AFD_CUDA_CHECK_LAUNCH();
+}
+
 template <>
 void launch_uniform<float>(float* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high,
                            cudaStream_t stream) {
@@ -384,7 +424,9 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
   template void launch_gather<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t); \
   template void launch_scatter_add<T>(T*, const int64_t*, const T*, int64_t, int64_t, int64_t, int64_t,      \
                                       cudaStream_t);                                                        \
-  template void launch_index_add<T>(T*, int64_t, const int64_t*, const T*, int64_t, int64_t, cudaStream_t);
+  template void launch_index_add<T>(T*, int64_t, const int64_t*, const T*, int64_t, int64_t, cudaStream_t); \
+  template void launch_sgd_step<T>(T*, const T*, T*, int64_t, double, double, double, double, bool, bool,    \
+                                   cudaStream_t);
 AFD_INSTANTIATE(float)
 AFD_INSTANTIATE(double)
 #undef AFD_INSTANTIATE

@@ -77,6 +77,12 @@ template <class T>
 void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src, int64_t rows, int64_t row,
                       cudaStream_t stream);
 
+// One SGD step in place (ops::sgd_step_), rounded as the CPU backend's loop: buf may be null when
+// momentum is 0.
+template <class T>
+void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
+                     double dampening, bool nesterov, bool first, cudaStream_t stream);
+
 // Philox streams laid out as tensor/rng.h documents, the same numbers as the CPU backend.
 template <class T>
 void launch_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high,

@@ -8,7 +8,9 @@
 //   f64: rtol 1e-12, atol 1e-14        f32: rtol 1e-6, atol 1e-6
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -204,6 +206,58 @@ void check_resume(const Options& options) {
   }
   expect_matches("resumed W", resumed.W.data(), straight.W.data(), 0, 0);
   expect_matches("resumed b", resumed.b.data(), straight.b.data(), 0, 0);
+}
+
+// ops::sgd_step_ (one fused pass) against torch.optim.SGD's rule written as the separate ops it
+// replaced: the same bits, in f32 and f64, for every combination of weight decay, momentum,
+// dampening and Nesterov, on values that include -0, 0 and tiny and huge magnitudes.
+Tensor sgd_by_separate_ops(Tensor p, Tensor g, Tensor& buf, const SgdStep& s) {
+  Tensor d = g;
+  if (s.weight_decay != 0) d = ops::add(d, ops::mul_scalar(p, s.weight_decay));
+  if (s.momentum != 0) {
+    buf = s.first ? d.clone() : ops::add(ops::mul_scalar(buf, s.momentum), ops::mul_scalar(d, 1 - s.dampening));
+    d = s.nesterov ? ops::add(d, ops::mul_scalar(buf, s.momentum)) : buf;
+  }
+  return ops::sub(p, ops::mul_scalar(d, s.lr));
+}
+
+TEST(SgdStep, EqualsTheSeparateOpsBitForBit) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::vector<double> special{0.0, -0.0, 1e-30, -1e-30, 3.5, -2.25, 1e30, -7e-8};
+    std::vector<double> pv, gv, bv;
+    for (int i = 0; i < 64; ++i) {
+      pv.push_back(i < 8 ? special[i] : std::sin(0.7 * i) * std::pow(10.0, i % 5 - 2));
+      gv.push_back(i < 8 ? special[(i + 3) % 8] : std::cos(1.3 * i) * std::pow(10.0, i % 4 - 3));
+      bv.push_back(i < 8 ? special[(i + 5) % 8] : std::sin(2.1 * i));
+    }
+    const Tensor p0 = Tensor::from_vector<double>(pv, {8, 8}).to(dt), g = Tensor::from_vector<double>(gv, {8, 8}).to(dt);
+    const Tensor b0 = Tensor::from_vector<double>(bv, {8, 8}).to(dt);
+    for (double wd : {0.0, 5e-4})
+      for (double m : {0.0, 0.9})
+        for (double damp : {0.0, 0.1})
+          for (bool nesterov : {false, true})
+            for (bool first : {false, true}) {
+              if (m == 0 && (nesterov || first || damp != 0)) continue;
+              const SgdStep s{0.05, wd, m, damp, nesterov, first};
+              Tensor buf_ops = m != 0 ? b0.clone() : Tensor();
+              const Tensor want = sgd_by_separate_ops(p0, g, buf_ops, s);
+              Tensor p = p0.clone(), buf = m != 0 ? (first ? Tensor(p0.shape(), dt) : b0.clone()) : Tensor();
+              ops::sgd_step_(p, g, buf, s);
+              const std::string what = fmt::format("{} wd {} momentum {} dampening {} nesterov {} first {}",
+                                                   dtype_name(dt), wd, m, damp, nesterov, first);
+              EXPECT_EQ(std::memcmp(p.raw_data(), want.raw_data(), p.nbytes()), 0) << what << ": the parameter";
+              if (m != 0) EXPECT_EQ(std::memcmp(buf.raw_data(), buf_ops.raw_data(), buf.nbytes()), 0) << what << ": buf";
+            }
+  }
+}
+
+TEST(SgdStep, RefusesMismatchedArguments) {
+  using afd::testing::expect_error;
+  Tensor p = Tensor::zeros({3}), g = Tensor::zeros({4}), buf = Tensor::zeros({3}, DType::f64);
+  const SgdStep s{0.1, 0, 0.9, 0, false, false};
+  expect_error([&] { ops::sgd_step_(p, g, buf, s); }, "sgd_step: the gradient has shape [4], expected [3]");
+  Tensor g3 = Tensor::zeros({3});
+  expect_error([&] { ops::sgd_step_(p, g3, buf, s); }, "sgd_step: dtypes f32 and f64 differ");
 }
 
 TEST(OptimizerState, SgdResumesExactly) { check_resume<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true}); }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -288,6 +289,38 @@ TYPED_TEST(CudaParity, Where) {
   Tensor cond_float = ops::unary(UnaryOp::gt_scalar, uniform({4, 3, 5, 6}, 4, this->dt), 0);
   expect_close(ops::where(cond_float, b, a), ops::where(dev(cond_float), dev(b), dev(a)),
                "where, float condition");
+}
+
+// ---- optimizer update ----------------------------------------------------------------------------
+
+// The fused SGD step (nn/optim's SGD::step): both backends round every product and sum on its own,
+// so the parameter and the momentum buffer are the CPU's bit for bit (exact comparison), for the
+// first step (buffer = d), later steps, Nesterov, and no momentum (no buffer).
+TYPED_TEST(CudaParity, SgdStepBitForBit) {
+  const Shape shape{1000, 37};
+  const Tensor p0 = uniform(shape, 1, this->dt), g = uniform(shape, 2, this->dt, -1e-2, 1e-2);
+  const Tensor b0 = uniform(shape, 3, this->dt, -1e-1, 1e-1);
+  auto exact = [](const Tensor& cpu, const Tensor& cuda, const std::string& what) {
+    const Tensor back = cuda.to(kCpu);
+    EXPECT_EQ(std::memcmp(back.raw_data(), cpu.raw_data(), cpu.nbytes()), 0) << what;
+    expect_close(cpu, cuda, what);  // names the worst element where the bits differ
+  };
+  for (double momentum : {0.0, 0.9})
+    for (bool nesterov : {false, true})
+      for (bool first : {false, true}) {
+        if (momentum == 0 && (nesterov || first)) continue;
+        const SgdStep s{0.05, 5e-4, momentum, 0.1, nesterov, first};
+        Tensor p = p0.clone(), pd = dev(p0), buf, bufd;
+        if (momentum != 0) {
+          buf = first ? Tensor(shape, this->dt) : b0.clone();
+          bufd = first ? Tensor(shape, this->dt, kCuda) : dev(b0);
+        }
+        ops::sgd_step_(p, g, buf, s);
+        ops::sgd_step_(pd, dev(g), bufd, s);
+        const std::string what = fmt::format("sgd_step momentum {} nesterov {} first {}", momentum, nesterov, first);
+        exact(p, pd, what + ": the parameter");
+        if (momentum != 0) exact(buf, bufd, what + ": the buffer");
+      }
 }
 
 // ---- reductions ----------------------------------------------------------------------------------
