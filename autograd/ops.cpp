@@ -319,7 +319,7 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, int64_t stride, int64_t 
 
 // ---- batch norm --------------------------------------------------------------------------------
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
-               Tensor running_var, bool training, double momentum, double eps) {
+               Tensor running_var, bool training, double momentum, double eps, Tensor num_batches_tracked) {
   AFD_CHECK(x.dim() >= 2, "batch_norm: expected x [N, C, ...], got {}", shape_str(x.shape()));
   Shape c{x.size(1)};
   AFD_CHECK(running_mean.shape() == c && running_var.shape() == c,
@@ -327,11 +327,11 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
             shape_str(running_var.shape()), x.size(1));
   if (training) {
     auto [y, stats] = ops::batch_norm_train(T(x), T(gamma), T(beta), eps);
-    // Running statistics: r = (1 - m) r + m s, with the unbiased variance as PyTorch does.
+    // Running statistics: r = (1 - m) r + m s, with the unbiased variance as PyTorch does
+    // (var count / (count - 1)); one fused pass, and the batch counted.
     double count = static_cast<double>(x.numel() / x.size(1));
-    running_mean.copy_(ops::add(ops::mul_scalar(running_mean, 1 - momentum), ops::mul_scalar(stats.mean, momentum)));
-    running_var.copy_(ops::add(ops::mul_scalar(running_var, 1 - momentum),
-                               ops::mul_scalar(stats.var, momentum * count / (count - 1))));
+    ops::update_running_stats_(running_mean, running_var, num_batches_tracked, stats.mean, stats.var, momentum,
+                               momentum * count / (count - 1));
     // the fused batch-statistics backward (tensor/cpu/norm_pool.cpp gives the formula)
     return record(Op::batch_norm, y, {x, gamma, beta}, [x, gamma, stats](const Var& g, const Var&, const Needs& n) {
       auto r = ops::batch_norm_backward(T(g), T(x), T(gamma), stats, n[0], n[1], n[2]);
@@ -369,7 +369,7 @@ Var all_reduce_sum(const Var& x, const ReplicaSum& sum_over_replicas) {
 }
 
 Var sync_batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean, Tensor running_var,
-                    const ReplicaSum& sum_over_replicas, double momentum, double eps) {
+                    const ReplicaSum& sum_over_replicas, double momentum, double eps, Tensor num_batches_tracked) {
   AFD_CHECK(x.dim() >= 2, "sync_batch_norm: expected x [N, C, ...], got {}", shape_str(x.shape()));
   const int64_t C = x.size(1);
   AFD_CHECK(running_mean.shape() == Shape{C} && running_var.shape() == Shape{C},
@@ -398,8 +398,7 @@ Var sync_batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor runn
 
   // Running statistics as batch_norm: r = (1 - m) r + m s, the variance unbiased: var M / (M - 1).
   const Tensor unbiased = ops::div(ops::mul(T(var), count), ops::add_scalar(count, -1.0));
-  running_mean.copy_(ops::add(ops::mul_scalar(running_mean, 1 - momentum), ops::mul_scalar(T(mu), momentum)));
-  running_var.copy_(ops::add(ops::mul_scalar(running_var, 1 - momentum), ops::mul_scalar(unbiased, momentum)));
+  ops::update_running_stats_(running_mean, running_var, num_batches_tracked, T(mu), unbiased, momentum, momentum);
   return y;
 }
 

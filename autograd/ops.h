@@ -77,10 +77,11 @@ Var linear(const Var& x, const Var& w, const Var& bias = Var());
 // x [N, C, H, W], w [K, C, R, S], bias [K] or undefined.
 Var conv2d(const Var& x, const Var& w, const Var& bias = Var(), int64_t stride = 1, int64_t padding = 0);
 // Batch norm over dim 1 of x [N, C, ...]. Training: batch statistics, and running_mean /
-// running_var (plain tensors) are updated in place with momentum (unbiased variance, as PyTorch).
-// Eval: the running statistics.
+// running_var (plain tensors) are updated in place with momentum (unbiased variance, as PyTorch),
+// and num_batches_tracked (i64, 0-d), when given, counts the batch. Eval: the running statistics.
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
-               Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+               Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
+               Tensor num_batches_tracked = Tensor());
 Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Var global_avg_pool(const Var& x);  // [N, C, H, W] -> [N, C]
@@ -112,7 +113,8 @@ Var all_reduce_sum(const Var& x, const ReplicaSum& sum_over_replicas);
 // Cost: two all-reduces of C (and 2C) numbers in the forward, two in the backward. With a group of
 // one it equals batch_norm(..., training = true).
 Var sync_batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean, Tensor running_var,
-                    const ReplicaSum& sum_over_replicas, double momentum = 0.1, double eps = 1e-5);
+                    const ReplicaSum& sum_over_replicas, double momentum = 0.1, double eps = 1e-5,
+                    Tensor num_batches_tracked = Tensor());
 
 // ---- softmax and losses ------------------------------------------------------------------------
 enum class Reduction { none, sum, mean };

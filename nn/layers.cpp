@@ -73,14 +73,12 @@ Var BatchNorm::forward(const Var& x) {
   AFD_CHECK(x.dim() >= min_dim_ && x.dim() <= max_dim_ && x.size(1) == num_features,
             "{}: expected x with {} channels in dim 1 and {} to {} dims, got {}", name_, num_features, min_dim_,
             max_dim_, shape_str(x.shape()));
-  if (is_training()) {
-    // num_batches_tracked += 1, computed on the tensor's device (no host sync).
-    Tensor count = num_batches_tracked.data();
-    count.copy_(ops::add_scalar(count.to(DType::f64), 1.0));
-  }
+  // Training also counts the batch in num_batches_tracked, on the tensor's device (no host sync).
   if (is_training() && sum_over_replicas)
-    return sync_batch_norm(x, weight, bias, running_mean.data(), running_var.data(), sum_over_replicas, momentum, eps);
-  return batch_norm(x, weight, bias, running_mean.data(), running_var.data(), is_training(), momentum, eps);
+    return sync_batch_norm(x, weight, bias, running_mean.data(), running_var.data(), sum_over_replicas, momentum, eps,
+                           num_batches_tracked.data());
+  return batch_norm(x, weight, bias, running_mean.data(), running_var.data(), is_training(), momentum, eps,
+                    num_batches_tracked.data());
 }
 
 // ---- Dropout -----------------------------------------------------------------------------------

@@ -116,6 +116,10 @@ class Backend {
   virtual void copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, int64_t dst_start,
                          int dim, int64_t len) = 0;
 
+  // running_mean = (1 - momentum) running_mean + momentum mean and running_var = (1 - momentum)
+  // running_var + var_scale var ([C], one dtype and device); count (i64, 0-d, or undefined) += 1.
+  virtual void update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
+                                    const Tensor& var, double momentum, double var_scale) = 0;
   // param, grad, momentum_buffer (undefined when s.momentum == 0): one shape, dtype and device.
   virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) = 0;
 

@@ -431,6 +431,26 @@ Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype) {
                      Tensor::ones({labels.size(0), 1}, dtype, labels.device()));
 }
 
+void update_running_stats_(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
+                           const Tensor& var, double momentum, double var_scale) {
+  const char* op = "update_running_stats";
+  check_float(running_mean, op);
+  check_same(running_mean, running_var, op);
+  check_same(running_mean, mean, op);
+  check_same(running_mean, var, op);
+  AFD_CHECK(running_mean.dim() == 1, "{}: expected running statistics [C], got {}", op, shape_str(running_mean.shape()));
+  check_shape(running_var, running_mean.shape(), op, "running_var");
+  check_shape(mean, running_mean.shape(), op, "the batch mean");
+  check_shape(var, running_mean.shape(), op, "the batch variance");
+  if (count.defined()) {
+    check_device(count, running_mean.device(), op, "the batch counter");
+    AFD_CHECK(count.dtype() == DType::i64 && count.numel() == 1, "{}: the batch counter must be one i64, got {}", op,
+              count.str());
+  }
+  count_kernel(Kernel::elementwise);
+  be(running_mean).update_running_stats(running_mean, running_var, count, mean, var, momentum, var_scale);
+}
+
 // ---- optimizer update ------------------------------------------------------------------------
 void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
   check_float(param, "sgd_step");

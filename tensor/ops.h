@@ -95,6 +95,16 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // per sample [N]
 Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype);  // [N, classes]
 
+// Batch norm's running statistics after a training batch, in place and in one pass (where the
+// separate ops took nine launches on a GPU):
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var + var_scale var
+//   count += 1                                  (num_batches_tracked; i64, 0-d; skipped if undefined)
+// rounded as mul_scalar and add round each step, so the results are those ops' bit for bit.
+// running_mean, running_var, mean, var: [C], one float dtype and device; count on that device.
+void update_running_stats_(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
+                           const Tensor& var, double momentum, double var_scale);
+
 // ---- optimizer update ------------------------------------------------------------------------
 // One SGD step of one parameter, in place, as torch.optim.SGD (1.13) computes it, in one pass
 // over the elements (where the separate ops took nine on a GPU, each a launch):

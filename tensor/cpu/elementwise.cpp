@@ -521,6 +521,23 @@ void sgd_step_typed(T* p, const T* g, T* buf, int64_t n, const SgdStep& s) {
 }
 }  // namespace
 
+void CpuBackend::update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
+                                      const Tensor& var, double momentum, double var_scale) {
+  dispatch_float(running_mean.dtype(), "update_running_stats", [&]<class T>() {
+    // mul_scalar(x, a) = a x + 0 (the + 0 kept, as in sgd_step_typed), then add.
+    const T keep = T(1 - momentum), m = T(momentum), f = T(var_scale), zero = T(0);
+    T* rm = running_mean.data<T>();
+    T* rv = running_var.data<T>();
+    const T* mu = mean.data<T>();
+    const T* v = var.data<T>();
+    for (int64_t c = 0; c < running_mean.numel(); ++c) {
+      rm[c] = (keep * rm[c] + zero) + (m * mu[c] + zero);
+      rv[c] = (keep * rv[c] + zero) + (f * v[c] + zero);
+    }
+  });
+  if (count.defined()) ++*count.data<int64_t>();
+}
+
 void CpuBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
   dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {
     sgd_step_typed<T>(param.data<T>(), grad.data<T>(), s.momentum != 0 ? momentum_buffer.data<T>() : nullptr,

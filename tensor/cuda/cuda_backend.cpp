@@ -529,6 +529,16 @@ void CudaBackend::copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, i
 }
 
 // ---- optimizer update -------------------------------------------------------------------------------
+void CudaBackend::update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
+                                       const Tensor& var, double momentum, double var_scale) {
+  activate();
+  dispatch_float(running_mean.dtype(), "update_running_stats", [&]<class T>() {
+    launch_update_running_stats<T>(running_mean.data<T>(), running_var.data<T>(),
+                                   count.defined() ? count.data<int64_t>() : nullptr, mean.data<T>(), var.data<T>(),
+                                   running_mean.numel(), momentum, var_scale, stream_);
+  });
+}
+
 void CudaBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
   activate();
   dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {

@@ -190,6 +190,16 @@ __device__ inline T scaled(T a, T x) {
 }
 
 template <class T>
+__global__ void update_running_stats_kernel(T* rm, T* rv, int64_t* count, const T* mu, const T* v, int64_t channels,
+                                            T keep, T m, T f) {
+  AFD_GRID_LOOP(c, channels) {
+    rm[c] = add_rn(scaled(keep, rm[c]), scaled(m, mu[c]));
+    rv[c] = add_rn(scaled(keep, rv[c]), scaled(f, v[c]));
+  }
+  if (count && blockIdx.x == 0 && threadIdx.x == 0) *count += 1;
+}
+
+template <class T>
 __global__ void sgd_step_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T m, T keep, bool decay,
                                 bool nesterov, bool first) {
   AFD_GRID_LOOP(i, n) {
@@ -381,6 +391,14 @@ void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src
 }
 
 template <class T>
+void launch_update_running_stats(T* running_mean, T* running_var, int64_t* count, const T* mean, const T* var,
+                                 int64_t channels, double momentum, double var_scale, cudaStream_t stream) {
+  update_running_stats_kernel<T><<<grid_for(channels), kBlock, 0, stream>>>(
+      running_mean, running_var, count, mean, var, channels, T(1 - momentum), T(momentum), T(var_scale));
+  AFD_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
                      double dampening, bool nesterov, bool first, cudaStream_t stream) {
   sgd_step_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(p, g, momentum != 0 ? buf : nullptr, n, T(lr),
@@ -426,7 +444,9 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
                                       cudaStream_t);                                                        \
   template void launch_index_add<T>(T*, int64_t, const int64_t*, const T*, int64_t, int64_t, cudaStream_t); \
   template void launch_sgd_step<T>(T*, const T*, T*, int64_t, double, double, double, double, bool, bool,    \
-                                   cudaStream_t);
+                                   cudaStream_t);                                                           \
+  template void launch_update_running_stats<T>(T*, T*, int64_t*, const T*, const T*, int64_t, double, double,   \
+                                               cudaStream_t);
 AFD_INSTANTIATE(float)
 AFD_INSTANTIATE(double)
 #undef AFD_INSTANTIATE

@@ -77,6 +77,12 @@ template <class T>
 void launch_index_add(T* out, int64_t out_rows, const int64_t* idx, const T* src, int64_t rows, int64_t row,
                       cudaStream_t stream);
 
+// Batch norm's running statistics in place (ops::update_running_stats_), rounded as the CPU
+// backend's loop; count (may be null) += 1.
+template <class T>
+void launch_update_running_stats(T* running_mean, T* running_var, int64_t* count, const T* mean, const T* var,
+                                 int64_t channels, double momentum, double var_scale, cudaStream_t stream);
+
 // One SGD step in place (ops::sgd_step_), rounded as the CPU backend's loop: buf may be null when
 // momentum is 0.
 template <class T>

@@ -251,6 +251,32 @@ TEST(SgdStep, EqualsTheSeparateOpsBitForBit) {
   }
 }
 
+// ops::update_running_stats_ (batch norm's running statistics and batch counter in one pass)
+// against the separate ops it replaced: the same bits, f32 and f64.
+TEST(UpdateRunningStats, EqualsTheSeparateOpsBitForBit) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    std::vector<double> rm, rv, mu, var;
+    for (int c = 0; c < 37; ++c) {
+      rm.push_back(c == 0 ? -0.0 : std::sin(0.3 * c));
+      rv.push_back(c == 1 ? 1e-30 : 1 + std::cos(0.7 * c));
+      mu.push_back(c == 2 ? -0.0 : std::sin(1.9 * c) * 1e3);
+      var.push_back(c == 3 ? 0.0 : std::fabs(std::cos(2.3 * c)) * 1e-3);
+    }
+    const Tensor rm0 = Tensor::from_vector<double>(rm, {37}).to(dt), rv0 = Tensor::from_vector<double>(rv, {37}).to(dt);
+    const Tensor m = Tensor::from_vector<double>(mu, {37}).to(dt), v = Tensor::from_vector<double>(var, {37}).to(dt);
+    const double momentum = 0.1, scale = 0.1 * 512 / 511;
+    const Tensor want_m = ops::add(ops::mul_scalar(rm0, 1 - momentum), ops::mul_scalar(m, momentum));
+    const Tensor want_v = ops::add(ops::mul_scalar(rv0, 1 - momentum), ops::mul_scalar(v, scale));
+    Tensor got_m = rm0.clone(), got_v = rv0.clone(), count = Tensor::from_vector<int64_t>({41}, {});
+    ops::update_running_stats_(got_m, got_v, count, m, v, momentum, scale);
+    EXPECT_EQ(std::memcmp(got_m.raw_data(), want_m.raw_data(), got_m.nbytes()), 0) << dtype_name(dt) << " mean";
+    EXPECT_EQ(std::memcmp(got_v.raw_data(), want_v.raw_data(), got_v.nbytes()), 0) << dtype_name(dt) << " var";
+    EXPECT_EQ(count.item<int64_t>(), 42);
+    Tensor none;  // no counter: the statistics alone
+    ops::update_running_stats_(got_m, got_v, none, m, v, momentum, scale);
+  }
+}
+
 TEST(SgdStep, RefusesMismatchedArguments) {
   using afd::testing::expect_error;
   Tensor p = Tensor::zeros({3}), g = Tensor::zeros({4}), buf = Tensor::zeros({3}, DType::f64);

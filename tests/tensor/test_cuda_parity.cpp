@@ -15,6 +15,7 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "autograd/ops.h"
 #include "nn/models/resnet.h"
@@ -321,6 +322,22 @@ TYPED_TEST(CudaParity, SgdStepBitForBit) {
         exact(p, pd, what + ": the parameter");
         if (momentum != 0) exact(buf, bufd, what + ": the buffer");
       }
+}
+
+// Batch norm's running statistics and batch counter in one pass: the CPU's bits.
+TYPED_TEST(CudaParity, UpdateRunningStatsBitForBit) {
+  const Tensor rm = uniform({300}, 1, this->dt), rv = uniform({300}, 2, this->dt, 0.5, 2);
+  const Tensor mean = uniform({300}, 3, this->dt, -5, 5), var = uniform({300}, 4, this->dt, 0, 3);
+  Tensor m_cpu = rm.clone(), v_cpu = rv.clone(), count_cpu = Tensor::from_vector<int64_t>({7}, {});
+  Tensor m_gpu = dev(rm), v_gpu = dev(rv), count_gpu = dev(count_cpu);
+  ops::update_running_stats_(m_cpu, v_cpu, count_cpu, mean, var, 0.1, 0.1 * 256 / 255);
+  ops::update_running_stats_(m_gpu, v_gpu, count_gpu, dev(mean), dev(var), 0.1, 0.1 * 256 / 255);
+  for (auto [cpu, gpu, what] : {std::tuple{&m_cpu, &m_gpu, "running_mean"}, std::tuple{&v_cpu, &v_gpu, "running_var"}}) {
+    const Tensor back = gpu->to(kCpu);
+    EXPECT_EQ(std::memcmp(back.raw_data(), cpu->raw_data(), cpu->nbytes()), 0) << what;
+    expect_close(*cpu, *gpu, what);
+  }
+  EXPECT_EQ(count_gpu.to(kCpu).item<int64_t>(), 8);
 }
 
 // ---- reductions ----------------------------------------------------------------------------------
