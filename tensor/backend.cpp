@@ -28,6 +28,7 @@ void count_kernel(Kernel k) {
 namespace {
 std::atomic<Precision> g_precision{Precision::tf32};
 std::atomic<bool> g_deterministic{false};
+std::atomic<bool> g_conv_benchmark{false};
 }  // namespace
 
 void set_precision(Precision p) { g_precision = p; }
@@ -40,6 +41,8 @@ Precision parse_precision(const std::string& text) {
 }
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
+void set_conv_benchmark(bool on) { g_conv_benchmark = on; }
+bool conv_benchmark() { return g_conv_benchmark; }
 
 // ---- devices -------------------------------------------------------------------------------------
 namespace {

@@ -147,6 +147,12 @@ Precision parse_precision(const std::string& text);  // "strict" or "tf32"; thro
 // backend is deterministic already: fixed-order sums, no atomics), so a run repeats bit for bit.
 void set_deterministic(bool on);
 bool deterministic();
+// Benchmark mode: each convolution shape's cuDNN algorithms chosen by timing them once
+// (cudnnFind*, as torch.backends.cudnn.benchmark = True) instead of from cuDNN's heuristics. The
+// first step of each shape is slower, and two runs may choose differently (timings vary), so
+// deterministic mode ignores it. Off by default.
+void set_conv_benchmark(bool on);
+bool conv_benchmark();
 
 // Device memory through the caching allocator (a block freed by a tensor is kept for the next
 // request of its size class instead of going back to cudaFree).

@@ -6,7 +6,7 @@
 //
 //   bench_gpu [--device cuda:0] [--precision both|strict|tf32] [--batch 128] [--warmup 3] [--reps 20]
 //             [--max-seconds 6] [--threads N] [--only MODEL] [--workload forward|train|attack]
-//             [--profile-one-step]
+//             [--profile-one-step] [--cudnn-benchmark]
 //
 // Models: cifar_resnet18 (nn::ResNet18, ResNetConfig::cifar(10), input [B, 3, 32, 32]) and
 // small_cnn (nn::SmallCNN 32/64/200, input [B, 1, 28, 28]); inputs uniform in [0, 1], labels
@@ -25,6 +25,8 @@
 // --max-seconds; the JSON says how many ran). Throughput = batch / median seconds.
 // Allocator: device_mallocs (cudaMalloc calls) just before and just after the timed steps, which
 // must be equal (no cudaMalloc inside a steady-state step), and peak_bytes over the timed steps.
+// --cudnn-benchmark: convolution algorithms chosen by timing (set_conv_benchmark), as PyTorch's
+// cudnn.benchmark = True (bench_gpu_torch.py --cudnn-benchmark); the heuristics' choice otherwise.
 // --profile-one-step: after the warm-up, one step only, between cuda::profiler_start() and
 // profiler_stop(), for a profiler that records that range alone (tools/device_check.sh runs
 // `ncu --profile-from-start off` over it: the kernels of exactly one step); its time is reported
@@ -87,6 +89,7 @@ struct GpuOptions {
   double max_seconds = 6;
   std::string workload;  // empty: all three
   bool profile_one_step = false;
+  bool cudnn_benchmark = false;
 };
 
 GpuOptions parse_gpu_options(int argc, char** argv) {
@@ -94,8 +97,8 @@ GpuOptions parse_gpu_options(int argc, char** argv) {
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--profile-one-step") {
-      g.profile_one_step = true;
+    if (a == "--profile-one-step" || a == "--cudnn-benchmark") {
+      (a == "--profile-one-step" ? g.profile_one_step : g.cudnn_benchmark) = true;
       continue;
     }
     bool ours = a == "--device" || a == "--precision" || a == "--batch" || a == "--max-seconds" || a == "--workload";
@@ -269,10 +272,12 @@ int main(int argc, char** argv) try {
     return 0;
   }
   set_num_threads(g.common.threads);
+  set_conv_benchmark(g.cudnn_benchmark);
   const std::string device_name = device_label(g.device);
   const std::string libraries = g.device.is_cuda() ? cuda::library_versions() : "";
-  std::printf("afd GPU benchmark: %s (%s), f32, batch %lld, %d warm-up, median of %d\n", g.device.str().c_str(),
-              device_name.c_str(), static_cast<long long>(g.batch), g.common.warmup, g.common.reps);
+  std::printf("afd GPU benchmark: %s (%s), f32, batch %lld, %d warm-up, median of %d%s\n", g.device.str().c_str(),
+              device_name.c_str(), static_cast<long long>(g.batch), g.common.warmup, g.common.reps,
+              g.cudnn_benchmark ? ", cuDNN algorithms by timing" : "");
   if (!libraries.empty()) std::printf("libraries: %s\n", libraries.c_str());
   std::fflush(stdout);
 
@@ -336,7 +341,8 @@ int main(int argc, char** argv) try {
       }
   json record = {{"impl", "afd"},         {"device", g.device.str()}, {"gpu", device_name},
                  {"libraries", libraries}, {"dtype", "f32"},          {"batch", g.batch},
-                 {"warmup", g.common.warmup}, {"reps", g.common.reps}, {"results", results}};
+                 {"warmup", g.common.warmup}, {"reps", g.common.reps}, {"cudnn_benchmark", g.cudnn_benchmark},
+                 {"results", results}};
   std::printf("JSON %s\n", dump(record).c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -14,7 +14,7 @@ labels i * 7 mod 10 on the device. Per model and precision:
 
 Precisions (bench_harness.set_torch_precision): strict = full fp32 convolutions and matrix products
 (cuDNN conv and cuBLAS matmul fp32_precision "ieee" on PyTorch 2.9+, else allow_tf32 False); tf32 =
-TF32 in both; the settings in force are printed. cudnn.benchmark stays False (the default). Timing:
+TF32 in both; the settings in force are printed. cudnn.benchmark stays False (the default) unless --cudnn-benchmark. Timing:
 torch.cuda.synchronize() before the clock starts and before it stops, --warmup untimed steps, then
 the median of --reps steps (at least 5 when one warm-up step shows --reps steps would exceed
 --max-seconds), as bench_gpu does. peak_bytes is torch.cuda.max_memory_allocated over the timed
@@ -25,6 +25,10 @@ says so and exits 0. --device cpu runs the same flow on the CPU (for smoke tests
     python3 tools/bench_gpu_torch.py [--device cuda] [--precision both|strict|tf32] [--batch 128]
                                      [--warmup 3] [--reps 20] [--max-seconds 6] [--only MODEL]
                                      [--workload forward|train|attack] [--profile-one-step]
+                                     [--cudnn-benchmark]
+
+--cudnn-benchmark sets torch.backends.cudnn.benchmark = True (algorithms chosen by timing, as
+bench_gpu --cudnn-benchmark); otherwise it stays False, the default.
 
 --profile-one-step: after the warm-up, one step only, under torch.profiler; the row then holds that
 step's time (reps 1, "profiled": true: not a benchmark figure) and "kernels", [name, launches,
@@ -62,9 +66,9 @@ MODELS = [
 WORKLOADS = ["forward", "train", "attack"]
 
 
-def set_precision(name):
+def set_precision(name, cudnn_benchmark=False):
     settings = set_torch_precision(torch, name)
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     return settings
 
 
@@ -190,6 +194,7 @@ def main():
     p.add_argument("--only", default="")
     p.add_argument("--workload", choices=["", *WORKLOADS], default="")
     p.add_argument("--profile-one-step", action="store_true")
+    p.add_argument("--cudnn-benchmark", action="store_true")
     args = p.parse_args()
 
     print(f"torch {torch.__version__}")
@@ -217,7 +222,7 @@ def main():
     results = {}
     settings = {}
     for prec in precisions:
-        settings[prec] = set_precision(prec)
+        settings[prec] = set_precision(prec, args.cudnn_benchmark)
         print(f"precision {prec}: {settings[prec]}", flush=True)
         for name, image, eps, alpha, make in MODELS:
             if args.only not in ("", name):
@@ -258,7 +263,8 @@ def main():
                       f"{r['images_per_s']:12.1f} {r['reps']:5d} {r['peak_bytes'] / 2**20:10.1f}")
     record = {"impl": "torch", "version": torch.__version__, "device": str(device), "gpu": card,
               "libraries": libraries, "dtype": "f32", "batch": args.batch, "warmup": args.warmup,
-              "reps": args.reps, "precision_settings": settings, "results": results}
+              "reps": args.reps, "precision_settings": settings, "cudnn_benchmark": args.cudnn_benchmark,
+              "results": results}
     print("JSON " + json.dumps(record))
     return 0
 

@@ -69,6 +69,8 @@ table() {
   local line
   for line in "${profile_status[@]}"; do printf "%-12s %s\n" "profile" "$line"; done
   plain python3 tools/gpu_table.py "$logs/bench_gpu.log" "$logs/bench_gpu_torch.log"
+  [[ -f $logs/bench_gpu_timed.log ]] && plain python3 tools/gpu_table.py "$logs/bench_gpu_timed.log" \
+    "$logs/bench_gpu_torch_timed.log" "cuDNN algorithms chosen by timing on both sides (cudnn.benchmark):"
   printf "%-12s %ss\n" "elapsed" "$SECONDS"
 }
 on_exit() {
@@ -173,6 +175,17 @@ stage "$logs/bench_gpu_torch.log" "$logs/bench_gpu_torch.log" \
   --precision both --warmup 3 --reps 20 ${DEVICE_CHECK_BENCH_ARGS:-}
 echo "exit status $?" >> "$logs/bench_gpu_torch.log"
 progress "bench_gpu_torch: $(tail -1 "$logs/bench_gpu_torch.log")"
+# The ResNet18 again with cuDNN's algorithms chosen by timing on both sides (bench_gpu
+# --cudnn-benchmark, torch.backends.cudnn.benchmark = True): does the heuristics' choice cost afd?
+stage "$logs/bench_gpu_timed.log" "$logs/bench_gpu_timed.log" \
+  timeout -k 5 "$(stage_timeout 60 70)" "$build/tools/bench_gpu" --precision both --warmup 3 --reps 20 \
+  --only cifar_resnet18 --cudnn-benchmark ${DEVICE_CHECK_BENCH_ARGS:-}
+echo "exit status $?" >> "$logs/bench_gpu_timed.log"
+stage "$logs/bench_gpu_torch_timed.log" "$logs/bench_gpu_torch_timed.log" \
+  env LD_LIBRARY_PATH="$orig_ld" timeout -k 5 "$(stage_timeout 60 60)" python3 tools/bench_gpu_torch.py \
+  --precision both --warmup 3 --reps 20 --only cifar_resnet18 --cudnn-benchmark ${DEVICE_CHECK_BENCH_ARGS:-}
+echo "exit status $?" >> "$logs/bench_gpu_torch_timed.log"
+progress "bench (cuDNN algorithms by timing): $(tail -1 "$logs/bench_gpu_timed.log"), torch $(tail -1 "$logs/bench_gpu_torch_timed.log")"
 snapshot
 
 # compute-sanitizer: $COMPUTE_SANITIZER, on the PATH, or in a CUDA folder.

@@ -2,8 +2,8 @@
 """Joins the logs of tools/bench_gpu and tools/bench_gpu_torch.py into the device check's table:
 afd / torch images/s per workload and precision, and afd's allocator counters.
 
-Usage: gpu_table.py AFD.log TORCH.log
-Each log's last "JSON {...}" line is used; a log cut short falls back on its "ROW {...}" lines.
+Usage: gpu_table.py AFD.log TORCH.log [TITLE]
+With TITLE, that one line replaces the header lines (a second table of the same run). Each log's last "JSON {...}" line is used; a log cut short falls back on its "ROW {...}" lines.
 A missing log, a failed workload or a skipped run shows as such; this never fails (stdlib only).
 """
 import json
@@ -45,14 +45,18 @@ def cell(r):
     return f"{r['images_per_s']:.0f}"
 
 
-def main(afd_path, torch_path):
+def main(afd_path, torch_path, title=""):
     afd_head, afd, afd_note = load(afd_path)
     torch_head, torch_res, torch_note = load(torch_path)
-    print(f"{'afd bench':<12} {afd_head.get('gpu', '') or afd_note} {afd_head.get('libraries', '')}".rstrip())
-    torch_desc = f"torch {torch_head['version']} on {torch_head.get('gpu', '')}" if torch_head else torch_note
-    print(f"{'torch bench':<12} {torch_desc} {torch_head.get('libraries', '')}".rstrip())
-    for prec, settings in (torch_head.get("precision_settings") or {}).items():
-        print(f"{'torch ' + prec:<12} {', '.join(f'{k}={v}' for k, v in settings.items())}")
+    if title:
+        notes = "; ".join(n for n in (afd_note and f"afd: {afd_note}", torch_note and f"torch: {torch_note}") if n)
+        print(title + (f" ({notes})" if notes else ""))
+    else:
+        print(f"{'afd bench':<12} {afd_head.get('gpu', '') or afd_note} {afd_head.get('libraries', '')}".rstrip())
+        torch_desc = f"torch {torch_head['version']} on {torch_head.get('gpu', '')}" if torch_head else torch_note
+        print(f"{'torch bench':<12} {torch_desc} {torch_head.get('libraries', '')}".rstrip())
+        for prec, settings in (torch_head.get("precision_settings") or {}).items():
+            print(f"{'torch ' + prec:<12} {', '.join(f'{k}={v}' for k, v in settings.items())}")
     keys = []
     for res in (afd, torch_res):
         for prec, models in res.items():
@@ -89,10 +93,10 @@ def main(afd_path, torch_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__.split("\n\n")[1])
     try:
-        sys.exit(main(sys.argv[1], sys.argv[2]))
+        sys.exit(main(*sys.argv[1:]))
     except Exception as e:  # noqa: BLE001 (the table must never stop the device check)
         print(f"gpu_table.py: {type(e).__name__}: {e}")
         sys.exit(0)

@@ -1,8 +1,10 @@
 // CUDA convolutions through cuDNN 9 (its convolution API: cudnnConvolutionForward and the two
 // backward calls). Per input shape a ConvPlan holds the descriptors and the algorithms chosen
 // once by cuDNN's heuristics (cudnnGet*Algorithm_v7: the first algorithm that runs, fits the
-// workspace limit and meets the precision and determinism settings); it is cached under a key
-// that includes those settings. Workspaces come from the caching allocator.
+// workspace limit and meets the precision and determinism settings) or, in benchmark mode
+// (set_conv_benchmark, not with deterministic), by timing them (cudnnFind*Algorithm: the fastest
+// that fits); it is cached under a key that includes those settings. Workspaces come from the
+// caching allocator (cudnnFind* allocates its own trial memory, once per shape).
 //
 // Precision: strict f32 uses CUDNN_FMA_MATH (no tensor cores, so no TF32), as PyTorch does with
 // allow_tf32 off; tf32 uses CUDNN_DEFAULT_MATH, under which cuDNN may use TF32 tensor cores.
@@ -40,7 +42,8 @@ int as_int(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-// Picks the first heuristic result that cuDNN can run under the settings.
+// Picks the first result (heuristics: in cuDNN's order of preference; timed: fastest first) that
+// cuDNN can run under the settings.
 template <class Perf>
 std::pair<Perf, bool> choose(const Perf* perf, int returned, bool need_deterministic) {
   for (int i = 0; i < returned; ++i) {
@@ -68,8 +71,9 @@ void ConvPlanDeleter::operator()(ConvPlan* plan) const { delete plan; }
 
 ConvPlan& CudaBackend::conv_plan(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p) {
   const bool f32 = x.dtype() == DType::f32, strict = precision() == Precision::strict, det = deterministic();
-  std::string key = fmt::format("{} {} {} {} {} {} {}", dtype_name(x.dtype()), shape_str(x.shape()),
-                                shape_str(w.shape()), p.stride, p.padding, strict, det);
+  const bool timed = conv_benchmark() && !det;
+  std::string key = fmt::format("{} {} {} {} {} {} {} {}", dtype_name(x.dtype()), shape_str(x.shape()),
+                                shape_str(w.shape()), p.stride, p.padding, strict, det, timed);
   auto it = conv_plans_.find(key);
   if (it != conv_plans_.end()) return *it->second;
 
@@ -89,13 +93,17 @@ ConvPlan& CudaBackend::conv_plan(const Tensor& x, const Tensor& w, const Tensor&
 
   constexpr int kMax = 16;
   int returned = 0;
-  std::string what = fmt::format("x {} w {} stride {} padding {} ({}{})", shape_str(x.shape()),
+  std::string what = fmt::format("x {} w {} stride {} padding {} ({}{}{})", shape_str(x.shape()),
                                  shape_str(w.shape()), p.stride, p.padding, strict ? "strict" : "tf32",
-                                 det ? ", deterministic" : "");
+                                 det ? ", deterministic" : "", timed ? ", timed" : "");
   {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-    AFD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, plan->x.d, plan->w.d, plan->conv.d, plan->y.d,
-                                                           kMax, &returned, perf));
+    if (timed)
+      AFD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn_, plan->x.d, plan->w.d, plan->conv.d, plan->y.d, kMax,
+                                                           &returned, perf));
+    else
+      AFD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, plan->x.d, plan->w.d, plan->conv.d, plan->y.d,
+                                                             kMax, &returned, perf));
     auto [best, ok] = choose(perf, returned, det);
     AFD_CHECK(ok, "cuDNN offers no forward algorithm for {}", what);
     plan->fwd = best.algo;
@@ -104,8 +112,12 @@ ConvPlan& CudaBackend::conv_plan(const Tensor& x, const Tensor& w, const Tensor&
   }
   {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-    AFD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, plan->w.d, plan->y.d, plan->conv.d,
-                                                                plan->x.d, kMax, &returned, perf));
+    if (timed)
+      AFD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn_, plan->w.d, plan->y.d, plan->conv.d, plan->x.d,
+                                                                kMax, &returned, perf));
+    else
+      AFD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, plan->w.d, plan->y.d, plan->conv.d,
+                                                                  plan->x.d, kMax, &returned, perf));
     auto [best, ok] = choose(perf, returned, det);
     AFD_CHECK(ok, "cuDNN offers no backward-data algorithm for {}", what);
     plan->bwd_data = best.algo;
@@ -114,8 +126,12 @@ ConvPlan& CudaBackend::conv_plan(const Tensor& x, const Tensor& w, const Tensor&
   }
   {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-    AFD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, plan->x.d, plan->y.d, plan->conv.d,
+    if (timed)
+      AFD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn_, plan->x.d, plan->y.d, plan->conv.d,
                                                                   plan->w.d, kMax, &returned, perf));
+    else
+      AFD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, plan->x.d, plan->y.d, plan->conv.d,
+                                                                    plan->w.d, kMax, &returned, perf));
     auto [best, ok] = choose(perf, returned, det);
     AFD_CHECK(ok, "cuDNN offers no backward-filter algorithm for {}", what);
     plan->bwd_filter = best.algo;

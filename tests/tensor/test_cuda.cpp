@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #include "tensor/backend.h"
 #include "tensor/cuda/cuda_info.h"
@@ -208,6 +209,43 @@ TEST(CudaBackend, DeterministicModeRepeatsAConvolutionStepBitForBit) {
   };
   auto first = run(), second = run();
   for (size_t k = 0; k < first.size(); ++k) EXPECT_TRUE(first[k] == second[k]) << "result " << k << " differs";
+}
+
+// Benchmark mode (--cudnn-benchmark): the algorithms chosen by timing compute the same convolution,
+// forward and both gradients, as the CPU in strict fp32 (the parity tests' tolerance, relative to
+// the sum of |terms|), for a stride-1 and a stride-2 shape.
+TEST(CudaBackend, ConvolutionAlgorithmsChosenByTimingAgreeWithTheCpu) {
+  if (!have_gpu()) GTEST_SKIP() << kNoGpu;
+  const Device gpu = Device::cuda(0);
+  Restore<bool> restore_benchmark{conv_benchmark, set_conv_benchmark};
+  Restore<Precision> restore_precision{precision, set_precision};
+  set_conv_benchmark(true);
+  set_precision(Precision::strict);
+  Generator g(5);
+  for (int64_t stride : {1, 2}) {
+    const Conv2dParams p{.stride = stride, .padding = 1};
+    const Tensor x = rand({8, 16, 14, 14}, g, DType::f32), w = randn({32, 16, 3, 3}, g, DType::f32);
+    const Tensor y = ops::conv2d(x, w, Tensor(), p), dy = randn(y.shape(), g, DType::f32);
+    const Tensor y_gpu = ops::conv2d(x.to(gpu), w.to(gpu), Tensor(), p);
+    const Tensor dx_gpu = ops::conv2d_backward_data(dy.to(gpu), w.to(gpu), x.shape(), p);
+    const Tensor dw_gpu = ops::conv2d_backward_filter(dy.to(gpu), x.to(gpu), w.shape(), p, false).first;
+    // |terms| bounds: the same convolutions of |x|, |w|, |dy|.
+    const Tensor ax = ops::abs(x), aw = ops::abs(w), ady = ops::abs(dy);
+    const std::vector<std::tuple<const char*, Tensor, Tensor, Tensor>> checks{
+        {"forward", y, y_gpu, ops::conv2d(ax, aw, Tensor(), p)},
+        {"data gradient", ops::conv2d_backward_data(dy, w, x.shape(), p), dx_gpu,
+         ops::conv2d_backward_data(ady, aw, x.shape(), p)},
+        {"filter gradient", ops::conv2d_backward_filter(dy, x, w.shape(), p, false).first, dw_gpu,
+         ops::conv2d_backward_filter(ady, ax, w.shape(), p, false).first}};
+    for (const auto& [what, cpu, cuda, size] : checks) {
+      const std::vector<float> a = cuda.to(Device::cpu()).to_vector<float>(), b = cpu.to_vector<float>();
+      const std::vector<float> m = size.to_vector<float>();
+      ASSERT_EQ(a.size(), b.size()) << what;
+      int64_t bad = 0;
+      for (size_t i = 0; i < a.size(); ++i) bad += !(std::fabs(a[i] - b[i]) <= 1e-6 + 1e-5 * m[i]);
+      EXPECT_EQ(bad, 0) << what << ", stride " << stride << ": " << bad << " of " << a.size() << " values differ";
+    }
+  }
 }
 
 TEST(CudaBackend, PrecisionSettingSwitchesTf32) {

@@ -222,6 +222,7 @@ Device setup_device(const Options& opt) {
   if (int64_t threads = opt.get_int("threads"); threads > 0) set_num_threads(int(threads));
   set_precision(parse_precision(opt.get("precision")));
   set_deterministic(opt.get_bool("deterministic"));
+  set_conv_benchmark(opt.get_bool("cudnn-benchmark"));
   set_check_numerics(opt.get_bool("check-numerics"));
   return device;
 }

@@ -156,6 +156,9 @@ std::vector<Flag> build_table() {
     t.push_back(pr);
     t.push_back(flag("deterministic", FlagType::boolean, kTrain | kModelCmds, "run",
                      "on a GPU, only deterministic cuDNN algorithms and reductions: a run repeats bit for bit", "false"));
+    t.push_back(flag("cudnn-benchmark", FlagType::boolean, kTrain | kModelCmds, "run",
+                     "on a GPU, choose each convolution shape's cuDNN algorithms by timing them once (as PyTorch's "
+                     "cudnn.benchmark) instead of by cuDNN's heuristics; ignored with --deterministic", "false"));
     t.push_back(flag("check-numerics", FlagType::boolean, kTrain | kModelCmds, "run",
                      "debug: check every op's output and gradient for NaN/Inf and stop naming the op that made it "
                      "(slow)", "false"));
