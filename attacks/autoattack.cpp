@@ -228,10 +228,12 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
         save_state();
       }
       if (options.verbose)
-        fmt::print(stderr, "\r  {}: {}/{} attacked, robust {:.2f}%", name, std::min(total, b + bs), total,
-                   100 * robust_fraction());
+        fmt::print(stderr, "{}  {}: {}/{} attacked, robust {:.2f}%{}", options.progress_lines ? "" : "\r", name,
+                   std::min(total, b + bs), total, 100 * robust_fraction(), options.progress_lines ? "\n" : "");
       if (options.should_stop && options.should_stop()) {
-        if (options.verbose) fmt::print(stderr, "\nautoattack: stopped; resume from {}\n", options.state_path);
+        if (options.verbose)
+          fmt::print(stderr, "{}autoattack: stopped; resume from {}\n", options.progress_lines ? "" : "\n",
+                     options.state_path);
         rep.complete = false;
         rep.robust = st.robust;
         rep.robust_accuracy = st.robust_accuracy;
@@ -246,8 +248,9 @@ AutoAttackReport run_autoattack(nn::UnaryModule& model, const Tensor& x, const T
     st.current_points.clear();
     save_state();
     if (options.verbose)
-      fmt::print(stderr, "\r  {:<8} robust accuracy {:6.2f}% after it ({:.1f} s){:20}\n", name,
-                 100 * st.robust_accuracy.back(), st.seconds[a], "");
+      fmt::print(stderr, "{}  {:<8} robust accuracy {:6.2f}% after it ({:.1f} s){:{}}\n",
+                 options.progress_lines ? "" : "\r", name, 100 * st.robust_accuracy.back(), st.seconds[a], "",
+                 options.progress_lines ? 0 : 20);
   }
   rep.robust = st.robust;
   rep.robust_accuracy = st.robust_accuracy;

@@ -32,6 +32,9 @@ struct AutoAttackOptions {
   int64_t batch_size = 250;
   std::string state_path;  // optional JSON state file (resume)
   bool verbose = true;     // one line per attack and the self-check on stderr
+  // With verbose: each batch's progress overwrites one line (\r, for a terminal) or, when true,
+  // gets a line of its own (for a log file).
+  bool progress_lines = false;
   // Polled after every batch; true stops the evaluation (the state file says where). For SIGINT.
   std::function<bool()> should_stop;
   // Iterations and queries of the standard components (AutoAttack's defaults).

@@ -519,6 +519,8 @@ int eval_command(const std::vector<std::string>& args, Io io) {
           ao.seed = cfg.seed;
           ao.batch_size = opt.get_int("eval-batch-size");
           ao.verbose = opt.get("progress") != "none";
+          // "lines", or "auto" off a terminal (as ProgressLine decides): a line per batch, no \r.
+          ao.progress_lines = opt.get("progress") == "lines" || (opt.get("progress") == "auto" && !io.tty);
           // Hours on a large test set: the state after every batch goes to a file of this model's
           // weights and this setting, so that the same command run again after a Ctrl-C or a crash
           // resumes there (attacks/autoattack_state.h); removed once eval.json is written.
