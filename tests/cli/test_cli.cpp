@@ -605,6 +605,23 @@ TEST(CliRun, SeedsReportMeanAndStd) {
   EXPECT_EQ(sum["seeds"].size(), 2u);
   EXPECT_TRUE(sum["clean_acc"]["std"].is_number());
   EXPECT_TRUE(sum["adv_acc"]["mean"].is_number());
+  // --resume of the finished run: every seed is found finished, none trained again.
+  const std::string weights = read_text(dir / "run/seed-5/checkpoint/model.safetensors");
+  Result again = run_cli({"train", "--resume", dir / "run"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  for (const char* s : {"[seed 5] already finished", "[seed 6] already finished"})
+    EXPECT_NE(again.err.find(s), std::string::npos) << again.err;
+  EXPECT_EQ(read_text(dir / "run/seed-5/checkpoint/model.safetensors"), weights);
+  // A run of one seed resumed with several: its seed lives in OUT itself, not in OUT/seed-N.
+  auto one = tiny_run(dir / "mnist", dir / "single");
+  for (const char* a : {"--epochs", "1"}) one.push_back(a);
+  ASSERT_EQ(run_cli(one).code, 0);
+  expect_one_line(run_cli({"train", "--resume", dir / "single", "--seeds", "2"}), 2,
+                  {"--seeds 2: the run trained one seed, in", "(--seed N --out ANOTHER)"});
+  EXPECT_FALSE(fs::exists(dir / "single/seed-0"));
+  // And a run of several seeds resumed with one.
+  expect_one_line(run_cli({"train", "--resume", dir / "run", "--seeds", "1"}), 2,
+                  {"--seeds 1: the run trains several seeds, in", "seed-5, ..."});
 }
 
 TEST(CliRun, ValidationSplitKeepsTheBestCheckpoint) {

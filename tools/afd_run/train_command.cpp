@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -544,6 +545,28 @@ void check_ranks_agree(dist::Communicator& comm, const Options& opt, const FlagS
                              comm.size(), which));
 }
 
+// --resume with another --seeds than the run's layout: one seed trains in OUT itself, several in
+// OUT/seed-N. A run of one seed resumed with --seeds 2 trained its seed again from scratch in
+// OUT/seed-N beside the finished one; refused instead, as is the other way round.
+void check_seed_layout(const std::string& resume, int64_t seeds) {
+  const fs::path out(resume);
+  const bool single = fs::exists(out / "checkpoint" / "trainer.safetensors") || fs::exists(out / "final.json");
+  std::vector<std::string> seed_dirs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out, ec))
+    if (e.is_directory() && e.path().filename().string().rfind("seed-", 0) == 0)
+      seed_dirs.push_back(e.path().filename().string());
+  std::sort(seed_dirs.begin(), seed_dirs.end());
+  if (seeds > 1 && single)
+    throw UsageError(fmt::format("--resume {} --seeds {}: the run trained one seed, in {} itself; train the other seeds "
+                                 "as their own run (--seed N --out ANOTHER), or all of them with --seeds in a new --out",
+                                 resume, seeds, resume));
+  if (seeds == 1 && !seed_dirs.empty())
+    throw UsageError(fmt::format("--resume {} --seeds 1: the run trains several seeds, in {}/{}{}; resume it with its "
+                                 "--seeds (as resolved.flags says), or resume one seed's folder",
+                                 resume, resume, seed_dirs[0], seed_dirs.size() > 1 ? ", ..." : ""));
+}
+
 }  // namespace
 
 int train_command(const std::vector<std::string>& args, Io io_in) {
@@ -574,6 +597,7 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
   }
   TrainPlan plan = resolve_train(set, given);
   const Options& opt = plan.options;
+  if (!resume.empty()) check_seed_layout(resume, opt.get_int("seeds"));
   const int64_t nproc = opt.get_int("nproc"), world = opt.get_int("world-size"), rank = opt.get_int("rank");
   if (nproc > 1) {
     if (world != 1)
