@@ -605,6 +605,13 @@ TEST(CliRun, SeedsReportMeanAndStd) {
   EXPECT_EQ(sum["seeds"].size(), 2u);
   EXPECT_TRUE(sum["clean_acc"]["std"].is_number());
   EXPECT_TRUE(sum["adv_acc"]["mean"].is_number());
+  // --flip on MNIST is allowed, with a warning.
+  auto flipped = tiny_run(dir / "mnist", dir / "flipped");
+  for (const char* a : {"--epochs", "1", "--flip"}) flipped.push_back(a);
+  Result f = run_cli(flipped);
+  ASSERT_EQ(f.code, 0) << f.err;
+  EXPECT_NE(f.err.find("warning: --flip on mnist"), std::string::npos) << f.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
   // --resume of the finished run: every seed is found finished, none trained again.
   const std::string weights = read_text(dir / "run/seed-5/checkpoint/model.safetensors");
   Result again = run_cli({"train", "--resume", dir / "run"});

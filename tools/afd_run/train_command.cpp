@@ -650,6 +650,11 @@ int train_command(const std::vector<std::string>& args, Io io_in) {
   if (lead) check_out_dir(out, resume, opt.get_bool("overwrite"));
   if (lead && resume.empty() && has_run(out)) remove_run(out);  // --overwrite (checked above)
 
+  // Digits are not mirror images of themselves (a flipped 2 is no 2): the paper augments CIFAR and
+  // Tiny-ImageNet only. Allowed, but said.
+  if (dataset == "mnist" && plan.config.flip)
+    io.err << "afd_run train: warning: --flip on mnist: a mirrored digit is often no digit of its class (the paper "
+              "flips CIFAR and Tiny-ImageNet only)\n";
   const data::Dataset full = load_split(dataset, data_dir, data::Split::train);
   const data::Dataset test = load_split(dataset, data_dir, data::Split::test);
   // The model is built for the training images; a test split of another shape would be evaluated
