@@ -86,8 +86,17 @@ def read_row(path, args, profiled):
 
 
 def short(name, width=58):
-    """A kernel's name without its argument list and template noise, cut to `width`."""
-    base = name.split("(")[0] if not name.startswith("void ") else name[5:].split("(")[0]
+    """A kernel's name without "void", "(anonymous namespace)::" and its argument list, cut to `width`."""
+    base = name[5:] if name.startswith("void ") else name
+    base = base.replace("(anonymous namespace)::", "")
+    if base.endswith(")"):  # the argument list: back to the "(" that matches the last ")"
+        depth = 0
+        for i in range(len(base) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(base[i], 0)
+            if depth == 0:
+                base = base[:i]
+                break
+    base = base.strip() or name
     return base if len(base) <= width else base[: width - 3] + "..."
 
 
