@@ -97,8 +97,12 @@ GpuOptions parse_gpu_options(int argc, char** argv) {
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--profile-one-step" || a == "--cudnn-benchmark") {
-      (a == "--profile-one-step" ? g.profile_one_step : g.cudnn_benchmark) = true;
+    if (a == "--profile-one-step") {
+      g.profile_one_step = true;
+      continue;
+    }
+    if (a == "--cudnn-benchmark") {
+      g.cudnn_benchmark = true;
       continue;
     }
     bool ours = a == "--device" || a == "--precision" || a == "--batch" || a == "--max-seconds" || a == "--workload";
