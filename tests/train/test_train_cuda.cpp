@@ -17,9 +17,11 @@
 // noise before it compares, and the pair first fills BatchNorm's running statistics from the data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "attacks/attack.h"
 #include "attacks/core.h"
@@ -53,10 +55,10 @@ void compare(const std::string& name, const Tensor& a, const Tensor& b, Worst& w
   const double* pa = ha.data<double>();
   const double* pb = hb.data<double>();
   const int64_t row = ha.dim() > 0 && ha.size(0) > 0 ? ha.numel() / ha.size(0) : ha.numel();
+  std::vector<double> row_max(size_t(row > 0 ? ha.numel() / row : 0), 0.0);
+  for (int64_t i = 0; i < ha.numel(); ++i) row_max[size_t(i / row)] = std::max(row_max[size_t(i / row)], std::abs(pb[i]));
   for (int64_t i = 0; i < ha.numel(); ++i) {
-    double size = std::abs(pb[i]);
-    if (scale == Scale::row_max)
-      for (int64_t j = i / row * row; j < (i / row + 1) * row; ++j) size = std::max(size, std::abs(pb[j]));
+    const double size = scale == Scale::row_max ? row_max[size_t(i / row)] : std::abs(pb[i]);
     const double r = std::abs(pa[i] - pb[i]) / (kAtol + kRtol * size);
     if (!(r <= w.ratio)) {  // NaN counts as the worst
       w.ratio = std::isnan(r) ? INFINITY : r;
@@ -71,9 +73,11 @@ void compare(const std::string& name, const Tensor& a, const Tensor& b, Worst& w
 Worst compare_networks(Trainer& gpu, Trainer& cpu) {
   Worst w;
   auto a = gpu.classifier().state_dict(), b = cpu.classifier().state_dict();
+  EXPECT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) compare(a[i].first, a[i].second, b[i].second, w);
   if (cpu.discriminator()) {
     auto da = gpu.discriminator()->state_dict(), db = cpu.discriminator()->state_dict();
+    EXPECT_EQ(da.size(), db.size());
     for (size_t i = 0; i < da.size() && i < db.size(); ++i) compare("D." + da[i].first, da[i].second, db[i].second, w);
   }
   return w;
