@@ -246,7 +246,9 @@ TEST(SgdStep, EqualsTheSeparateOpsBitForBit) {
               const std::string what = fmt::format("{} wd {} momentum {} dampening {} nesterov {} first {}",
                                                    dtype_name(dt), wd, m, damp, nesterov, first);
               EXPECT_EQ(std::memcmp(p.raw_data(), want.raw_data(), p.nbytes()), 0) << what << ": the parameter";
-              if (m != 0) EXPECT_EQ(std::memcmp(buf.raw_data(), buf_ops.raw_data(), buf.nbytes()), 0) << what << ": buf";
+              if (m != 0) {
+                EXPECT_EQ(std::memcmp(buf.raw_data(), buf_ops.raw_data(), buf.nbytes()), 0) << what << ": buf";
+              }
             }
   }
 }
