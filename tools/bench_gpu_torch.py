@@ -14,8 +14,9 @@ labels i * 7 mod 10 on the device. Per model and precision:
 
 Precisions (bench_harness.set_torch_precision): strict = full fp32 convolutions and matrix products
 (cuDNN conv and cuBLAS matmul fp32_precision "ieee" on PyTorch 2.9+, else allow_tf32 False); tf32 =
-TF32 in both; the settings in force are printed. cudnn.benchmark stays False (the default) unless --cudnn-benchmark. Timing:
-torch.cuda.synchronize() before the clock starts and before it stops, --warmup untimed steps, then
+TF32 in both; the settings in force are printed. cudnn.benchmark stays False (the default) unless
+--cudnn-benchmark. Timing: torch.cuda.synchronize() before the clock starts and before it stops,
+--warmup untimed steps, then
 the median of --reps steps (at least 5 when one warm-up step shows --reps steps would exceed
 --max-seconds), as bench_gpu does. peak_bytes is torch.cuda.max_memory_allocated over the timed
 steps. A failing workload is reported with its error; the others still run. Every workload prints

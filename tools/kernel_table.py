@@ -16,8 +16,11 @@ step the GPU is busy; the rest is launch gaps and host work.
 """
 import argparse
 import csv
-import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_table import load  # noqa: E402
 
 UNIT_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3, "second": 1e6, "s": 1e6}
 METRIC = "gpu__time_duration.sum"
@@ -65,24 +68,14 @@ def read_ncu(path):
     return kernels
 
 
-def read_row(path, args, profiled):
-    """The last ROW record of a bench_gpu / bench_gpu_torch log for this model, workload and
-    precision (profiled or timed); None where there is none."""
-    found = None
+def bench_result(path, args):
+    """The result of this model, workload and precision in a bench_gpu / bench_gpu_torch log (read
+    by gpu_table.load, the device check's table); None where the log has none or it failed."""
     if not path:
         return None
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if not line.startswith("ROW "):
-                    continue
-                r = json.loads(line[4:])
-                if (r.get("model"), r.get("workload"), r.get("precision")) == (args.model, args.workload, args.precision) \
-                        and bool(r.get("profiled")) == profiled and "error" not in r:
-                    found = r
-    except OSError:
-        return None
-    return found
+    _, results, _ = load(path)
+    r = results.get(args.precision, {}).get(args.model, {}).get(args.workload)
+    return r if r is not None and "error" not in r else None
 
 
 def short(name, width=58):
@@ -119,11 +112,11 @@ def main():
 
     label = f"{args.model} {args.workload} {args.precision}"
     afd = ranked(read_ncu(args.afd_csv))
-    profiled = read_row(args.torch_profile, args, True)
+    profiled = bench_result(args.torch_profile, args)
     torch_k = [tuple(k) for k in profiled.get("kernels", [])] if profiled else []
     step_ms = {}
     for side, path in (("afd", args.afd_bench), ("torch", args.torch_bench)):
-        r = read_row(path, args, False)
+        r = bench_result(path, args)
         step_ms[side] = r["median_ms"] if r else None
 
     def totals(k):
