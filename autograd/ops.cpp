@@ -358,6 +358,35 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
                 });
 }
 
+std::pair<Var, Var> bn_fold(const Var& w, const Var& conv_bias, const Var& gamma, const Var& beta,
+                            const Tensor& running_mean, const Tensor& running_var, double eps) {
+  ops::BnFold f = ops::bn_fold(T(w), conv_bias.defined() ? T(conv_bias) : Tensor(), T(gamma), T(beta), running_mean,
+                               running_var, eps);
+  Var inv = constant(f.invstd);  // 1 / sqrt(running_var + eps) [K]
+  Shape per_k(size_t(w.dim()), 1);  // [K, 1, 1, 1]: a per-channel value broadcast over w
+  per_k[0] = w.size(0);
+  // weight = a w: dw = g a; dgamma = invstd sum_{c,r,s} g w
+  Var weight = record(Op::bn_fold_weight, f.weight, {w, gamma}, [w, gamma, inv, per_k](const Var& g, const Var&,
+                                                                                        const Needs& n) {
+    Grads grads(2);
+    if (n[0]) grads[0] = mul(g, reshape(mul(gamma, inv), per_k));
+    if (n[1]) grads[1] = mul(reshape(sum_to(mul(g, w), per_k), {w.size(0)}), inv);
+    return grads;
+  });
+  // shift = beta + a (b - mean): dgamma = g invstd (b - mean); dbeta = g; db = g a
+  std::vector<Var> inputs{gamma, beta};
+  if (conv_bias.defined()) inputs.push_back(conv_bias);
+  auto shift_backward = [conv_bias, gamma, running_mean, inv](const Var& g, const Var&, const Needs& n) {
+    Var mean = constant(running_mean);
+    Grads grads(n.size());
+    if (n[0]) grads[0] = mul(mul(g, conv_bias.defined() ? sub(conv_bias, mean) : neg(mean)), inv);
+    if (n[1]) grads[1] = g;
+    if (n.size() > 2 && n[2]) grads[2] = mul(g, mul(gamma, inv));
+    return grads;
+  };
+  return {weight, record(Op::bn_fold_shift, f.shift, inputs, shift_backward)};
+}
+
 // ---- data parallelism ------------------------------------------------------------------------
 Var all_reduce_sum(const Var& x, const ReplicaSum& sum_over_replicas) {
   // y = sum_r x_r; dL/dx_r = sum_q dL_q/dy (the same sum of the replicas' incoming gradients)

@@ -82,6 +82,13 @@ Var conv2d(const Var& x, const Var& w, const Var& bias = Var(), int64_t stride =
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
                Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                Tensor num_batches_tracked = Tensor());
+// An eval-mode batch norm folded into the convolution before it (nn::conv_bn), one kernel for
+// both outputs (ops::bn_fold): with a = gamma / sqrt(running_var + eps),
+//   weight = a w  (w [K, ...], scaled per output channel k)     -> nodes on w, gamma
+//   shift = beta - a running_mean (+ a conv_bias)               -> nodes on gamma, beta, conv_bias
+// conv_bias may be undefined. Returns {weight, shift}: conv(x; weight, shift) = bn(conv(x; w, conv_bias)).
+std::pair<Var, Var> bn_fold(const Var& w, const Var& conv_bias, const Var& gamma, const Var& beta,
+                            const Tensor& running_mean, const Tensor& running_var, double eps = 1e-5);
 Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 Var global_avg_pool(const Var& x);  // [N, C, H, W] -> [N, C]

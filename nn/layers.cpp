@@ -48,11 +48,9 @@ Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x) {
   AFD_CHECK(bn.num_features == conv.out_channels, "conv_bn: BatchNorm2d of {} channels after a Conv2d of {}",
             bn.num_features, conv.out_channels);
   if (bn.is_training()) return bn.forward(conv.forward_with(x, conv.weight, conv.bias));
-  Tensor invstd = ops::reciprocal(ops::sqrt(ops::add_scalar(bn.running_var.data(), bn.eps)));
-  Var a = mul(bn.weight, Var(invstd));                                // [K]
-  Var shift = sub(bn.bias, mul(a, Var(bn.running_mean.data())));      // c = beta - a mean
-  if (conv.bias.defined()) shift = add(shift, mul(a, conv.bias));     // + a b
-  Var w = mul(conv.weight, reshape(a, {conv.out_channels, 1, 1, 1}));  // a w
+  // a w and a b + beta - a mean, a = gamma / sqrt(running_var + eps): one kernel (autograd's bn_fold)
+  auto [w, shift] = bn_fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean.data(), bn.running_var.data(),
+                            bn.eps);
   return conv.forward_with(x, w, shift);
 }
 

@@ -77,8 +77,9 @@ class BatchNorm2d : public BatchNorm {  // x [N, C, H, W]
 // affine map per channel, v -> a v + c with a = gamma / sqrt(running_var + eps) and
 // c = beta - a running_mean, so bn(conv(x; w, b)) = conv(x; a w, a b + c): one pass over the
 // output instead of two, and one less in the backward (what attacks and evaluation run). The fold
-// is made of autograd ops, so gradients still reach w, b, gamma and beta. In train mode (batch
-// statistics, running averages updated) the two layers run as they are.
+// is one kernel (autograd's bn_fold) with its own backward, so gradients still reach w, b, gamma
+// and beta. In train mode (batch statistics, running averages updated) the two layers run as they
+// are.
 Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x);
 
 class ReLU : public UnaryModule {

@@ -90,6 +90,12 @@ class Backend {
   virtual void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                    const Tensor& mean, const Tensor& invstd, Tensor& dx,
                                    Tensor& dgamma, Tensor& dbeta) = 0;
+  // An eval-mode batch norm folded into the convolution before it (ops::bn_fold documents the
+  // formula and its rounding): w, w_out [K, ...]; conv_bias (or undefined), gamma, beta, mean,
+  // var, shift, invstd [K].
+  virtual void bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& mean, const Tensor& var, double eps, Tensor& w_out, Tensor& shift,
+                       Tensor& invstd) = 0;
 
   // Max pooling writes the flat index (within the H*W plane) of each maximum.
   virtual void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y,

@@ -321,6 +321,29 @@ Tensor batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta
   return y;
 }
 
+BnFold bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+               const Tensor& var, double eps) {
+  const char* op = "bn_fold";
+  check_float(w, op);
+  AFD_CHECK(w.dim() >= 1 && w.numel() > 0, "{}: expected convolution weights [K, ...], got {}", op,
+            shape_str(w.shape()));
+  const Shape k{w.size(0)};
+  for (auto [t, what] : {std::pair{&gamma, "gamma"}, std::pair{&beta, "beta"}, std::pair{&mean, "the running mean"},
+                         std::pair{&var, "the running variance"}, std::pair{&conv_bias, "the convolution bias"}}) {
+    if (!t->defined()) {
+      AFD_CHECK(t == &conv_bias, "{}: {} is missing", op, what);
+      continue;
+    }
+    check_same(w, *t, op);
+    check_shape(*t, k, op, what);
+  }
+  BnFold r{Tensor(w.shape(), w.dtype(), w.device()), Tensor(k, w.dtype(), w.device()),
+           Tensor(k, w.dtype(), w.device())};
+  count_kernel(Kernel::elementwise);
+  be(w).bn_fold(w, conv_bias, gamma, beta, mean, var, eps, r.weight, r.shift, r.invstd);
+  return r;
+}
+
 BatchNormGrads batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                    const BatchNormStats& stats, bool want_dx, bool want_dgamma,
                                    bool want_dbeta) {

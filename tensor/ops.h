@@ -77,6 +77,19 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor
                                                    const Tensor& beta, double eps);
 Tensor batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                         const Tensor& mean, const Tensor& invstd);
+// An eval-mode batch norm folded into the convolution before it, in one pass (nn::conv_bn):
+//   invstd = 1 / sqrt(var + eps), a = gamma invstd        [K]
+//   weight[k, ...] = a[k] w[k, ...]                       (w [K, ...]: the convolution's weights)
+//   shift = beta - a mean (+ a conv_bias)                 [K] (+ a conv_bias only when it is defined)
+// so that bn(conv(x; w, conv_bias)) = conv(x; weight, shift). Each step is rounded in w's dtype as
+// the separate ops (add_scalar, sqrt, reciprocal, mul, sub, add) round it, so the results are
+// theirs bit for bit, in one launch where those ops took seven on a GPU. gamma, beta, mean, var
+// (and conv_bias) [K], one float dtype and device with w.
+struct BnFold {
+  Tensor weight, shift, invstd;
+};
+BnFold bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+               const Tensor& var, double eps);
 struct BatchNormGrads {
   Tensor dx, dgamma, dbeta;
 };

@@ -25,6 +25,8 @@
 // --max-seconds; the JSON says how many ran). Throughput = batch / median seconds.
 // Allocator: device_mallocs (cudaMalloc calls) just before and just after the timed steps, which
 // must be equal (no cudaMalloc inside a steady-state step), and peak_bytes over the timed steps.
+// Launches: the op layer's kernel counters (kernel_calls) over the last warm-up step, in total and
+// by kind (launches_per_step, launches_by_kind; also on --device cpu, where they count calls).
 // --cudnn-benchmark: convolution algorithms chosen by timing (set_conv_benchmark), as PyTorch's
 // cudnn.benchmark = True (bench_gpu_torch.py --cudnn-benchmark); the heuristics' choice otherwise.
 // --profile-one-step: after the warm-up, one step only, between cuda::profiler_start() and
@@ -36,6 +38,7 @@
 // prints a "ROW {...}" line as it finishes (kept if the run is cut short); the last line is
 // "JSON {...}". Without a usable device it says so and exits 0.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -132,7 +135,14 @@ struct Measured {
   bench::Timing timing{};
   int reps = 0;
   MemoryStats before{}, after{};
+  std::array<int64_t, static_cast<size_t>(Kernel::count_)> launches{};  // per step, by kind
 };
+
+std::array<int64_t, static_cast<size_t>(Kernel::count_)> kernel_counts() {
+  std::array<int64_t, static_cast<size_t>(Kernel::count_)> n{};
+  for (size_t k = 0; k < n.size(); ++k) n[k] = kernel_calls(static_cast<Kernel>(k));
+  return n;
+}
 
 // Warm-up, then the timed steady state between two allocator snapshots.
 Measured measure(const std::function<void()>& step, const GpuOptions& g) {
@@ -145,13 +155,16 @@ Measured measure(const std::function<void()>& step, const GpuOptions& g) {
   // At least --warmup steps and, when there are any, 0.3 s of them: an idle GPU's clocks take a
   // moment to rise, and a 1 ms step would otherwise be timed while they do.
   double last_warmup_s = 0, warmup_s = 0;
+  Measured m;
   for (int i = 0; i < g.common.warmup || (g.common.warmup > 0 && warmup_s < 0.3); ++i) {
+    auto counts = kernel_counts();
     auto t0 = std::chrono::steady_clock::now();
     synced_step();
     last_warmup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     warmup_s += last_warmup_s;
+    auto after = kernel_counts();
+    for (size_t k = 0; k < after.size(); ++k) m.launches[k] = after[k] - counts[k];
   }
-  Measured m;
   if (g.profile_one_step) {
     m.reps = 1;
     m.before = memory_stats(dev);
@@ -245,13 +258,22 @@ Measured run_attack(Bench& b, const GpuOptions& g) {
 }
 
 json measured_json(const Measured& m, int64_t batch) {
+  json by_kind = json::object();
+  int64_t total = 0;
+  for (size_t k = 0; k < m.launches.size(); ++k) {
+    if (m.launches[k] == 0) continue;
+    by_kind[kernel_name(static_cast<Kernel>(k))] = m.launches[k];
+    total += m.launches[k];
+  }
   return {{"median_ms", m.timing.median_ms},
           {"min_ms", m.timing.min_ms},
           {"images_per_s", batch / (m.timing.median_ms * 1e-3)},
           {"reps", m.reps},
           {"device_mallocs_before", m.before.device_mallocs},
           {"device_mallocs_after", m.after.device_mallocs},
-          {"peak_bytes", m.after.peak_bytes}};
+          {"peak_bytes", m.after.peak_bytes},
+          {"launches_per_step", total},
+          {"launches_by_kind", by_kind}};
 }
 
 // One line of JSON; bytes that are not UTF-8 (in an error message) become U+FFFD instead of throwing.

@@ -133,6 +133,27 @@ void CpuBackend::batch_norm_backward(const Tensor& dy, const Tensor& x, const Te
   });
 }
 
+// Each step rounded in T as the separate ops round it (ops::bn_fold): add_scalar is the affine
+// op 1 v + eps, sqrt and 1 / v are correctly rounded, and nothing is fused (-ffp-contract=off).
+void CpuBackend::bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta,
+                         const Tensor& mean, const Tensor& var, double eps, Tensor& w_out, Tensor& shift,
+                         Tensor& invstd) {
+  dispatch_float(w.dtype(), "bn_fold", [&]<class T>() {
+    const int64_t K = w.size(0), per_k = w.numel() / K;
+    const T *pw = w.data<T>(), *pg = gamma.data<T>(), *pb = beta.data<T>(), *pm = mean.data<T>();
+    const T *pv = var.data<T>(), *bias = conv_bias.defined() ? conv_bias.data<T>() : nullptr;
+    T *po = w_out.data<T>(), *ps = shift.data<T>(), *pi = invstd.data<T>();
+    const T one = T(1), e = T(eps);
+    for (int64_t k = 0; k < K; ++k) {
+      pi[k] = one / std::sqrt(one * pv[k] + e);
+      const T a = pg[k] * pi[k];
+      ps[k] = pb[k] - a * pm[k];
+      if (bias) ps[k] = ps[k] + a * bias[k];
+      for (int64_t i = k * per_k; i < (k + 1) * per_k; ++i) po[i] = pw[i] * a;
+    }
+  });
+}
+
 // ---- pooling: planes [N*C] of H x W -> P x Q ------------------------------------------------------
 namespace {
 

@@ -439,6 +439,17 @@ void CudaBackend::batch_norm_backward(const Tensor& dy, const Tensor& x, const T
   });
 }
 
+void CudaBackend::bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta,
+                          const Tensor& mean, const Tensor& var, double eps, Tensor& w_out, Tensor& shift,
+                          Tensor& invstd) {
+  activate();
+  dispatch_float(w.dtype(), "bn_fold", [&]<class T>() {
+    const T* bias = conv_bias.defined() ? conv_bias.data<T>() : nullptr;
+    launch_bn_fold<T>(w.data<T>(), bias, gamma.data<T>(), beta.data<T>(), mean.data<T>(), var.data<T>(), eps,
+                      w_out.data<T>(), shift.data<T>(), invstd.data<T>(), w.size(0), w.numel() / w.size(0), stream_);
+  });
+}
+
 void CudaBackend::max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& indices) {
   activate();
   PoolGeometry g = pool_geometry(x, y, p);

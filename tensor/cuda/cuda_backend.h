@@ -102,6 +102,8 @@ class CudaBackend final : public Backend {
                         const Tensor& invstd, Tensor& y) override;
   void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                            const Tensor& invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) override;
+  void bn_fold(const Tensor& w, const Tensor& conv_bias, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+               const Tensor& var, double eps, Tensor& w_out, Tensor& shift, Tensor& invstd) override;
   void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& indices) override;
   void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx) override;
   void avg_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y) override;

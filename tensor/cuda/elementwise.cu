@@ -199,6 +199,31 @@ __global__ void update_running_stats_kernel(T* rm, T* rv, int64_t* count, const 
   if (count && blockIdx.x == 0 && threadIdx.x == 0) *count += 1;
 }
 
+// ---- eval-mode batch norm folded into a convolution (ops::bn_fold) ----------------------------------
+__device__ inline float sqrt_rn(float a) { return __fsqrt_rn(a); }
+__device__ inline double sqrt_rn(double a) { return __dsqrt_rn(a); }
+__device__ inline float div_rn(float a, float b) { return __fdiv_rn(a, b); }
+__device__ inline double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+
+// One thread per weight element i (channel k = i / per_k) computes a = gamma invstd again (four
+// roundings, as the CPU's loop makes them); the first element of each channel also writes its
+// shift and invstd.
+template <class T>
+__global__ void bn_fold_kernel(const T* w, const T* bias, const T* gamma, const T* beta, const T* mean, const T* var,
+                               T eps, T* w_out, T* shift, T* invstd, int64_t n, int64_t per_k) {
+  AFD_GRID_LOOP(i, n) {
+    const int64_t k = i / per_k;
+    const T inv = div_rn(T(1), sqrt_rn(add_rn(mul_rn(T(1), var[k]), eps)));
+    const T a = mul_rn(gamma[k], inv);
+    w_out[i] = mul_rn(w[i], a);
+    if (i % per_k == 0) {
+      invstd[k] = inv;
+      T s = sub_rn(beta[k], mul_rn(a, mean[k]));
+      shift[k] = bias ? add_rn(s, mul_rn(a, bias[k])) : s;
+    }
+  }
+}
+
 template <class T>
 __global__ void sgd_step_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T m, T keep, bool decay,
                                 bool nesterov, bool first) {
@@ -399,6 +424,15 @@ void launch_update_running_stats(T* running_mean, T* running_var, int64_t* count
 }
 
 template <class T>
+void launch_bn_fold(const T* w, const T* bias, const T* gamma, const T* beta, const T* mean, const T* var, double eps,
+                    T* w_out, T* shift, T* invstd, int64_t K, int64_t per_k, cudaStream_t stream) {
+  const int64_t n = K * per_k;
+  bn_fold_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(w, bias, gamma, beta, mean, var, T(eps), w_out, shift, invstd,
+                                                         n, per_k);
+  AFD_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
                      double dampening, bool nesterov, bool first, cudaStream_t stream) {
   sgd_step_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(p, g, momentum != 0 ? buf : nullptr, n, T(lr),
@@ -446,7 +480,9 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
   template void launch_sgd_step<T>(T*, const T*, T*, int64_t, double, double, double, double, bool, bool,    \
                                    cudaStream_t);                                                           \
   template void launch_update_running_stats<T>(T*, T*, int64_t*, const T*, const T*, int64_t, double, double,   \
-                                               cudaStream_t);
+                                               cudaStream_t);                                               \
+  template void launch_bn_fold<T>(const T*, const T*, const T*, const T*, const T*, const T*, double, T*, T*, T*,   \
+                                  int64_t, int64_t, cudaStream_t);
 AFD_INSTANTIATE(float)
 AFD_INSTANTIATE(double)
 #undef AFD_INSTANTIATE

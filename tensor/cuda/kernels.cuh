@@ -83,6 +83,12 @@ template <class T>
 void launch_update_running_stats(T* running_mean, T* running_var, int64_t* count, const T* mean, const T* var,
                                  int64_t channels, double momentum, double var_scale, cudaStream_t stream);
 
+// An eval-mode batch norm folded into a convolution (ops::bn_fold), rounded as the CPU backend's
+// loop: w, w_out [K, per_k]; bias (may be null), gamma, beta, mean, var, shift, invstd [K].
+template <class T>
+void launch_bn_fold(const T* w, const T* bias, const T* gamma, const T* beta, const T* mean, const T* var, double eps,
+                    T* w_out, T* shift, T* invstd, int64_t K, int64_t per_k, cudaStream_t stream);
+
 // One SGD step in place (ops::sgd_step_), rounded as the CPU backend's loop: buf may be null when
 // momentum is 0.
 template <class T>

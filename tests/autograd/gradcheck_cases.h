@@ -133,6 +133,17 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   c.push_back({"batch_norm_eval",
                [run_mean, run_var](In v) { return batch_norm(v[0], v[1], v[2], run_mean, run_var, false); },
                {bx, gamma, beta}});
+  // The eval batch norm folded into a convolution's weights [2, 3, 2, 2] and bias (nn::conv_bn).
+  Tensor fold_w = uniform({2, 3, 2, 2}, 42), conv_b = uniform({2}, 43);
+  c.push_back({"bn_fold_weight",
+               [run_mean, run_var](In v) { return bn_fold(v[0], Var(), v[1], v[2], run_mean, run_var).first; },
+               {fold_w, gamma, beta}});
+  c.push_back({"bn_fold_shift",
+               [run_mean, run_var](In v) { return bn_fold(v[0], v[3], v[1], v[2], run_mean, run_var).second; },
+               {fold_w, gamma, beta, conv_b}});
+  c.push_back({"bn_fold_shift",  // a convolution without bias
+               [run_mean, run_var](In v) { return bn_fold(v[0], Var(), v[1], v[2], run_mean, run_var).second; },
+               {fold_w, gamma, beta}});
   // Sums over replicas: a group of one (the identity), and a stand-in sum that triples (y = 3x,
   // whose backward must triple g). Synchronised batch norm over a group of one is batch norm.
   ReplicaSum alone = [](Tensor&) {};

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
 
 #include "nn/checkpoint.h"
 #include "nn/init.h"
@@ -204,4 +206,63 @@ TEST(Layers, ConvBnFoldsAnEvalBatchNormIntoTheConvolution) {
 
   nn::BatchNorm2d wrong(5);
   expect_error([&] { conv_bn(conv, wrong, x); }, "conv_bn: BatchNorm2d of 5 channels after a Conv2d of 4");
+}
+
+// ops::bn_fold (the fold in one pass) against the separate ops nn::conv_bn used before: the same
+// bits, f32 and f64, with and without a convolution bias, with a zero variance, -0 and tiny values.
+TEST(BnFold, EqualsTheSeparateOpsBitForBit) {
+  Generator gen(5);
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (with_bias ? " with a conv bias" : " without"));
+      const int64_t K = 37;
+      const Tensor w = randn({K, 3, 3, 3}, gen, dt), bias = with_bias ? randn({K}, gen, dt) : Tensor();
+      Tensor gamma = randn({K}, gen), beta = randn({K}, gen), mean = randn({K}, gen, dt);
+      Tensor var = rand({K}, gen, DType::f32, Device::cpu(), 0, 3);
+      var.data<float>()[3] = 0;  // invstd = 1 / sqrt(eps)
+      gamma.data<float>()[4] = 1e-30f;
+      beta.data<float>()[5] = -0.0f;
+      gamma = gamma.to(dt), beta = beta.to(dt), var = var.to(dt);
+      const double eps = 1e-5;
+      const Tensor invstd = ops::reciprocal(ops::sqrt(ops::add_scalar(var, eps)));
+      const Tensor a = ops::mul(gamma, invstd);
+      const Tensor shift = with_bias ? ops::add(ops::sub(beta, ops::mul(a, mean)), ops::mul(a, bias))
+                                     : ops::sub(beta, ops::mul(a, mean));
+      const Tensor weight = ops::mul(w, a.reshape({K, 1, 1, 1}));
+      const ops::BnFold f = ops::bn_fold(w, bias, gamma, beta, mean, var, eps);
+      for (auto [got, want, what] : {std::tuple{&f.weight, &weight, "weight"}, std::tuple{&f.shift, &shift, "shift"},
+                                     std::tuple{&f.invstd, &invstd, "invstd"}}) {
+        ASSERT_EQ(got->shape(), want->shape()) << what;
+        EXPECT_EQ(std::memcmp(got->raw_data(), want->raw_data(), want->nbytes()), 0) << what;
+      }
+    }
+}
+
+TEST(BnFold, RefusesMismatchedArguments) {
+  const Tensor w = Tensor::zeros({4, 2, 3, 3}), k4 = Tensor::ones({4}), k3 = Tensor::ones({3});
+  expect_error([&] { ops::bn_fold(w, Tensor(), k4, k4, k3, k4, 1e-5); }, "bn_fold: the running mean has shape [3]");
+  expect_error([&] { ops::bn_fold(w, k3, k4, k4, k4, k4, 1e-5); }, "bn_fold: the convolution bias has shape [3]");
+  expect_error([&] { ops::bn_fold(w, Tensor(), Tensor(), k4, k4, k4, 1e-5); }, "bn_fold: gamma is missing");
+  expect_error([&] { ops::bn_fold(w, Tensor(), k4.to(DType::f64), k4, k4, k4, 1e-5); }, "bn_fold: dtypes");
+  expect_error([&] { ops::bn_fold(Tensor::zeros({0, 2}), Tensor(), k4, k4, k4, k4, 1e-5); },
+               "bn_fold: expected convolution weights [K, ...]");
+}
+
+// An eval-mode conv_bn is two launches, the fold and the convolution (it was eight: the fold as
+// seven separate ops); train mode is the two layers.
+TEST(Layers, ConvBnInEvalModeLaunchesTheFoldAndTheConvolution) {
+  Generator gen(3);
+  nn::Conv2d conv(3, 4, 3, 1, 1, /*bias=*/true, gen);
+  nn::BatchNorm2d bn(4);
+  bn.eval();
+  const Var x(randn({2, 3, 5, 5}, gen));
+  int64_t before = 0;
+  for (int k = 0; k < static_cast<int>(Kernel::count_); ++k) before += kernel_calls(static_cast<Kernel>(k));
+  const int64_t elementwise = kernel_calls(Kernel::elementwise), convs = kernel_calls(Kernel::conv2d_forward);
+  conv_bn(conv, bn, x);
+  int64_t after = 0;
+  for (int k = 0; k < static_cast<int>(Kernel::count_); ++k) after += kernel_calls(static_cast<Kernel>(k));
+  EXPECT_EQ(kernel_calls(Kernel::elementwise), elementwise + 1);
+  EXPECT_EQ(kernel_calls(Kernel::conv2d_forward), convs + 1);
+  EXPECT_EQ(after - before, 2);
 }

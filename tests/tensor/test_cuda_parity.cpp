@@ -340,6 +340,27 @@ TYPED_TEST(CudaParity, UpdateRunningStatsBitForBit) {
   EXPECT_EQ(count_gpu.to(kCpu).item<int64_t>(), 8);
 }
 
+// An eval-mode batch norm folded into a convolution's weights in one pass: the CPU's bits.
+TYPED_TEST(CudaParity, BnFoldBitForBit) {
+  const int64_t K = 70;
+  const Tensor w = uniform({K, 33, 3, 3}, 1, this->dt), bias = uniform({K}, 2, this->dt);
+  const Tensor gamma = uniform({K}, 3, this->dt, 0.1, 2), beta = uniform({K}, 4, this->dt);
+  const Tensor mean = uniform({K}, 5, this->dt), var = uniform({K}, 6, this->dt, 0, 3);
+  for (bool with_bias : {false, true}) {
+    const Tensor b = with_bias ? bias : Tensor();
+    const ops::BnFold cpu = ops::bn_fold(w, b, gamma, beta, mean, var, 1e-5);
+    const ops::BnFold gpu =
+        ops::bn_fold(dev(w), with_bias ? dev(b) : Tensor(), dev(gamma), dev(beta), dev(mean), dev(var), 1e-5);
+    for (auto [c, g, what] : {std::tuple{&cpu.weight, &gpu.weight, "weight"},
+                              std::tuple{&cpu.shift, &gpu.shift, "shift"},
+                              std::tuple{&cpu.invstd, &gpu.invstd, "invstd"}}) {
+      const Tensor back = g->to(kCpu);
+      EXPECT_EQ(std::memcmp(back.raw_data(), c->raw_data(), c->nbytes()), 0) << what << " bias " << with_bias;
+      expect_close(*c, *g, what);
+    }
+  }
+}
+
 // ---- reductions ----------------------------------------------------------------------------------
 
 TYPED_TEST(CudaParity, SumToAndSumOverDims) {
@@ -501,8 +522,8 @@ TYPED_TEST(CudaParity, MaxPoolAndAvgPoolForwardAndBackward) {
   uint64_t seed = 500;
   for (const Shape& shape : {Shape{3, 4, 8, 8}, Shape{2, 3, 9, 7}})
     for (const Pool2dParams& p : params) {
-      std::string what = " " + shape_str(shape) + " kernel " + std::to_string(p.kernel) + " stride " +
-                         std::to_string(p.stride) + " pad " + std::to_string(p.padding);
+      const std::string what =
+          fmt::format(" {} kernel {} stride {} pad {}", shape_str(shape), p.kernel, p.stride, p.padding);
       // Max pooling on values with ties (the first maximum in the window wins) and all-negative ones.
       for (bool negative : {false, true}) {
         Tensor x = quantized(shape, ++seed, this->dt);
@@ -536,7 +557,7 @@ TYPED_TEST(CudaParity, SoftmaxLogSoftmaxAndCrossEntropy) {
   uint64_t seed = 600;
   for (const Shape& shape : {Shape{6, 10}, Shape{4, 3, 5}, Shape{64, 1000}, Shape{3, 1}})
     for (int64_t dim : {1, 0, -1}) {
-      std::string what = " " + shape_str(shape) + " dim " + std::to_string(dim);
+      const std::string what = fmt::format(" {} dim {}", shape_str(shape), dim);
       Tensor x = normal(shape, ++seed, this->dt, 0, 3);
       expect_close(ops::softmax(x, dim), ops::softmax(dev(x), dim), "softmax" + what);
       // log_softmax = x - max - log(sum exp(x - max)) cancels near 0; relative to the largest |x|.
@@ -690,7 +711,7 @@ TEST_F(CudaParityFixed, CopiesAndDtypeConversions) {
 
 TYPED_TEST(CudaParity, RandomNumbersMatchTheCpuStream) {
   for (const Shape& shape : {Shape{1}, Shape{3, 5, 7}, Shape{1001}, Shape{1 << 20}}) {
-    std::string what = " " + shape_str(shape);
+    const std::string what = fmt::format(" {}", shape_str(shape));
     Generator g_cpu(42, 7), g_cuda(42, 7);
     // Uniform [0, 1): bit-identical (the same integer lanes, the same scaling).
     Tensor u = rand(shape, g_cpu, this->dt), cu = rand(shape, g_cuda, this->dt, kCuda);
