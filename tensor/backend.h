@@ -41,6 +41,11 @@ struct SgdStep {
   bool nesterov = false;
   bool first = false;  // the momentum buffer is not initialised yet: it becomes d
 };
+// One parameter of an SGD step: handles to its storage, its gradient and its momentum buffer
+// (undefined when the momentum is 0), all updated in place.
+struct SgdTensors {
+  Tensor param, grad, momentum_buffer;
+};
 
 class Backend {
  public:
@@ -126,8 +131,9 @@ class Backend {
   // running_var + var_scale var ([C], one dtype and device); count (i64, 0-d, or undefined) += 1.
   virtual void update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
                                     const Tensor& var, double momentum, double var_scale) = 0;
-  // param, grad, momentum_buffer (undefined when s.momentum == 0): one shape, dtype and device.
-  virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) = 0;
+  // Each parameter's param, grad and momentum_buffer (undefined when s.momentum == 0) share a
+  // shape; all share one dtype and this device; none is empty.
+  virtual void sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep& s) = 0;
 
   // Philox 4x32-10 streams (tensor/rng.h documents the counter layout).
   virtual void uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) = 0;

@@ -1,6 +1,6 @@
-// The elementwise op codes of the backend interface (tensor/backend.h). A header of its own, with
-// no other dependency, so the CUDA kernels (compiled by nvcc, which cannot take the fmt headers)
-// switch on the same enumerators as the C++ side.
+// The elementwise op codes of the backend interface (tensor/backend.h), and its other constants. A
+// header of its own, with no other dependency, so the CUDA kernels (compiled by nvcc, which cannot
+// take the fmt headers) switch on the same enumerators as the C++ side.
 #pragma once
 #include <cstdint>
 
@@ -23,5 +23,9 @@ enum class BinaryOp : uint8_t {
   add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq,
   relu_grad,  // y > 0 ? x : 0  (ReLU's backward in one pass: the gradient x where the input y is positive)
 };
+
+// An SGD step (Backend::sgd_step) updates up to this many parameters in one launch on a GPU (the
+// CUDA kernel takes their pointers as arguments); the op layer counts launches by it.
+constexpr int kSgdTensorsPerLaunch = 32;
 
 }  // namespace afd

@@ -475,17 +475,26 @@ void update_running_stats_(Tensor& running_mean, Tensor& running_var, Tensor& co
 }
 
 // ---- optimizer update ------------------------------------------------------------------------
-void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
-  check_float(param, "sgd_step");
-  check_same(param, grad, "sgd_step");
-  check_shape(grad, param.shape(), "sgd_step", "the gradient");
-  if (s.momentum != 0) {
-    check_same(param, momentum_buffer, "sgd_step");
-    check_shape(momentum_buffer, param.shape(), "sgd_step", "the momentum buffer");
+void sgd_step_(const std::vector<SgdTensors>& tensors, const SgdStep& s) {
+  std::vector<SgdTensors> work;  // the non-empty ones
+  for (const SgdTensors& t : tensors) {
+    check_float(t.param, "sgd_step");
+    check_same(t.param, t.grad, "sgd_step");
+    check_shape(t.grad, t.param.shape(), "sgd_step", "the gradient");
+    if (s.momentum != 0) {
+      check_same(t.param, t.momentum_buffer, "sgd_step");
+      check_shape(t.momentum_buffer, t.param.shape(), "sgd_step", "the momentum buffer");
+    }
+    if (!work.empty()) check_same(work[0].param, t.param, "sgd_step (two of the parameters)");
+    if (t.param.numel() > 0) work.push_back(t);
   }
-  if (param.numel() == 0) return;
-  count_kernel(Kernel::elementwise);
-  be(param).sgd_step(param, grad, momentum_buffer, s);
+  if (work.empty()) return;
+  for (size_t i = 0; i < work.size(); i += kSgdTensorsPerLaunch) count_kernel(Kernel::elementwise);
+  be(work[0].param).sgd_step(work, s);
+}
+
+void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
+  sgd_step_({SgdTensors{param, grad, momentum_buffer}}, s);
 }
 
 // ---- indexing --------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <string>
+#include <tuple>
 
 #include <fmt/ranges.h>
 
@@ -147,22 +149,24 @@ SGD::SGD(std::vector<Var> params, const SGDOptions& options)
 }
 
 // d = g + wd p; buf = m buf + (1 - dampening) d (the first step: buf = d, undamped);
-// d = nesterov ? d + m buf : buf; p = p - lr d. One fused pass per parameter (ops::sgd_step_),
-// rounded as the separate ops would be.
+// d = nesterov ? d + m buf : buf; p = p - lr d. One fused pass (ops::sgd_step_), rounded as the
+// separate ops would be, over every parameter that shares a device, a dtype and whether its
+// momentum buffer is new: on a GPU one launch per 32 parameters.
 void SGD::step() {
   NoGradGuard no_grad;
+  std::map<std::tuple<std::string, DType, bool>, std::vector<SgdTensors>> groups;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Var& p = params_[i];
     if (!p.grad().defined()) continue;
-    SgdStep s{lr_, options_.weight_decay, options_.momentum, options_.dampening, options_.nesterov, false};
     Tensor& buf = momentum_buffer_[i];
-    if (options_.momentum != 0 && !buf.defined()) {
-      buf = Tensor(p.shape(), p.dtype(), p.device());
-      s.first = true;
-    }
-    Tensor param = p.data();  // a handle to the parameter's storage: updated in place
-    ops::sgd_step_(param, p.grad(), buf, s);
+    const bool first = options_.momentum != 0 && !buf.defined();
+    if (first) buf = Tensor(p.shape(), p.dtype(), p.device());
+    // handles to the parameter's and the buffer's storage: updated in place
+    groups[{p.device().str(), p.dtype(), first}].push_back({p.data(), p.grad(), buf});
   }
+  for (const auto& [key, tensors] : groups)
+    ops::sgd_step_(tensors, {lr_, options_.weight_decay, options_.momentum, options_.dampening, options_.nesterov,
+                             std::get<2>(key)});
 }
 
 NamedTensors SGD::param_state(size_t i) const { return {{"momentum_buffer", momentum_buffer_[i]}}; }

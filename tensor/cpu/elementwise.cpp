@@ -538,11 +538,12 @@ void CpuBackend::update_running_stats(Tensor& running_mean, Tensor& running_var,
   if (count.defined()) ++*count.data<int64_t>();
 }
 
-void CpuBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
-  dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {
-    sgd_step_typed<T>(param.data<T>(), grad.data<T>(), s.momentum != 0 ? momentum_buffer.data<T>() : nullptr,
-                      param.numel(), s);
-  });
+void CpuBackend::sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep& s) {
+  for (const SgdTensors& t : tensors)
+    dispatch_float(t.param.dtype(), "sgd_step", [&]<class T>() {
+      sgd_step_typed<T>(t.param.data<T>(), t.grad.data<T>(), s.momentum != 0 ? t.momentum_buffer.data<T>() : nullptr,
+                        t.param.numel(), s);
+    });
 }
 
 // ---- random numbers (layout documented in tensor/rng.h) ----------------------------------------

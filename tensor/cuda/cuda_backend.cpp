@@ -550,11 +550,14 @@ void CudaBackend::update_running_stats(Tensor& running_mean, Tensor& running_var
   });
 }
 
-void CudaBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& s) {
+void CudaBackend::sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep& s) {
   activate();
-  dispatch_float(param.dtype(), "sgd_step", [&]<class T>() {
-    launch_sgd_step<T>(param.data<T>(), grad.data<T>(), s.momentum != 0 ? momentum_buffer.data<T>() : nullptr,
-                       param.numel(), s.lr, s.weight_decay, s.momentum, s.dampening, s.nesterov, s.first, stream_);
+  dispatch_float(tensors.at(0).param.dtype(), "sgd_step", [&]<class T>() {
+    std::vector<SgdPointers<T>> ptrs;
+    for (const SgdTensors& t : tensors)
+      ptrs.push_back({t.param.data<T>(), t.grad.data<T>(),
+                      s.momentum != 0 ? t.momentum_buffer.data<T>() : nullptr, t.param.numel()});
+    launch_sgd_step<T>(ptrs, s.lr, s.weight_decay, s.momentum, s.dampening, s.nesterov, s.first, stream_);
   });
 }
 

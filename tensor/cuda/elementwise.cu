@@ -224,16 +224,35 @@ __global__ void bn_fold_kernel(const T* w, const T* bias, const T* gamma, const 
   }
 }
 
+// Up to kSgdTensorsPerLaunch parameters, passed by value as kernel arguments (about 1 KiB): their
+// elements laid end to end, end[t] = the elements of parameters 0..t.
 template <class T>
-__global__ void sgd_step_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T m, T keep, bool decay,
-                                bool nesterov, bool first) {
-  AFD_GRID_LOOP(i, n) {
-    T d = g[i];
+struct SgdBatch {
+  T* p[kSgdTensorsPerLaunch];
+  const T* g[kSgdTensorsPerLaunch];
+  T* buf[kSgdTensorsPerLaunch];
+  int64_t end[kSgdTensorsPerLaunch];
+  int count;
+};
+
+template <class T>
+__global__ void sgd_step_kernel(SgdBatch<T> b, T lr, T wd, T m, T keep, bool decay, bool nesterov, bool first) {
+  AFD_GRID_LOOP(e, b.end[b.count - 1]) {
+    int t = 0, hi = b.count - 1;  // the parameter of element e: the first t with end[t] > e
+    while (t < hi) {
+      const int mid = (t + hi) / 2;
+      if (b.end[mid] > e) hi = mid;
+      else t = mid + 1;
+    }
+    const int64_t i = t > 0 ? e - b.end[t - 1] : e;
+    T* p = b.p[t];
+    T* buf = b.buf[t];
+    T d = b.g[t][i];
     if (decay) d = add_rn(d, scaled(wd, p[i]));
     if (buf) {
-      const T b = first ? d : add_rn(scaled(m, buf[i]), scaled(keep, d));
-      buf[i] = b;
-      d = nesterov ? add_rn(d, scaled(m, b)) : b;
+      const T v = first ? d : add_rn(scaled(m, buf[i]), scaled(keep, d));
+      buf[i] = v;
+      d = nesterov ? add_rn(d, scaled(m, v)) : v;
     }
     p[i] = sub_rn(p[i], scaled(lr, d));
   }
@@ -433,12 +452,22 @@ void launch_bn_fold(const T* w, const T* bias, const T* gamma, const T* beta, co
 }
 
 template <class T>
-void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
+void launch_sgd_step(const std::vector<SgdPointers<T>>& tensors, double lr, double weight_decay, double momentum,
                      double dampening, bool nesterov, bool first, cudaStream_t stream) {
-  sgd_step_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(p, g, momentum != 0 ? buf : nullptr, n, T(lr),
-                                                         T(weight_decay), T(momentum), T(1 - dampening),
-                                                         weight_decay != 0, nesterov, first);
-  AFD_CUDA_CHECK_LAUNCH();
+  for (size_t start = 0; start < tensors.size(); start += kSgdTensorsPerLaunch) {
+    SgdBatch<T> b{};
+    int64_t total = 0;
+    for (size_t t = start; t < tensors.size() && t < start + kSgdTensorsPerLaunch; ++t, ++b.count) {
+      const SgdPointers<T>& x = tensors[t];
+      b.p[b.count] = x.p;
+      b.g[b.count] = x.g;
+      b.buf[b.count] = momentum != 0 ? x.buf : nullptr;
+      b.end[b.count] = total += x.n;
+    }
+    sgd_step_kernel<T><<<grid_for(total), kBlock, 0, stream>>>(b, T(lr), T(weight_decay), T(momentum),
+                                                              T(1 - dampening), weight_decay != 0, nesterov, first);
+    AFD_CUDA_CHECK_LAUNCH();
+  }
 }
 
 template <>
@@ -477,7 +506,7 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
   template void launch_scatter_add<T>(T*, const int64_t*, const T*, int64_t, int64_t, int64_t, int64_t,      \
                                       cudaStream_t);                                                        \
   template void launch_index_add<T>(T*, int64_t, const int64_t*, const T*, int64_t, int64_t, cudaStream_t); \
-  template void launch_sgd_step<T>(T*, const T*, T*, int64_t, double, double, double, double, bool, bool,    \
+  template void launch_sgd_step<T>(const std::vector<SgdPointers<T>>&, double, double, double, double, bool, bool, \
                                    cudaStream_t);                                                           \
   template void launch_update_running_stats<T>(T*, T*, int64_t*, const T*, const T*, int64_t, double, double,   \
                                                cudaStream_t);                                               \

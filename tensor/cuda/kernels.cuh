@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "tensor/op_codes.h"
 
@@ -89,10 +90,17 @@ template <class T>
 void launch_bn_fold(const T* w, const T* bias, const T* gamma, const T* beta, const T* mean, const T* var, double eps,
                     T* w_out, T* shift, T* invstd, int64_t K, int64_t per_k, cudaStream_t stream);
 
-// One SGD step in place (ops::sgd_step_), rounded as the CPU backend's loop: buf may be null when
-// momentum is 0.
+// One SGD step in place (ops::sgd_step_) for many parameters, kSgdTensorsPerLaunch per launch,
+// rounded as the CPU backend's loop: buf is null when momentum is 0.
 template <class T>
-void launch_sgd_step(T* p, const T* g, T* buf, int64_t n, double lr, double weight_decay, double momentum,
+struct SgdPointers {
+  T* p;
+  const T* g;
+  T* buf;
+  int64_t n;
+};
+template <class T>
+void launch_sgd_step(const std::vector<SgdPointers<T>>& tensors, double lr, double weight_decay, double momentum,
                      double dampening, bool nesterov, bool first, cudaStream_t stream);
 
 // Philox streams laid out as tensor/rng.h documents, the same numbers as the CPU backend.

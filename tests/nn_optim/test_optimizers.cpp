@@ -20,6 +20,8 @@
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/optim/optimizer.h"
+#include "tensor/backend.h"
+#include "tensor/rng.h"
 #include "tests/support/checks.h"
 #include "tests/nn_optim/fixture.h"
 
@@ -286,6 +288,37 @@ TEST(SgdStep, RefusesMismatchedArguments) {
   expect_error([&] { ops::sgd_step_(p, g, buf, s); }, "sgd_step: the gradient has shape [4], expected [3]");
   Tensor g3 = Tensor::zeros({3});
   expect_error([&] { ops::sgd_step_(p, g3, buf, s); }, "sgd_step: dtypes f32 and f64 differ");
+  const Tensor p64 = Tensor::zeros({2}, DType::f64);
+  expect_error([&] { ops::sgd_step_({{p, g3, g3}, {p64, p64, p64}}, s); }, "sgd_step (two of the parameters): dtypes");
+}
+
+// SGD::step updates its parameters in groups (one ops::sgd_step_ call per device, dtype and
+// whether the momentum buffer is new): the same bits as one parameter at a time, with a
+// parameter that has no gradient (untouched) and one whose first gradient comes a step later (a
+// new buffer in the same step as old ones), and one launch for all of them on the op counter.
+TEST(SgdStep, TheOptimizerGroupsParametersWithTheSameBits) {
+  Generator gen(8);
+  std::vector<Var> params;
+  for (int i = 0; i < 5; ++i) params.emplace_back(randn({3 + i, 2}, gen), true);
+  const SGDOptions o{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-2, .nesterov = true};
+  SGD opt(params, o);
+  std::vector<Tensor> want, bufs(params.size());
+  for (const Var& p : params) want.push_back(p.data().clone());
+  for (int step = 0; step < 3; ++step) {
+    opt.zero_grad();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (i == 1 || (i == 3 && step == 0)) continue;  // 1: never a gradient; 3: none at the first step
+      params[i].impl()->grad = randn(params[i].shape(), gen);
+      const SgdStep s{o.lr, o.weight_decay, o.momentum, o.dampening, o.nesterov, !bufs[i].defined()};
+      want[i] = sgd_by_separate_ops(want[i], params[i].grad(), bufs[i], s);
+    }
+    const int64_t launches = kernel_calls(Kernel::elementwise);
+    opt.step();
+    EXPECT_EQ(kernel_calls(Kernel::elementwise) - launches, step == 1 ? 2 : 1) << "step " << step;
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_EQ(std::memcmp(params[i].data().raw_data(), want[i].raw_data(), want[i].nbytes()), 0)
+          << "parameter " << i << " after step " << step;
+  }
 }
 
 TEST(OptimizerState, SgdResumesExactly) { check_resume<SGD>(SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true}); }

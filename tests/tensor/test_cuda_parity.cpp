@@ -324,6 +324,28 @@ TYPED_TEST(CudaParity, SgdStepBitForBit) {
       }
 }
 
+// Many parameters in one call (kSgdTensorsPerLaunch per launch, their elements end to end; sizes
+// from 1 element up, more than one launch's worth): the CPU's bits for each.
+TYPED_TEST(CudaParity, SgdStepOfManyParametersBitForBit) {
+  const SgdStep s{0.05, 5e-4, 0.9, 0, true, false};
+  std::vector<SgdTensors> cpu, gpu;
+  for (int i = 0; i < 2 * kSgdTensorsPerLaunch + 5; ++i) {
+    const Shape shape{1 + (i * 37) % 300, i % 3 + 1};
+    const Tensor p = uniform(shape, 10 + i, this->dt), g = uniform(shape, 500 + i, this->dt, -1e-2, 1e-2);
+    const Tensor b = uniform(shape, 900 + i, this->dt, -1e-1, 1e-1);
+    cpu.push_back({p.clone(), g, b.clone()});
+    gpu.push_back({dev(p), dev(g), dev(b)});
+  }
+  ops::sgd_step_(cpu, s);
+  ops::sgd_step_(gpu, s);
+  for (size_t i = 0; i < cpu.size(); ++i)
+    for (auto [c, g, what] : {std::tuple{&cpu[i].param, &gpu[i].param, "parameter"},
+                              std::tuple{&cpu[i].momentum_buffer, &gpu[i].momentum_buffer, "buffer"}}) {
+      const Tensor back = g->to(kCpu);
+      EXPECT_EQ(std::memcmp(back.raw_data(), c->raw_data(), c->nbytes()), 0) << what << " " << i;
+    }
+}
+
 // Batch norm's running statistics and batch counter in one pass: the CPU's bits.
 TYPED_TEST(CudaParity, UpdateRunningStatsBitForBit) {
   const Tensor rm = uniform({300}, 1, this->dt), rv = uniform({300}, 2, this->dt, 0.5, 2);
