@@ -512,10 +512,27 @@ Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction) 
   // loss_n = logsumexp(z_n) - z_n[y_n]: dz_n = g_n (softmax(z_n) - onehot(y_n))
   Tensor per = ops::cross_entropy(T(logits), labels);
   Var loss = record(Op::cross_entropy, per, {logits}, [logits, labels](const Var& g, const Var&, const Needs&) {
-    Var target = constant(ops::one_hot(labels, logits.size(1), logits.dtype()));
-    return Grads{mul(sub(softmax(logits, 1), target), reshape(g, {logits.size(0), 1}))};
+    return Grads{cross_entropy_grad(logits, labels, g)};
   });
   return reduce(loss, reduction);
+}
+
+Var cross_entropy_grad(const Var& logits, const Tensor& labels, const Var& g) {
+  // dz_nc = g_n (s_nc - t_nc), s = softmax(z), t = onehot(y): one kernel forward. Its own
+  // derivatives (double backward): d/dg_n = sum_c gg_nc (s_nc - t_nc) and
+  // d/dz_nj = g_n s_nj (gg_nj - sum_c gg_nc s_nc), the softmax Jacobian applied to g_n gg_n.
+  Tensor dz = ops::cross_entropy_backward(T(logits), labels, T(g));
+  auto backward = [logits, labels, g](const Var& gg, const Var&, const Needs& n) {
+    Var s = softmax(logits, 1);
+    Grads grads(2);
+    if (n[0]) grads[0] = mul(mul(s, sub(gg, sum(mul(gg, s), {1}, true))), reshape(g, {logits.size(0), 1}));
+    if (n[1]) {
+      Var target = constant(ops::one_hot(labels, logits.size(1), logits.dtype()));
+      grads[1] = sum(mul(gg, sub(s, target)), {1});
+    }
+    return grads;
+  };
+  return record(Op::cross_entropy_grad, dz, {logits, g}, backward);
 }
 
 Var kl_div(const Var& p_logits, const Var& q_logits, Reduction reduction) {

@@ -129,6 +129,9 @@ Var log_softmax(const Var& x, int64_t dim = -1);
 Var softmax(const Var& x, int64_t dim = -1);
 // -log softmax(logits)[label] per sample, then reduced.
 Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction = Reduction::mean);
+// Its backward as a differentiable op: g [N] (the per-sample losses' gradient) ->
+// g[n] (softmax(logits[n]) - onehot(labels[n])) [N, C], in one kernel.
+Var cross_entropy_grad(const Var& logits, const Tensor& labels, const Var& g);
 // KL(softmax(p_logits) || softmax(q_logits)) per sample (summed over classes), then reduced.
 // TRADES' robust term is kl_div(logits_clean, logits_adv, Reduction::mean).
 Var kl_div(const Var& p_logits, const Var& q_logits, Reduction reduction = Reduction::mean);

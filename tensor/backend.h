@@ -114,6 +114,9 @@ class Backend {
   virtual void softmax(const Tensor& x, int dim, bool log, Tensor& out) = 0;
   // loss[n] = logsumexp(logits[n, :]) - logits[n, labels[n]]; logits [N, C], labels i64 [N].
   virtual void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss) = 0;
+  // dlogits [N, C] = (softmax(logits) - onehot(labels)) g[n] per row; g [N] (ops::cross_entropy_backward).
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g,
+                                      Tensor& dlogits) = 0;
 
   // out[.., i, ..] = x[.., index[.., i, ..], ..] along dim (index i64, out shaped like index).
   virtual void gather(const Tensor& x, int dim, const Tensor& index, Tensor& out) = 0;

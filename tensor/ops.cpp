@@ -134,7 +134,14 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   AFD_CHECK(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: {} cannot expand to {}",
             shape_str(x.shape()), shape_str(shape));
   if (x.shape() == shape) return x;
-  return add(x, Tensor::zeros(shape, x.dtype(), x.device()));
+  // One broadcasting pass: maximum(x, x) is x bit for bit (-0 and NaN included), written into
+  // the larger shape (adding a zero tensor would take a second launch to make the zeros).
+  Tensor out(shape, x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  count_kernel(Kernel::elementwise);
+  const Tensor xr = with_rank(x, shape.size());
+  be(x).binary(BinaryOp::maximum, xr, xr, out);
+  return out;
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
@@ -445,6 +452,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   count_kernel(Kernel::cross_entropy);
   be(logits).cross_entropy(logits, labels, loss);
   return loss;
+}
+
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g) {
+  check_labels(logits, labels, "cross_entropy_backward");
+  check_same(logits, g, "cross_entropy_backward");
+  check_shape(g, {logits.size(0)}, "cross_entropy_backward", "the gradient of the per-sample losses");
+  Tensor dlogits(logits.shape(), logits.dtype(), logits.device());
+  if (dlogits.numel() == 0) return dlogits;
+  count_kernel(Kernel::cross_entropy);
+  be(logits).cross_entropy_backward(logits, labels, g, dlogits);
+  return dlogits;
 }
 
 Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype) {

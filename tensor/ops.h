@@ -106,6 +106,9 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, const Pool2dP
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);  // per sample [N]
+// Its gradient in one pass: dlogits[n, c] = g[n] (softmax(logits[n])[c] - [c == labels[n]]) for the
+// per-sample gradient g [N], rounded as softmax, sub of the one-hot row and mul round each step.
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g);
 Tensor one_hot(const Tensor& labels, int64_t classes, DType dtype);  // [N, classes]
 
 // Batch norm's running statistics after a training batch, in place and in one pass (where the

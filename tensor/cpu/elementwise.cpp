@@ -435,6 +435,33 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& labels, Tenso
   });
 }
 
+// softmax()'s arithmetic for each row, then the one-hot subtraction and the product by g[n], each
+// rounded on its own as the separate ops (softmax, sub, mul) rounded them.
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g,
+                                        Tensor& dlogits) {
+  const int64_t N = logits.size(0), C = logits.size(1);
+  check_index_range(labels, C, "cross_entropy (label)");
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    const T *px = logits.data<T>(), *pg = g.data<T>();
+    const int64_t* py = labels.data<int64_t>();
+    T* po = dlogits.data<T>();
+#pragma omp parallel for if (logits.numel() > kParallelGrain)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = px + n * C;
+      T* out = po + n * C;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t c = 0; c < C; ++c) m = std::max(m, row[c]);
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += std::exp(double(row[c] - m));
+      const T inv = static_cast<T>(1.0 / s);
+      for (int64_t c = 0; c < C; ++c) {
+        const T p = std::exp(row[c] - m) * inv;
+        out[c] = (c == py[n] ? p - T(1) : p) * pg[n];
+      }
+    }
+  });
+}
+
 // ---- indexing --------------------------------------------------------------------------------
 void CpuBackend::gather(const Tensor& x, int dim, const Tensor& index, Tensor& out) {
   Around ax = around(x.shape(), dim), ai = around(index.shape(), dim);

@@ -363,6 +363,15 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& labels, Tens
   });
 }
 
+void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g,
+                                         Tensor& dlogits) {
+  activate();
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    launch_cross_entropy_backward<T>(logits.data<T>(), labels.data<int64_t>(), g.data<T>(), dlogits.data<T>(),
+                                     logits.size(0), logits.size(1), stream_);
+  });
+}
+
 // ---- gemm (cuBLAS) ---------------------------------------------------------------------------------
 // cuBLAS is column-major; a row-major matrix is its transpose in column-major. So the row-major
 // C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T: swap the operands and

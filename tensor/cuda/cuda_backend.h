@@ -110,6 +110,7 @@ class CudaBackend final : public Backend {
   void avg_pool2d_backward(const Tensor& dy, const Pool2dParams& p, Tensor& dx) override;
   void softmax(const Tensor& x, int dim, bool log, Tensor& out) override;
   void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& labels, const Tensor& g, Tensor& dlogits) override;
   void gather(const Tensor& x, int dim, const Tensor& index, Tensor& out) override;
   void scatter_add(Tensor& out, int dim, const Tensor& index, const Tensor& src) override;
   void index_select(const Tensor& table, const Tensor& index, Tensor& out) override;

@@ -175,14 +175,8 @@ __global__ void index_add_kernel(T* out, int64_t out_rows, const int64_t* idx, c
 }
 
 // ---- optimizer update (ops::sgd_step_) ---------------------------------------------------------------
-// Each product and sum rounded on its own, as the CPU backend's loop (built with -ffp-contract=off)
-// and the separate ops round them: the _rn intrinsics are never fused into a multiply-add.
-__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+// Each product and sum rounded on its own (the _rn helpers of launch.cuh), as the CPU backend's
+// loop and the separate ops round them.
 // mul_scalar(x, a) is the affine op a x + 0 (the + 0 turns a product of -0 into +0).
 template <class T>
 __device__ inline T scaled(T a, T x) {
@@ -200,10 +194,6 @@ __global__ void update_running_stats_kernel(T* rm, T* rv, int64_t* count, const 
 }
 
 // ---- eval-mode batch norm folded into a convolution (ops::bn_fold) ----------------------------------
-__device__ inline float sqrt_rn(float a) { return __fsqrt_rn(a); }
-__device__ inline double sqrt_rn(double a) { return __dsqrt_rn(a); }
-__device__ inline float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ inline double div_rn(double a, double b) { return __ddiv_rn(a, b); }
 
 // One thread per weight element i (channel k = i / per_k) computes a = gamma invstd again (four
 // roundings, as the CPU's loop makes them); the first element of each channel also writes its

@@ -128,6 +128,10 @@ void launch_softmax(const T* x, T* out, int64_t outer, int64_t n, int64_t inner,
 template <class T>
 void launch_cross_entropy(const T* logits, const int64_t* labels, T* loss, int64_t N, int64_t C,
                           cudaStream_t stream);
+// dlogits[n, c] = (softmax(logits[n, :])[c] - [c == labels[n]]) g[n] (ops::cross_entropy_backward).
+template <class T>
+void launch_cross_entropy_backward(const T* logits, const int64_t* labels, const T* g, T* dlogits, int64_t N,
+                                   int64_t C, cudaStream_t stream);
 
 // Batch norm over x viewed as [N, C, M] (tensor/cpu/norm_pool.cpp has the equations).
 // Doubles of scratch the batch-norm launchers need.

@@ -21,6 +21,20 @@ inline unsigned grid_for(int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < int64_t(n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
+// Arithmetic rounded step by step, as the CPU backend's loops (built with -ffp-contract=off) round
+// it: nvcc fuses a * b + c into one multiply-add by default, but never these intrinsics. The
+// fused kernels that promise the separate ops' bits (sgd_step, bn_fold, ...) use them.
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+__device__ inline float sqrt_rn(float a) { return __fsqrt_rn(a); }
+__device__ inline double sqrt_rn(double a) { return __dsqrt_rn(a); }
+__device__ inline float div_rn(float a, float b) { return __fdiv_rn(a, b); }
+__device__ inline double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+
 template <class T>
 struct Tag {
   using type = T;

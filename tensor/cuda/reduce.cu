@@ -118,6 +118,27 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* labels, T* 
   }
 }
 
+// dlogits[n, c] = (softmax(logits_n)[c] - [c == label_n]) g[n]: softmax_kernel's arithmetic, then
+// the subtraction and the product rounded on their own, as the separate ops (softmax, sub of the
+// one-hot row, mul) rounded them. A label out of range subtracts nothing (the forward flagged it).
+template <class T>
+__global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* labels, const T* g, T* dlogits,
+                                              int64_t N, int64_t C) {
+  AFD_GRID_LOOP(n, N) {
+    const T* row = logits + n * C;
+    T* out = dlogits + n * C;
+    T m = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) m = max(m, row[c]);
+    double s = 0;
+    for (int64_t c = 0; c < C; ++c) s += exp(double(row[c] - m));
+    const T inv = static_cast<T>(1.0 / s);
+    for (int64_t c = 0; c < C; ++c) {
+      const T p = mul_rn(T(exp(row[c] - m)), inv);
+      out[c] = mul_rn(c == labels[n] ? sub_rn(p, T(1)) : p, g[n]);
+    }
+  }
+}
+
 // ---- batch norm over [N, C, M] --------------------------------------------------------------------
 // Channel c's N*M values split into S slices; block (c, s) sums its slice.
 int64_t bn_slices(int64_t N, int64_t C, int64_t M) {
@@ -263,6 +284,13 @@ void launch_cross_entropy(const T* logits, const int64_t* labels, T* loss, int64
   AFD_CUDA_CHECK_LAUNCH();
 }
 
+template <class T>
+void launch_cross_entropy_backward(const T* logits, const int64_t* labels, const T* g, T* dlogits, int64_t N,
+                                   int64_t C, cudaStream_t stream) {
+  cross_entropy_backward_kernel<T><<<grid_for(N), kBlock, 0, stream>>>(logits, labels, g, dlogits, N, C);
+  AFD_CUDA_CHECK_LAUNCH();
+}
+
 int64_t batch_norm_scratch(int64_t N, int64_t C, int64_t M) { return 2 * C * bn_slices(N, C, M) + 3 * C; }
 
 template <class T>
@@ -317,6 +345,8 @@ void launch_bn_backward(const T* dy, const T* x, const T* gamma, const T* mean, 
   template void launch_max_dim<T>(const T*, T*, int64_t*, int64_t, int64_t, int64_t, cudaStream_t);           \
   template void launch_softmax<T>(const T*, T*, int64_t, int64_t, int64_t, bool, cudaStream_t);               \
   template void launch_cross_entropy<T>(const T*, const int64_t*, T*, int64_t, int64_t, cudaStream_t);        \
+  template void launch_cross_entropy_backward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t,      \
+                                                 cudaStream_t);                                                 \
   template void launch_bn_stats<T>(const T*, int64_t, int64_t, int64_t, double, T*, T*, T*, double*,          \
                                    cudaStream_t);                                                             \
   template void launch_bn_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t,    \

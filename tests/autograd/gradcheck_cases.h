@@ -187,6 +187,8 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   c.push_back({"cross_entropy", [y](In v) { return cross_entropy(v[0], y, Reduction::none); }, {uniform({3, 4}, 56, -3, 3)}});
   c.push_back({"cross_entropy", [y](In v) { return cross_entropy(v[0], y, Reduction::mean); }, {uniform({3, 4}, 57, -3, 3)}});
   c.push_back({"cross_entropy", [y](In v) { return cross_entropy(v[0], y, Reduction::sum); }, {uniform({3, 4}, 58, -3, 3)}});
+  c.push_back({"cross_entropy_grad", [y](In v) { return cross_entropy_grad(v[0], y, v[1]); },
+               {uniform({3, 4}, 59, -3, 3), uniform({3}, 60)}});
   c.push_back({"kl_div", [](In v) { return kl_div(v[0], v[1], Reduction::none); },
                {uniform({3, 4}, 59, -2, 2), uniform({3, 4}, 60, -2, 2)}});
   c.push_back({"kl_div", [](In v) { return kl_div(v[0], v[1], Reduction::mean); },

@@ -383,6 +383,22 @@ TYPED_TEST(CudaParity, BnFoldBitForBit) {
   }
 }
 
+// The fused cross-entropy gradient: on the GPU the bits of the GPU's own separate ops (softmax, the
+// one-hot row subtracted, times g), and the CPU's result within the tolerance (exp differs in the
+// last bit between the two math libraries, so the devices are not compared bit for bit).
+TYPED_TEST(CudaParity, CrossEntropyBackwardMatchesTheSeparateOps) {
+  const Tensor z = normal({300, 10}, 70, this->dt, 0, 4), g = uniform({300}, 71, this->dt);
+  std::vector<int64_t> y(300);
+  for (int64_t i = 0; i < 300; ++i) y[i] = (i * 7) % 10;
+  const Tensor labels = Tensor::from_vector<int64_t>(y, {300});
+  const Tensor zd = dev(z), gd = dev(g), yd = dev(labels);
+  const Tensor fused = ops::cross_entropy_backward(zd, yd, gd), back = fused.to(kCpu);
+  const Tensor separate =
+      ops::mul(ops::sub(ops::softmax(zd, 1), ops::one_hot(yd, 10, this->dt)), gd.reshape({300, 1})).to(kCpu);
+  EXPECT_EQ(std::memcmp(back.raw_data(), separate.raw_data(), back.nbytes()), 0);
+  expect_close(ops::cross_entropy_backward(z, labels, g), fused, "cross_entropy_backward");
+}
+
 // ---- reductions ----------------------------------------------------------------------------------
 
 TYPED_TEST(CudaParity, SumToAndSumOverDims) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "tests/support/checks.h"
 #include "tensor/cpu/cpu_backend.h"
@@ -236,6 +237,44 @@ TEST(Ops, SoftmaxAndCrossEntropy) {
                "cross_entropy (label): index 3 at position 0 is out of range [0, 3)");
   expect_error([&] { ops::cross_entropy(z, Tensor::from_vector<double>({1, 0}, {2})); }, "labels must be i64");
   EXPECT_EQ(ops::one_hot(labels, 3, DType::f32).to_vector<float>(), (std::vector<float>{0, 0, 1, 1, 0, 0}));
+}
+
+// The fused cross-entropy gradient against the separate ops autograd used before (softmax, the
+// one-hot row subtracted, times g per row): the same bits, f32 and f64, large and equal logits,
+// g of 0, -0 and mixed signs; and its argument checks.
+TEST(Ops, CrossEntropyBackwardEqualsTheSeparateOpsBitForBit) {
+  Generator gen(12);
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor z = ops::mul_scalar(randn({9, 7}, gen, DType::f64), 4.0);
+    z.data<double>()[7] = z.data<double>()[8] = 90;  // row 1: two large equal logits
+    Tensor g = randn({9}, gen, DType::f64);
+    g.data<double>()[2] = 0, g.data<double>()[3] = -0.0;
+    z = z.to(dt), g = g.to(dt);
+    const Tensor labels = Tensor::from_vector<int64_t>({0, 1, 6, 3, 2, 5, 4, 1, 0}, {9});
+    const Tensor want = ops::mul(ops::sub(ops::softmax(z, 1), ops::one_hot(labels, 7, dt)), g.reshape({9, 1}));
+    const Tensor got = ops::cross_entropy_backward(z, labels, g);
+    EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()), 0) << dtype_name(dt);
+  }
+  const Tensor z = Tensor::zeros({2, 3}), labels = Tensor::from_vector<int64_t>({2, 0}, {2});
+  expect_error([&] { ops::cross_entropy_backward(z, labels, Tensor::zeros({3})); },
+               "cross_entropy_backward: the gradient of the per-sample losses has shape [3], expected [2]");
+  expect_error([&] { ops::cross_entropy_backward(z, Tensor::from_vector<int64_t>({2, 3}, {2}), Tensor::zeros({2})); },
+               "cross_entropy (label): index 3 at position 1 is out of range [0, 3)");
+}
+
+// expand broadcasts into a larger shape in one launch, every bit kept (-0, NaN, infinities).
+TEST(Ops, ExpandIsOnePassAndKeepsEveryBit) {
+  const Tensor x = Tensor::from_vector<double>({-0.0, NAN, -INFINITY}, {3, 1});
+  const int64_t before = kernel_calls(Kernel::elementwise);
+  const Tensor y = ops::expand(x, {2, 3, 2});
+  EXPECT_EQ(kernel_calls(Kernel::elementwise), before + 1);
+  ASSERT_EQ(y.shape(), (Shape{2, 3, 2}));
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const double want = x.data<double>()[(i / 2) % 3], got = y.data<double>()[i];
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << "element " << i;
+  }
+  EXPECT_EQ(ops::expand(x, {3, 1}).raw_data(), x.raw_data());  // the same shape: x itself
+  expect_error([&] { ops::expand(x, {2, 2}); }, "expand");
 }
 
 TEST(Ops, Indexing) {
