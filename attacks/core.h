@@ -29,6 +29,10 @@ Tensor normalize_rows(const Tensor& g, Norm p, double floor = kNormFloor);
 Tensor project_ball(const Tensor& x0, const Tensor& x, const std::vector<double>& eps, Norm p);
 // Onto the image box [0, 1].
 Tensor clip_box(const Tensor& x);
+// One Linf PGD step, x <- clip_box(project_ball(x0, x + alpha_i sign(g), eps, linf)), in one pass
+// (ops::linf_sign_step: the same bits as those ops, one launch and one upload instead of eleven).
+Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const std::vector<double>& alpha,
+                 const std::vector<double>& eps);
 // The exact Euclidean projection of every row of d onto the L1 ball of radius eps_i (Duchi et al.
 // 2008): rows already inside are returned unchanged; otherwise w = sign(d) max(|d| - theta, 0) with
 // theta = (sum_{j <= rho} u_j - eps) / (rho + 1), u = |d| sorted descending and rho the LAST index

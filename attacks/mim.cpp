@@ -22,7 +22,11 @@ Tensor MIM::run(const Problem& p, Generator& gen) {
     LossGrad lg = ascent(p, x);
     // a <- decay a + g / max(||g||_1, floor)
     acc = ops::add(ops::mul_scalar(acc, config_.decay), normalize_rows(lg.grad, Norm::l1));
-    Tensor d = config_.norm == Norm::linf ? ops::sign(acc) : normalize_rows(acc, Norm::l2);
+    if (config_.norm == Norm::linf) {
+      x = sign_step(p.x, x, acc, alpha, p.eps);  // clip(P(x + alpha sign(a))) in one pass
+      continue;
+    }
+    Tensor d = normalize_rows(acc, Norm::l2);
     x = clip_box(project_ball(p.x, ops::add(x, ops::mul(d, as_rows(alpha, x))), p.eps, config_.norm));
   }
   return x;

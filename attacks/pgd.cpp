@@ -10,14 +10,13 @@ namespace afd::attacks {
 
 namespace {
 
-// The steepest-ascent direction of each norm: sign(g) (Linf), g/||g||_2 (L2), g/||g||_1 (dense L1,
-// Foolbox's L1PGD; the sparse variant is SparseL1).
-Tensor direction(const Tensor& g, Norm p) { return p == Norm::linf ? ops::sign(g) : normalize_rows(g, p); }
-
-// x <- clip(P(x + alpha_i d)): one projected step.
-Tensor projected_step(const Tensor& x0, const Tensor& x, const Tensor& d, const std::vector<double>& alpha,
+// x <- clip(P(x + alpha_i d)) along the steepest-ascent direction d of the norm: sign(g) for Linf
+// (sign_step: the whole step in one pass), g/||g||_2 for L2, g/||g||_1 for dense L1 (Foolbox's
+// L1PGD; the sparse variant is SparseL1).
+Tensor projected_step(const Tensor& x0, const Tensor& x, const Tensor& g, const std::vector<double>& alpha,
                       const std::vector<double>& eps, Norm p) {
-  Tensor moved = ops::add(x, ops::mul(d, as_rows(alpha, x)));
+  if (p == Norm::linf) return sign_step(x0, x, g, alpha, eps);
+  Tensor moved = ops::add(x, ops::mul(normalize_rows(g, p), as_rows(alpha, x)));
   return clip_box(project_ball(x0, moved, eps, p));
 }
 
@@ -30,7 +29,7 @@ Tensor PGD::run(const Problem& p, Generator& gen) {
   Tensor x = start_point(p, gen);
   for (int step = 0; step < config_.steps; ++step) {
     LossGrad lg = ascent(p, x);
-    x = projected_step(p.x, x, direction(lg.grad, config_.norm), alpha, p.eps, config_.norm);
+    x = projected_step(p.x, x, lg.grad, alpha, p.eps, config_.norm);
   }
   return x;
 }
@@ -43,7 +42,7 @@ FGSM::FGSM(AttackConfig config) : Attack(config) {
 Tensor FGSM::run(const Problem& p, Generator& gen) {
   Tensor x = start_point(p, gen);
   LossGrad lg = ascent(p, x);
-  return projected_step(p.x, x, ops::sign(lg.grad), p.eps, p.eps, Norm::linf);
+  return projected_step(p.x, x, lg.grad, p.eps, p.eps, Norm::linf);
 }
 
 }  // namespace afd::attacks

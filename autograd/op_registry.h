@@ -18,8 +18,8 @@ namespace afd {
   X(leaky_relu, true)                                                                            \
   X(sigmoid, true) X(tanh, true) X(atanh, true) X(softplus, true) X(reshape, true)               \
   X(expand, true) X(sum_to, true) X(matmul, true) X(log_softmax, true) X(softmax, true)          \
-  X(cross_entropy, true) X(cross_entropy_grad, true) X(batch_norm_eval, true) X(bn_fold_weight, true) X(bn_fold_shift, true)  \
-  X(all_reduce_sum, true) X(max_dim, false)                                                      \
+  X(cross_entropy, true) X(cross_entropy_grad, true) X(batch_norm_eval, true)                    \
+  X(bn_fold_weight, true) X(bn_fold_shift, true) X(all_reduce_sum, true) X(max_dim, false)       \
   X(gather, false) X(conv2d, false) X(batch_norm, false) X(max_pool2d, false)                   \
   X(avg_pool2d, false) X(index_select, false) X(cat, false)
 

@@ -134,6 +134,10 @@ class Backend {
   // running_var + var_scale var ([C], one dtype and device); count (i64, 0-d, or undefined) += 1.
   virtual void update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
                                     const Tensor& var, double momentum, double var_scale) = 0;
+  // One projected sign step of Linf PGD (ops::linf_sign_step): x0, x, g, out [N, ...] of one
+  // shape; steps [2, N] (row 0 the step sizes, row 1 the radii).
+  virtual void linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps,
+                              Tensor& out) = 0;
   // Each parameter's param, grad and momentum_buffer (undefined when s.momentum == 0) share a
   // shape; all share one dtype and this device; none is empty.
   virtual void sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep& s) = 0;

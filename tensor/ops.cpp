@@ -515,6 +515,24 @@ void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const
   sgd_step_({SgdTensors{param, grad, momentum_buffer}}, s);
 }
 
+// ---- attack step -----------------------------------------------------------------------------
+Tensor linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps) {
+  const char* op = "linf_sign_step";
+  check_float(x, op);
+  AFD_CHECK(x.dim() >= 1, "{}: expected images [N, ...], got a scalar", op);
+  for (auto [t, what] : {std::pair{&x0, "x0"}, std::pair{&g, "the gradient"}}) {
+    check_same(x, *t, op);
+    check_shape(*t, x.shape(), op, what);
+  }
+  check_same(x, steps, op);
+  check_shape(steps, {2, x.size(0)}, op, "steps (alpha; eps)");
+  Tensor out(x.shape(), x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  count_kernel(Kernel::elementwise);
+  be(x).linf_sign_step(x0, x, g, steps, out);
+  return out;
+}
+
 // ---- indexing --------------------------------------------------------------------------------
 namespace {
 void check_index_along(const Shape& data, Device device, int d, const Tensor& index, const char* op) {

@@ -137,6 +137,14 @@ void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const
 // kSgdTensorsPerLaunch parameters instead of one each (a ResNet18 has 62), the same bits.
 void sgd_step_(const std::vector<SgdTensors>& tensors, const SgdStep& s);
 
+// ---- attack step -----------------------------------------------------------------------------
+// One projected sign step of Linf PGD for every row i of x [N, ...], in one pass:
+//   out = clamp(x0 + clamp((x + alpha_i sign(g)) - x0, -eps_i, eps_i), 0, 1)
+// with steps [2, N] = (alpha; eps). Rounded and compared as the separate ops (sign, mul, add, sub,
+// neg, maximum, minimum, add, clamp) do it, so the result is theirs bit for bit, in one launch
+// where they took nine. x0, x, g share x's shape; all share a dtype and device.
+Tensor linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps);
+
 // ---- indexing --------------------------------------------------------------------------------
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);

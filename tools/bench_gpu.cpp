@@ -17,6 +17,7 @@
 //   attack   eval mode, parameters frozen: one PGD-Linf step as bench_attacks times it, i.e.
 //            summed cross-entropy, the gradient with respect to the input only, then
 //            x <- clip_[0,1](P_eps(x + alpha sign(g))) (CIFAR eps 8/255, alpha 2/255; MNIST 0.3, 0.01)
+//            with attacks::sign_step, the step PGD takes
 // No step reads a value back to the host; the last training loss is checked after the timing.
 //
 // Timing: afd::synchronize(device) before the clock starts and before it stops (the timed call is
@@ -237,8 +238,7 @@ Measured run_train(Bench& b, const GpuOptions& g) {
 Measured run_attack(Bench& b, const GpuOptions& g) {
   b.model->eval();
   b.model->set_requires_grad(false);  // d/dx only: no weight gradients
-  const std::vector<double> eps(g.batch, b.spec.eps);
-  const Tensor alpha = attacks::as_rows(std::vector<double>(g.batch, b.spec.step_size), b.x);
+  const std::vector<double> eps(g.batch, b.spec.eps), alpha(g.batch, b.spec.step_size);
   Tensor x_adv = b.x;
   Measured m;
   try {
@@ -246,8 +246,7 @@ Measured run_attack(Bench& b, const GpuOptions& g) {
       Var xv(x_adv, /*requires_grad=*/true);
       Var loss = cross_entropy(b.model->forward(xv), b.labels, Reduction::sum);
       Tensor d_input = grad({loss}, {xv})[0].data();
-      Tensor moved = ops::add(x_adv, ops::mul(ops::sign(d_input), alpha));
-      x_adv = attacks::clip_box(attacks::project_ball(b.x, moved, eps, attacks::Norm::linf));
+      x_adv = attacks::sign_step(b.x, x_adv, d_input, alpha, eps);  // PGD's own Linf step
     }, g);
   } catch (...) {
     b.model->set_requires_grad(true);

@@ -573,6 +573,28 @@ void CpuBackend::sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep&
     });
 }
 
+// ---- attack step -----------------------------------------------------------------------------------
+// The separate ops' steps (ops::linf_sign_step): sign, mul, add, sub, maximum with -eps, minimum
+// with eps, add, clamp to [0, 1], with their own comparisons so NaN and -0 come out as theirs do.
+void CpuBackend::linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps,
+                                Tensor& out) {
+  const int64_t rows = x.size(0), per_row = x.numel() / rows;
+  dispatch_float(x.dtype(), "linf_sign_step", [&]<class T>() {
+    const T *p0 = x0.data<T>(), *px = x.data<T>(), *pg = g.data<T>(), *alpha = steps.data<T>();
+    const T* eps = alpha + rows;
+    T* po = out.data<T>();
+#pragma omp parallel for if (x.numel() > kParallelGrain)
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int64_t r = i / per_row;
+      const T s = T((pg[i] > 0) - (pg[i] < 0)), lo = -eps[r];
+      const T d = (px[i] + s * alpha[r]) - p0[i];
+      const T kept = d >= lo ? d : lo;
+      const T y = p0[i] + (kept <= eps[r] ? kept : eps[r]);
+      po[i] = std::min(std::max(y, T(0)), T(1));
+    }
+  });
+}
+
 // ---- random numbers (layout documented in tensor/rng.h) ----------------------------------------
 namespace {
 constexpr double k2pow32inv = 1.0 / 4294967296.0;

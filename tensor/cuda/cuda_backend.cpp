@@ -570,6 +570,16 @@ void CudaBackend::sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep
   });
 }
 
+// ---- attack step ------------------------------------------------------------------------------------
+void CudaBackend::linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps,
+                                 Tensor& out) {
+  activate();
+  dispatch_float(x.dtype(), "linf_sign_step", [&]<class T>() {
+    launch_linf_sign_step<T>(x0.data<T>(), x.data<T>(), g.data<T>(), steps.data<T>(), out.data<T>(), x.numel(),
+                             x.size(0), stream_);
+  });
+}
+
 // ---- random numbers --------------------------------------------------------------------------------
 void CudaBackend::uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {
   activate();

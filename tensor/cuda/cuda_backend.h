@@ -118,6 +118,7 @@ class CudaBackend final : public Backend {
   void copy_slab(const Tensor& src, int64_t src_start, Tensor& dst, int64_t dst_start, int dim,
                  int64_t len) override;
   void sgd_step(const std::vector<SgdTensors>& tensors, const SgdStep& s) override;
+  void linf_sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps, Tensor& out) override;
   void update_running_stats(Tensor& running_mean, Tensor& running_var, Tensor& count, const Tensor& mean,
                             const Tensor& var, double momentum, double var_scale) override;
   void uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;

@@ -249,6 +249,21 @@ __global__ void sgd_step_kernel(SgdBatch<T> b, T lr, T wd, T m, T keep, bool dec
 }
 
 
+// ---- attack step (ops::linf_sign_step) ----------------------------------------------------------------
+template <class T>
+__global__ void linf_sign_step_kernel(const T* x0, const T* x, const T* g, const T* alpha, const T* eps, T* out,
+                                      int64_t n, int64_t per_row) {
+  AFD_GRID_LOOP(i, n) {
+    const int64_t r = i / per_row;
+    const T s = T((g[i] > 0) - (g[i] < 0)), lo = -eps[r];
+    const T d = sub_rn(add_rn(x[i], mul_rn(s, alpha[r])), x0[i]);
+    const T kept = d >= lo ? d : lo;
+    const T y = add_rn(x0[i], kept <= eps[r] ? kept : eps[r]);
+    const T m = y < T(0) ? T(0) : y;  // clamp to [0, 1] as the clamp op compares
+    out[i] = T(1) < m ? T(1) : m;
+  }
+}
+
 // ---- random numbers (tensor/rng.h: block b = offset + j, lanes as the CPU backend uses them) ------
 // The arithmetic uses round-to-nearest intrinsics so no multiply-add is fused: the uniform numbers
 // are then bit for bit the CPU's.
@@ -460,6 +475,13 @@ void launch_sgd_step(const std::vector<SgdPointers<T>>& tensors, double lr, doub
   }
 }
 
+template <class T>
+void launch_linf_sign_step(const T* x0, const T* x, const T* g, const T* steps, T* out, int64_t n, int64_t rows,
+                           cudaStream_t stream) {
+  linf_sign_step_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(x0, x, g, steps, steps + rows, out, n, n / rows);
+  AFD_CUDA_CHECK_LAUNCH();
+}
+
 template <>
 void launch_uniform<float>(float* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high,
                            cudaStream_t stream) {
@@ -500,6 +522,8 @@ void launch_normal<double>(double* out, int64_t n, uint64_t seed, uint64_t offse
                                    cudaStream_t);                                                           \
   template void launch_update_running_stats<T>(T*, T*, int64_t*, const T*, const T*, int64_t, double, double,   \
                                                cudaStream_t);                                               \
+  template void launch_linf_sign_step<T>(const T*, const T*, const T*, const T*, T*, int64_t, int64_t,         \
+                                         cudaStream_t);                                                         \
   template void launch_bn_fold<T>(const T*, const T*, const T*, const T*, const T*, const T*, double, T*, T*, T*,   \
                                   int64_t, int64_t, cudaStream_t);
 AFD_INSTANTIATE(float)

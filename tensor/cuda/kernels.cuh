@@ -103,6 +103,12 @@ template <class T>
 void launch_sgd_step(const std::vector<SgdPointers<T>>& tensors, double lr, double weight_decay, double momentum,
                      double dampening, bool nesterov, bool first, cudaStream_t stream);
 
+// One projected sign step of Linf PGD (ops::linf_sign_step), rounded as the CPU backend's loop:
+// x0, x, g, out [rows, n / rows]; steps [2, rows] (step sizes, then radii).
+template <class T>
+void launch_linf_sign_step(const T* x0, const T* x, const T* g, const T* steps, T* out, int64_t n, int64_t rows,
+                           cudaStream_t stream);
+
 // Philox streams laid out as tensor/rng.h documents, the same numbers as the CPU backend.
 template <class T>
 void launch_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "attacks/attack.h"
@@ -304,6 +305,33 @@ std::vector<double> l1_projection_by_bisection(const std::vector<double>& v, dou
   std::vector<double> w(v.size());
   for (size_t j = 0; j < v.size(); ++j) w[j] = std::copysign(std::max(std::fabs(v[j]) - hi, 0.0), v[j]);
   return w;
+}
+
+// sign_step (ops::linf_sign_step, one pass) against the ops it replaced in PGD, FGSM, MIM and
+// TRADES: the same bits, f32 and f64, with gradients of 0, -0 and NaN, points outside the box and
+// the ball, -0 coordinates, and rows with eps 0 and alpha 0; and its argument checks.
+TEST(AttackClosedForm, SignStepEqualsTheSeparateOpsBitForBit) {
+  Generator gen(31);
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x0 = rand({4, 3, 5, 5}, gen, DType::f64), g = randn(x0.shape(), gen, DType::f64);
+    Tensor x = ops::add(x0, ops::mul_scalar(randn(x0.shape(), gen, DType::f64), 0.01));  // mostly inside the ball
+    double *pg = g.data<double>(), *px = x.data<double>(), *p0 = x0.data<double>();
+    pg[0] = 0, pg[1] = -0.0, pg[2] = NAN, px[3] = -0.0, p0[4] = -0.0, px[5] = 1.5, px[6] = -0.5;
+    x0 = x0.to(dt), x = x.to(dt), g = g.to(dt);
+    const std::vector<double> alpha{0.01, 0.0, 2.0 / 255, 0.5}, eps{0.03, 0.1, 0.0, 8.0 / 255};
+    const Tensor moved = ops::add(x, ops::mul(ops::sign(g), attacks::as_rows(alpha, x)));
+    const Tensor want = attacks::clip_box(attacks::project_ball(x0, moved, eps, attacks::Norm::linf));
+    const Tensor got = attacks::sign_step(x0, x, g, alpha, eps);
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()), 0) << dtype_name(dt);
+  }
+  const Tensor x = Tensor::zeros({2, 3}), steps = Tensor::zeros({2, 2});
+  expect_error([&] { attacks::sign_step(x, x, x, {0.1}, {0.1, 0.1}); },
+               "sign_step: 1 step sizes and 2 radii for a batch of 2");
+  expect_error([&] { ops::linf_sign_step(x, x, Tensor::zeros({2, 2}), steps); },
+               "linf_sign_step: the gradient has shape [2, 2], expected [2, 3]");
+  expect_error([&] { ops::linf_sign_step(x, x, x, Tensor::zeros({2, 3})); },
+               "linf_sign_step: steps (alpha; eps) has shape [2, 3], expected [2, 2]");
 }
 
 TEST(AttackClosedForm, DuchiProjectionEqualsBisectionAndKeepsInsideRows) {

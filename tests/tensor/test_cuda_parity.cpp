@@ -399,6 +399,22 @@ TYPED_TEST(CudaParity, CrossEntropyBackwardMatchesTheSeparateOps) {
   expect_close(ops::cross_entropy_backward(z, labels, g), fused, "cross_entropy_backward");
 }
 
+// One projected sign step of Linf PGD in one pass: the CPU's bits (every step is a correctly
+// rounded add or sub, or a comparison).
+TYPED_TEST(CudaParity, LinfSignStepBitForBit) {
+  const Shape shape{6, 3, 17, 17};
+  const Tensor x0 = uniform(shape, 80, this->dt, 0, 1), g = normal(shape, 81, this->dt);
+  const Tensor x = ops::add(x0, normal(shape, 82, this->dt, 0, 0.02));
+  const Tensor steps = Tensor::from_vector<double>({0.01, 0, 0.5, 2.0 / 255, 0.1, 0.03,  // alpha
+                                                    0.03, 0.1, 0.05, 0, 8.0 / 255, 0.3},  // eps
+                                                   {2, 6}).to(this->dt);
+  const Tensor cpu = ops::linf_sign_step(x0, x, g, steps);
+  const Tensor gpu = ops::linf_sign_step(dev(x0), dev(x), dev(g), dev(steps));
+  const Tensor back = gpu.to(kCpu);
+  EXPECT_EQ(std::memcmp(back.raw_data(), cpu.raw_data(), cpu.nbytes()), 0);
+  expect_close(cpu, gpu, "linf_sign_step");
+}
+
 // ---- reductions ----------------------------------------------------------------------------------
 
 TYPED_TEST(CudaParity, SumToAndSumOverDims) {
