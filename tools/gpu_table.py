@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Joins the logs of tools/bench_gpu and tools/bench_gpu_torch.py into the device check's table:
-afd / torch images/s per workload and precision, and afd's allocator counters.
+afd / torch images/s per workload and precision, afd's allocator counters and its launches per step.
 
 Usage: gpu_table.py AFD.log TORCH.log [TITLE]
 With TITLE, that one line replaces the header lines (a second table of the same run). Each log's last "JSON {...}" line is used; a log cut short falls back on its "ROW {...}" lines.
@@ -70,19 +70,21 @@ def main(afd_path, torch_path, title=""):
     batch = afd_head.get("batch") or torch_head.get("batch") or "?"
     print(f"images/s, f32, batch {batch}; ratio = afd / torch (above 1: afd faster)")
     print(f"  {'workload':<24} {'precision':<9} {'afd':>9} {'torch':>9} {'ratio':>7}   {'afd mallocs bef/aft':>19} "
-          f"{'afd peak MiB':>12}")
+          f"{'afd peak MiB':>12} {'afd launches':>12}")
     errors = []
     for prec, model, workload in keys:
         a = afd.get(prec, {}).get(model, {}).get(workload)
         t = torch_res.get(prec, {}).get(model, {}).get(workload)
         ok = a is not None and "error" not in a and t is not None and "error" not in t
         ratio = f"{a['images_per_s'] / t['images_per_s']:.2f}" if ok and t["images_per_s"] > 0 else "-"
-        alloc, peak = "", ""
+        alloc, peak, launches = "", "", ""
         if a is not None and "error" not in a:
             before, after = a.get("device_mallocs_before"), a.get("device_mallocs_after")
             alloc = f"{before}/{after}" + ("" if before == after else " GROWS")
             peak = f"{a.get('peak_bytes', 0) / 2**20:.1f}"
-        print(f"  {model + ' ' + workload:<24} {prec:<9} {cell(a):>9} {cell(t):>9} {ratio:>7}   {alloc:>19} {peak:>12}")
+            launches = str(a.get("launches_per_step", "-"))  # the op layer's count per step
+        print(f"  {model + ' ' + workload:<24} {prec:<9} {cell(a):>9} {cell(t):>9} {ratio:>7}   {alloc:>19} {peak:>12} "
+              f"{launches:>12}")
         for impl, r in (("afd", a), ("torch", t)):
             if r is not None and "error" in r:
                 errors.append(f"  {impl} {model} {workload} {prec}: {r['error'].splitlines()[0][:160]}")
