@@ -281,9 +281,12 @@ BroadcastGeometry geometry_of(const Shape& out, std::initializer_list<const Tens
             s.sizes.size(), kMaxRank);
   BroadcastGeometry g;
   g.rank = static_cast<int>(s.sizes.size());
+  const int64_t n = shape_numel(out);
+  g.fast = n > 0 && n <= int64_t(UINT32_MAX);  // then every size is a 32-bit divisor >= 1
   for (int d = 0; d < g.rank; ++d) {
     g.sizes[d] = s.sizes[d];
     for (int k = 0; k < 3; ++k) g.strides[k][d] = s.strides[d][k];
+    if (g.fast) g.by[d] = FastDivmod(static_cast<uint32_t>(s.sizes[d]));
   }
   return g;
 }

@@ -86,6 +86,15 @@ __device__ inline T apply_binary(BinaryOp op, T x, T y) {
 template <int K>
 __device__ inline void broadcast_offsets(const BroadcastGeometry& g, int64_t i, int64_t (&off)[K]) {
   for (int k = 0; k < K; ++k) off[k] = 0;
+  if (g.fast) {  // i < 2^32: each coordinate by a multiply and a shift
+    uint32_t rest = static_cast<uint32_t>(i), q, c;
+    for (int d = g.rank - 1; d >= 0; --d) {
+      g.by[d].divmod(rest, q, c);
+      rest = q;
+      for (int k = 0; k < K; ++k) off[k] += int64_t(c) * g.strides[k][d];
+    }
+    return;
+  }
   for (int d = g.rank - 1; d >= 0; --d) {
     int64_t c = i % g.sizes[d];
     i /= g.sizes[d];

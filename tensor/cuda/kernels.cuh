@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tensor/cuda/fast_divmod.h"
 #include "tensor/op_codes.h"
 
 namespace afd::cuda {
@@ -19,11 +20,15 @@ enum class Dt : int { f32, f64, i64, u8 };
 
 // Broadcasting over up to three operands in tensor/broadcast.h's coalesced form: output element i
 // has coordinates in `sizes` (innermost last) and operand k sits at sum_d coord_d * strides[k][d].
+// With `fast` (fewer than 2^32 output elements) the coordinates come from the dividers `by`
+// (fast_divmod.h) instead of 64-bit divisions.
 constexpr int kMaxRank = 8;
 struct BroadcastGeometry {
   int rank = 0;
+  bool fast = false;
   int64_t sizes[kMaxRank] = {};
   int64_t strides[3][kMaxRank] = {};
+  FastDivmod by[kMaxRank];
 };
 
 // Pooling over planes [planes, H, W] -> [planes, P, Q].

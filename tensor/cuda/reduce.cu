@@ -150,20 +150,50 @@ int64_t bn_slices(int64_t N, int64_t C, int64_t M) {
 
 enum class ChannelSum { x, squared_deviation, dy_and_dy_deviation };
 
+// Where element e of [N, C, M] (or of channel c's [N, M]) lies, with the dividers of fast_divmod.h
+// when the tensor has fewer than 2^32 elements, else by 64-bit division.
+struct ChannelIndex {
+  int64_t C, M;
+  bool fast;
+  FastDivmod by_m, by_c;
+  ChannelIndex(int64_t N, int64_t C, int64_t M) : C(C), M(M), fast(N * C * M <= int64_t(UINT32_MAX)) {
+    if (fast) by_m = FastDivmod(static_cast<uint32_t>(M)), by_c = FastDivmod(static_cast<uint32_t>(C));
+  }
+  // e -> (e / M, e % M), for e in [0, N M)
+  __device__ void split(int64_t e, int64_t& n, int64_t& m) const {
+    if (!fast) {
+      n = e / M, m = e % M;
+      return;
+    }
+    uint32_t q, r;
+    by_m.divmod(static_cast<uint32_t>(e), q, r);
+    n = q, m = r;
+  }
+  // the channel of element i of [N, C, M]: (i / M) % C
+  __device__ int64_t channel(int64_t i) const {
+    if (!fast) return (i / M) % C;
+    uint32_t q, c;
+    by_c.divmod(by_m.div(static_cast<uint32_t>(i)), q, c);
+    return c;
+  }
+};
+
 // partial1[c, s] (and partial2 for the backward) = sums over slice s of channel c:
 //   x:                    sum x
 //   squared_deviation:    sum (x - mean_d[c])^2
 //   dy_and_dy_deviation:  sum dy and sum dy (x - mean[c])
 template <class T, ChannelSum kind>
 __global__ void channel_sums_kernel(const T* x, const T* dy, const double* mean_d, const T* mean, int64_t N,
-                                    int64_t C, int64_t M, int64_t S, double* partial1, double* partial2) {
+                                    ChannelIndex at_of, int64_t S, double* partial1, double* partial2) {
+  const int64_t C = at_of.C, M = at_of.M;
   int64_t c = blockIdx.x / S, s = blockIdx.x % S;
   int64_t total = N * M, chunk = (total + S - 1) / S, begin = s * chunk, end = min(total, begin + chunk);
   double acc1 = 0, acc2 = 0;
   double mu = kind == ChannelSum::squared_deviation ? mean_d[c]
               : kind == ChannelSum::dy_and_dy_deviation ? double(mean[c]) : 0.0;
   for (int64_t e = begin + threadIdx.x; e < end; e += blockDim.x) {
-    int64_t n = e / M, m = e % M;
+    int64_t n, m;
+    at_of.split(e, n, m);
     int64_t at = (n * C + c) * M + m;
     if constexpr (kind == ChannelSum::x) {
       acc1 += x[at];
@@ -206,9 +236,9 @@ __global__ void bn_finish_stats_kernel(const double* partial, const double* mean
 
 template <class T>
 __global__ void bn_apply_kernel(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y,
-                                int64_t n, int64_t C, int64_t M) {
+                                int64_t n, ChannelIndex at) {
   AFD_GRID_LOOP(i, n) {
-    int64_t c = (i / M) % C;
+    int64_t c = at.channel(i);
     T scale = invstd[c] * gamma[c], shift = beta[c] - mean[c] * invstd[c] * gamma[c];
     y[i] = x[i] * scale + shift;
   }
@@ -233,9 +263,9 @@ __global__ void bn_backward_finish_kernel(const double* partial1, const double* 
 
 template <class T>
 __global__ void bn_dx_kernel(const T* dy, const T* x, const T* mean, const double* coef, T* dx, int64_t n,
-                             int64_t C, int64_t M) {
+                             ChannelIndex at) {
   AFD_GRID_LOOP(i, n) {
-    int64_t c = (i / M) % C;
+    int64_t c = at.channel(i);
     T k = T(coef[3 * c]), k_mean_dy = T(coef[3 * c + 1]), k_slope = T(coef[3 * c + 2]);
     dx[i] = k * dy[i] - k_mean_dy - k_slope * (x[i] - mean[c]);
   }
@@ -301,13 +331,14 @@ void launch_bn_stats(const T* x, int64_t N, int64_t C, int64_t M, double eps, T*
   double *partial = scratch, *mean_d = scratch + 2 * C * S;
   unsigned blocks = static_cast<unsigned>(C * S);
   // Two passes (mean, then squared deviations) so the variance does not cancel.
-  channel_sums_kernel<T, ChannelSum::x><<<blocks, kBlock, 0, stream>>>(x, nullptr, nullptr, nullptr, N, C, M, S,
+  const ChannelIndex at(N, C, M);
+  channel_sums_kernel<T, ChannelSum::x><<<blocks, kBlock, 0, stream>>>(x, nullptr, nullptr, nullptr, N, at, S,
                                                                        partial, nullptr);
   AFD_CUDA_CHECK_LAUNCH();
   bn_mean_kernel<<<grid_for(C), kBlock, 0, stream>>>(partial, mean_d, C, S, count);
   AFD_CUDA_CHECK_LAUNCH();
   channel_sums_kernel<T, ChannelSum::squared_deviation><<<blocks, kBlock, 0, stream>>>(
-      x, nullptr, mean_d, nullptr, N, C, M, S, partial, nullptr);
+      x, nullptr, mean_d, nullptr, N, at, S, partial, nullptr);
   AFD_CUDA_CHECK_LAUNCH();
   bn_finish_stats_kernel<T><<<grid_for(C), kBlock, 0, stream>>>(partial, mean_d, C, S, count, eps, mean, var, invstd);
   AFD_CUDA_CHECK_LAUNCH();
@@ -317,7 +348,7 @@ template <class T>
 void launch_bn_apply(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y, int64_t N,
                      int64_t C, int64_t M, cudaStream_t stream) {
   int64_t n = N * C * M;
-  bn_apply_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(x, gamma, beta, mean, invstd, y, n, C, M);
+  bn_apply_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(x, gamma, beta, mean, invstd, y, n, ChannelIndex(N, C, M));
   AFD_CUDA_CHECK_LAUNCH();
 }
 
@@ -327,15 +358,16 @@ void launch_bn_backward(const T* dy, const T* x, const T* gamma, const T* mean, 
   int64_t S = bn_slices(N, C, M);
   double count = static_cast<double>(N * M);
   double *partial1 = scratch, *partial2 = scratch + C * S, *coef = scratch + 2 * C * S;
+  const ChannelIndex at(N, C, M);
   channel_sums_kernel<T, ChannelSum::dy_and_dy_deviation><<<static_cast<unsigned>(C * S), kBlock, 0, stream>>>(
-      x, dy, nullptr, mean, N, C, M, S, partial1, partial2);
+      x, dy, nullptr, mean, N, at, S, partial1, partial2);
   AFD_CUDA_CHECK_LAUNCH();
   bn_backward_finish_kernel<T><<<grid_for(C), kBlock, 0, stream>>>(partial1, partial2, gamma, invstd, C, S, count,
                                                                     dgamma, dbeta, coef);
   AFD_CUDA_CHECK_LAUNCH();
   if (dx) {
     int64_t n = N * C * M;
-    bn_dx_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(dy, x, mean, coef, dx, n, C, M);
+    bn_dx_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(dy, x, mean, coef, dx, n, at);
     AFD_CUDA_CHECK_LAUNCH();
   }
 }

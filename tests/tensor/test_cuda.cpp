@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "tensor/backend.h"
 #include "tensor/cuda/cuda_info.h"
+#include "tensor/cuda/fast_divmod.h"
 #include "tensor/ops.h"
 #include "tensor/rng.h"
 #include "tests/support/checks.h"
@@ -39,6 +41,44 @@ TEST(Cuda, KernelLaunchesAndCopiesBack) {
   std::string name = cuda::smoke_test(1000, 2.5f, out.data());
   for (float v : out) ASSERT_EQ(v, 2.5f);
   std::cout << "[ info ] ran on " << name << "\n";
+}
+
+// The divider of the broadcasting and batch-norm kernels (tensor/cuda/fast_divmod.h), on the host:
+// n / d and n % d for every divisor shape (1, powers of two and their neighbours, small, large,
+// 2^32 - 1) and numerators at both ends of the 32-bit range, around multiples of d, and random.
+TEST(FastDivmod, EqualsIntegerDivision) {
+  std::vector<uint32_t> divisors;
+  for (uint32_t d = 1; d <= 2000; ++d) divisors.push_back(d);
+  for (int s = 11; s < 32; ++s)
+    for (int64_t delta : {-1, 0, 1}) divisors.push_back(static_cast<uint32_t>((int64_t(1) << s) + delta));
+  for (uint32_t d : {3072u, 50176u, 802816u, 1000003u, 0x7fffffffu, 0x80000001u, 0xfffffffeu, 0xffffffffu})
+    divisors.push_back(d);
+  uint64_t state = 88172645463325252ull;  // xorshift64: the same numerators on every run
+  auto next = [&state] {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return static_cast<uint32_t>(state >> 16);
+  };
+  int64_t checked = 0;
+  for (uint32_t d : divisors) {
+    const afd::cuda::FastDivmod f(d);
+    std::vector<uint32_t> numerators{0u, 1u, d - 1, d, 0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu};
+    for (uint32_t k : {1u, 2u, 7u, 1000u, 65537u}) {
+      const uint64_t multiple = uint64_t(d) * k;
+      if (multiple > 0xffffffffull) continue;
+      for (int64_t delta : {-1, 0, 1})
+        if (int64_t(multiple) + delta >= 0 && int64_t(multiple) + delta <= 0xffffffffll)
+          numerators.push_back(static_cast<uint32_t>(int64_t(multiple) + delta));
+    }
+    for (int i = 0; i < 200; ++i) numerators.push_back(next());
+    for (uint32_t n : numerators) {
+      uint32_t q = 0, r = 0;
+      f.divmod(n, q, r);
+      ASSERT_EQ(q, n / d) << n << " / " << d;
+      ASSERT_EQ(r, n % d) << n << " % " << d;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 400000);
 }
 
 // ---- the CUDA backend's own behaviour (op-by-op parity with the CPU: test_cuda_parity.cpp) ---------
