@@ -15,7 +15,7 @@ namespace afd {
   X(add, true) X(sub, true) X(mul, true) X(div, true) X(affine, true) X(neg, true)               \
   X(exp, true) X(log, true) X(sqrt, true) X(pow, true) X(abs, true) X(clamp, true)               \
   X(maximum, true) X(minimum, true) X(where, true) X(relu, true) X(relu_grad, true)              \
-  X(leaky_relu, true)                                                                            \
+  X(leaky_relu, true) X(add_relu, true)                                                          \
   X(sigmoid, true) X(tanh, true) X(atanh, true) X(softplus, true) X(reshape, true)               \
   X(expand, true) X(sum_to, true) X(matmul, true) X(log_softmax, true) X(softmax, true)          \
   X(cross_entropy, true) X(cross_entropy_grad, true) X(batch_norm_eval, true)                    \

@@ -131,6 +131,17 @@ Var relu(const Var& x) {
   });
 }
 
+Var add_relu(const Var& a, const Var& b) {
+  // y = relu(a + b): da = db = g [y > 0] (y > 0 exactly where a + b > 0), summed back over
+  // broadcast dims
+  Tensor y = ops::binary(BinaryOp::add_relu, T(a), T(b));
+  auto backward = [sa = a.shape(), sb = b.shape()](const Var& g, const Var& out, const Needs& n) {
+    Var masked = relu_grad(g, constant(T(out)));
+    return Grads{n[0] ? sum_to(masked, sa) : Var(), n[1] ? sum_to(masked, sb) : Var()};
+  };
+  return record(Op::add_relu, y, {a, b}, backward);
+}
+
 Var relu_grad(const Var& g, const Var& x) {
   // g [x > 0] in one pass (no mask tensor); linear in g: d/dg = [x > 0]; x is a constant (the
   // derivative of the step is 0 almost everywhere).
@@ -296,22 +307,24 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
 }
 
 // ---- convolution -------------------------------------------------------------------------------
-Var conv2d(const Var& x, const Var& w, const Var& bias, int64_t stride, int64_t padding) {
-  // dx = conv_transpose(dy, w), dw = sum_n dy (x) x_n, dbias = sum dy; each only when needed
-  Conv2dParams p{stride, padding};
+Var conv2d(const Var& x, const Var& w, const Var& bias, int64_t stride, int64_t padding, bool relu) {
+  // dx = conv_transpose(dy, w), dw = sum_n dy (x) x_n, dbias = sum dy; each only when needed.
+  // With the fused ReLU, dy = g [y > 0] first (y > 0 exactly where conv + bias > 0).
+  Conv2dParams p{stride, padding, relu};
   Tensor y = ops::conv2d(T(x), T(w), bias.defined() ? T(bias) : Tensor(), p);
   std::vector<Var> inputs{x, w};
   if (bias.defined()) inputs.push_back(bias);
-  return record(Op::conv2d, y, inputs, [x, w, p](const Var& g, const Var&, const Needs& n) {
+  return record(Op::conv2d, y, inputs, [x, w, p](const Var& g_out, const Var& out, const Needs& n) {
+    const Tensor g = p.relu ? ops::binary(BinaryOp::relu_grad, T(g_out), T(out)) : T(g_out);
     Grads grads(n.size());
-    if (n[0]) grads[0] = constant(ops::conv2d_backward_data(T(g), T(w), x.shape(), p));
+    if (n[0]) grads[0] = constant(ops::conv2d_backward_data(g, T(w), x.shape(), p));
     bool want_bias = n.size() > 2 && n[2];
     if (n[1]) {
-      auto [dw, db] = ops::conv2d_backward_filter(T(g), T(x), w.shape(), p, want_bias);
+      auto [dw, db] = ops::conv2d_backward_filter(g, T(x), w.shape(), p, want_bias);
       grads[1] = constant(dw);
       if (want_bias) grads[2] = constant(db);
     } else if (want_bias) {
-      grads[2] = constant(ops::sum(T(g), {0, 2, 3}));
+      grads[2] = constant(ops::sum(g, {0, 2, 3}));
     }
     return grads;
   });

@@ -35,6 +35,8 @@ Var maximum(const Var& a, const Var& b);  // ties split the gradient in halves, 
 Var minimum(const Var& a, const Var& b);
 Var where(const Tensor& cond, const Var& a, const Var& b);  // cond != 0 ? a : b
 Var relu(const Var& x);
+// relu(a + b) in one pass (a residual sum and its ReLU), broadcasting as add.
+Var add_relu(const Var& a, const Var& b);
 // ReLU's backward: g where x > 0, else 0 (also where g is NaN or Inf, as PyTorch's
 // threshold_backward); differentiable in g, x taken as a constant.
 Var relu_grad(const Var& g, const Var& x);
@@ -74,8 +76,10 @@ std::pair<Var, Tensor> max(const Var& x, int64_t dim, bool keepdim = false);
 Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
 // y = x w^T + bias; x [N, in], w [out, in], bias [out] or undefined.
 Var linear(const Var& x, const Var& w, const Var& bias = Var());
-// x [N, C, H, W], w [K, C, R, S], bias [K] or undefined.
-Var conv2d(const Var& x, const Var& w, const Var& bias = Var(), int64_t stride = 1, int64_t padding = 0);
+// x [N, C, H, W], w [K, C, R, S], bias [K] or undefined. With relu, relu(conv2d(...)) with the
+// ReLU in the bias's pass (one launch and one pass over y fewer on a GPU), the same values.
+Var conv2d(const Var& x, const Var& w, const Var& bias = Var(), int64_t stride = 1, int64_t padding = 0,
+           bool relu = false);
 // Batch norm over dim 1 of x [N, C, ...]. Training: batch statistics, and running_mean /
 // running_var (plain tensors) are updated in place with momentum (unbiased variance, as PyTorch),
 // and num_batches_tracked (i64, 0-d), when given, counts the batch. Eval: the running statistics.

@@ -38,20 +38,23 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 
 Var Conv2d::forward(const Var& x) { return forward_with(x, weight, bias); }
 
-Var Conv2d::forward_with(const Var& x, const Var& w, const Var& b) const {
+Var Conv2d::forward_with(const Var& x, const Var& w, const Var& b, bool relu) const {
   AFD_CHECK(x.dim() == 4 && x.size(1) == in_channels, "Conv2d: expected x [N, {}, H, W], got {}", in_channels,
             shape_str(x.shape()));
-  return conv2d(x, w, b, stride, padding);
+  return conv2d(x, w, b, stride, padding, relu);
 }
 
-Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x) {
+Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x, bool relu) {
   AFD_CHECK(bn.num_features == conv.out_channels, "conv_bn: BatchNorm2d of {} channels after a Conv2d of {}",
             bn.num_features, conv.out_channels);
-  if (bn.is_training()) return bn.forward(conv.forward_with(x, conv.weight, conv.bias));
+  if (bn.is_training()) {
+    Var y = bn.forward(conv.forward_with(x, conv.weight, conv.bias));
+    return relu ? afd::relu(y) : y;
+  }
   // a w and a b + beta - a mean, a = gamma / sqrt(running_var + eps): one kernel (autograd's bn_fold)
   auto [w, shift] = bn_fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean.data(), bn.running_var.data(),
                             bn.eps);
-  return conv.forward_with(x, w, shift);
+  return conv.forward_with(x, w, shift, relu);
 }
 
 // ---- BatchNorm ---------------------------------------------------------------------------------

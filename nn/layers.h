@@ -35,8 +35,9 @@ class Conv2d : public UnaryModule {
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding, bool bias,
          Generator& gen);
   Var forward(const Var& x) override;
-  // This layer's convolution of x with other weights of its shape (conv_bn's folded ones).
-  Var forward_with(const Var& x, const Var& w, const Var& b) const;
+  // This layer's convolution of x with other weights of its shape (conv_bn's folded ones),
+  // optionally followed by a ReLU fused into the convolution.
+  Var forward_with(const Var& x, const Var& w, const Var& b, bool relu = false) const;
   Var weight, bias;
   int64_t in_channels, out_channels, kernel, stride, padding;
 };
@@ -79,8 +80,8 @@ class BatchNorm2d : public BatchNorm {  // x [N, C, H, W]
 // output instead of two, and one less in the backward (what attacks and evaluation run). The fold
 // is one kernel (autograd's bn_fold) with its own backward, so gradients still reach w, b, gamma
 // and beta. In train mode (batch statistics, running averages updated) the two layers run as they
-// are.
-Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x);
+// are. With relu, relu(bn(conv(x))): in eval mode the ReLU joins the convolution's bias pass.
+Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x, bool relu = false);
 
 class ReLU : public UnaryModule {
  public:

@@ -18,6 +18,7 @@ namespace afd {
 
 struct Conv2dParams {
   int64_t stride = 1, padding = 0;
+  bool relu = false;  // forward only: y = relu(conv + bias), the ReLU in the bias's pass
 };
 
 struct Pool2dParams {

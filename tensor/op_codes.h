@@ -22,6 +22,7 @@ enum class UnaryOp : uint8_t {
 enum class BinaryOp : uint8_t {
   add, sub, mul, div, maximum, minimum, pow, gt, ge, lt, le, eq,
   relu_grad,  // y > 0 ? x : 0  (ReLU's backward in one pass: the gradient x where the input y is positive)
+  add_relu,   // relu(x + y)    (a residual sum and its ReLU in one pass; NaN stays NaN as in relu)
 };
 
 // An SGD step (Backend::sgd_step) updates up to this many parameters in one launch on a GPU (the

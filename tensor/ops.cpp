@@ -48,8 +48,8 @@ Tensor with_rank(const Tensor& t, size_t rank) {
 
 const char* binary_name(BinaryOp op) {
   static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow",
-                                "gt",  "ge",  "lt",  "le",  "eq",      "relu_grad"};
-  static_assert(std::size(names) == static_cast<size_t>(BinaryOp::relu_grad) + 1, "a name for every BinaryOp");
+                                "gt",  "ge",  "lt",  "le",  "eq",      "relu_grad", "add_relu"};
+  static_assert(std::size(names) == static_cast<size_t>(BinaryOp::add_relu) + 1, "a name for every BinaryOp");
   return names[static_cast<int>(op)];
 }
 

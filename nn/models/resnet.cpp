@@ -35,9 +35,9 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Genera
 }
 
 Var BasicBlock::forward(const Var& x) {
-  Var h = relu(conv_bn(*conv1, *bn1, x));
+  Var h = conv_bn(*conv1, *bn1, x, /*relu=*/true);
   h = conv_bn(*conv2, *bn2, h);
-  return relu(add(h, shortcut_conv ? conv_bn(*shortcut_conv, *shortcut_bn, x) : x));
+  return add_relu(h, shortcut_conv ? conv_bn(*shortcut_conv, *shortcut_bn, x) : x);  // relu(h + shortcut)
 }
 
 ResNet18::ResNet18(const ResNetConfig& cfg, Generator& gen) : config(cfg) {
@@ -57,7 +57,7 @@ ResNet18::ResNet18(const ResNetConfig& cfg, Generator& gen) : config(cfg) {
 Var ResNet18::features(const Var& x) {
   AFD_CHECK(x.dim() == 4 && x.size(1) == config.in_channels, "ResNet18: expected x [N, {}, H, W], got {}",
             config.in_channels, shape_str(x.shape()));
-  Var h = relu(conv_bn(*conv1, *bn1, x));
+  Var h = conv_bn(*conv1, *bn1, x, /*relu=*/true);
   for (auto& layer : layers) h = layer->forward(h);
   Var z = global_avg_pool(h);  // [N, widths[3]]
   return config.normalize_features ? l2_normalize(z, 1, 1e-12) : z;

@@ -402,6 +402,12 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a,
 
 void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias,
                                 const Conv2dParams& p, Tensor& y) {
+  conv2d_forward_linear(x, w, bias, p, y);
+  if (p.relu) unary(UnaryOp::relu, y, y, 0, 0);  // in place, as the relu op computes it
+}
+
+void CpuBackend::conv2d_forward_linear(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                       const Conv2dParams& p, Tensor& y) {
   ConvGeometry g = geometry(x.shape(), w.shape(), y.shape(), p);
   dispatch_float(x.dtype(), "conv2d", [&]<class T>() {
     const T* pw = w.data<T>();

@@ -60,6 +60,11 @@ class CpuBackend final : public Backend {
                             const Tensor& var, double momentum, double var_scale) override;
   void uniform(Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void normal(Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
+
+ private:
+  // conv2d_forward without the fused ReLU
+  void conv2d_forward_linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
+                             Tensor& y);
 };
 
 Backend& cpu_backend();

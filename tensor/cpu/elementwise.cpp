@@ -254,6 +254,11 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     case BinaryOp::le: return map_binary<T>(a, b, out, [](T x, T y) { return T(x <= y); });
     case BinaryOp::eq: return map_binary<T>(a, b, out, [](T x, T y) { return T(x == y); });
     case BinaryOp::relu_grad: return map_binary<T>(a, b, out, [](T x, T y) { return y > 0 ? x : T(0); });
+    case BinaryOp::add_relu:  // relu's test on the rounded sum, as relu(add(x, y))
+      return map_binary<T>(a, b, out, [](T x, T y) {
+        const T s = x + y;
+        return s > 0 || s != s ? s : T(0);
+      });
   }
   AFD_FAIL("binary: unknown op {}", static_cast<int>(op));
 }

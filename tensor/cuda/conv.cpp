@@ -175,9 +175,11 @@ void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor&
   AFD_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, s.one(x.dtype()), plan.x.d, x.raw_data(), plan.w.d, w.raw_data(),
                                           plan.conv.d, plan.fwd, work.raw_data(), plan.fwd_bytes,
                                           s.zero(x.dtype()), plan.y.d, y.raw_data()));
-  if (bias.defined()) {  // y += bias[k] over [N, K, P, Q]: the broadcasting add, in place
+  if (bias.defined()) {  // y = y + bias[k] over [N, K, P, Q] (then relu): one broadcasting pass, in place
     Tensor b4 = bias.reshape({1, bias.numel(), 1, 1});
-    binary(BinaryOp::add, y, b4, y);
+    binary(p.relu ? BinaryOp::add_relu : BinaryOp::add, y, b4, y);
+  } else if (p.relu) {
+    unary(UnaryOp::relu, y, y, 0, 0);
   }
 }
 

@@ -78,6 +78,10 @@ __device__ inline T apply_binary(BinaryOp op, T x, T y) {
     case BinaryOp::le: return T(x <= y);
     case BinaryOp::eq: return T(x == y);
     case BinaryOp::relu_grad: return y > T(0) ? x : T(0);
+    case BinaryOp::add_relu: {
+      const T s = x + y;
+      return s > T(0) || s != s ? s : T(0);
+    }
   }
   return x;
 }
@@ -373,7 +377,7 @@ void dispatch_binary(BinaryOp op, F&& f) {
 #define AFD_CASE(name) \
   case BinaryOp::name: return f(std::integral_constant<BinaryOp, BinaryOp::name>{});
     AFD_CASE(add) AFD_CASE(sub) AFD_CASE(mul) AFD_CASE(div) AFD_CASE(maximum) AFD_CASE(minimum) AFD_CASE(pow)
-    AFD_CASE(gt) AFD_CASE(ge) AFD_CASE(lt) AFD_CASE(le) AFD_CASE(eq) AFD_CASE(relu_grad)
+    AFD_CASE(gt) AFD_CASE(ge) AFD_CASE(lt) AFD_CASE(le) AFD_CASE(eq) AFD_CASE(relu_grad) AFD_CASE(add_relu)
 #undef AFD_CASE
   }
   throw_gpu_error("dispatch_binary", "no CUDA kernel for this BinaryOp: add it to dispatch_binary's AFD_CASE list",

@@ -80,6 +80,9 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   c.push_back({"relu", [](In v) { return relu(v[0]); }, {away_from_zero({2, 3}, 13)}});
   Tensor relu_input = away_from_zero({2, 3}, 15).to(device);
   c.push_back({"relu_grad", [relu_input](In v) { return relu_grad(v[0], Var(relu_input)); }, {a23}});
+  // relu(a + b), b broadcast over the rows: |a| >= 0.2 and |b| < 0.1 keep every sum off the kink.
+  c.push_back({"add_relu", [](In v) { return add_relu(v[0], v[1]); },
+               {away_from_zero({2, 3}, 61, 0.2), uniform({3}, 62, -0.1, 0.1)}});
   c.push_back({"leaky_relu", [](In v) { return leaky_relu(v[0], 0.2); }, {away_from_zero({2, 3}, 14)}});
   c.push_back({"sigmoid", [](In v) { return sigmoid(v[0]); }, {a23}});
   c.push_back({"tanh", [](In v) { return tanh(v[0]); }, {a23}});
@@ -112,6 +115,11 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
   c.push_back({"conv2d", [](In v) { return conv2d(v[0], v[1], v[2], 2, 1); },
                {uniform({2, 2, 5, 4}, 29), uniform({3, 2, 3, 3}, 30), uniform({3}, 31)}});
   c.push_back({"conv2d", [](In v) { return conv2d(v[0], v[1], Var(), 1, 0); },
+               {uniform({2, 3, 3, 3}, 32), uniform({2, 3, 1, 1}, 33)}});
+  // With the fused ReLU (about half the outputs cut; none lies within the step of the kink).
+  c.push_back({"conv2d", [](In v) { return conv2d(v[0], v[1], v[2], 2, 1, /*relu=*/true); },
+               {uniform({2, 2, 5, 4}, 29), uniform({3, 2, 3, 3}, 30), uniform({3}, 31)}});
+  c.push_back({"conv2d", [](In v) { return conv2d(v[0], v[1], Var(), 1, 0, /*relu=*/true); },
                {uniform({2, 3, 3, 3}, 32), uniform({2, 3, 1, 1}, 33)}});
   // Batch norm: train mode (batch statistics) and eval mode (running statistics).
   Tensor bx = uniform({3, 2, 2, 2}, 34), gamma = uniform({2}, 35, 0.5, 1.5), beta = uniform({2}, 36);

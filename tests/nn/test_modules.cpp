@@ -248,6 +248,36 @@ TEST(BnFold, RefusesMismatchedArguments) {
                "bn_fold: expected convolution weights [K, ...]");
 }
 
+// The fused ReLUs (a convolution's, in its bias pass; add_relu, a residual sum's) give the bits of
+// relu after the separate op, values and input gradients, with NaN, -0 and exact zeros in the sums.
+TEST(Layers, FusedReluEqualsReluAfterTheOpBitForBit) {
+  Generator gen(17);
+  auto same = [](const Tensor& a, const Tensor& b, const std::string& what) {
+    ASSERT_EQ(a.shape(), b.shape()) << what;
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << what;
+  };
+  for (DType dt : {DType::f32, DType::f64}) {
+    Var x(randn({2, 3, 6, 6}, gen, dt), true), w(randn({4, 3, 3, 3}, gen, dt), true), b(randn({4}, gen, dt), true);
+    const Tensor r = randn({2, 4, 6, 6}, gen, dt);
+    Var fused = conv2d(x, w, b, 1, 1, /*relu=*/true), plain = relu(conv2d(x, w, b, 1, 1));
+    same(fused.data(), plain.data(), "conv2d relu");
+    auto g_fused = grad({sum(mul(fused, Var(r)))}, {x, w, b}), g_plain = grad({sum(mul(plain, Var(r)))}, {x, w, b});
+    for (size_t i = 0; i < 3; ++i)
+      same(g_fused[i].data(), g_plain[i].data(), "conv2d relu gradient " + std::to_string(i));
+
+    Tensor av = randn({2, 5}, gen, DType::f64), bv = randn({5}, gen, DType::f64);
+    av.data<double>()[0] = NAN, av.data<double>()[1] = -0.0, bv.data<double>()[1] = 0.0;
+    av.data<double>()[2] = -bv.data<double>()[2];  // an exact zero sum
+    Var a(av.to(dt), true), c(bv.to(dt), true);
+    Var y = add_relu(a, c), z = relu(add(a, c));
+    same(y.data(), z.data(), "add_relu");
+    const Tensor s = randn({2, 5}, gen, dt);
+    auto gy = grad({sum(mul(y, Var(s)))}, {a, c}), gz = grad({sum(mul(z, Var(s)))}, {a, c});
+    same(gy[0].data(), gz[0].data(), "add_relu gradient of a");
+    same(gy[1].data(), gz[1].data(), "add_relu gradient of b");
+  }
+}
+
 // An eval-mode conv_bn is two launches, the fold and the convolution (it was eight: the fold as
 // seven separate ops); train mode is the two layers.
 TEST(Layers, ConvBnInEvalModeLaunchesTheFoldAndTheConvolution) {

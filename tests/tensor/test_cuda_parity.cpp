@@ -227,10 +227,10 @@ const std::vector<BinaryCase>& binary_cases() {
       {BinaryOp::div, "div"}, {BinaryOp::maximum, "maximum"}, {BinaryOp::minimum, "minimum"},
       {BinaryOp::pow, "pow"}, {BinaryOp::gt, "gt"}, {BinaryOp::ge, "ge"},
       {BinaryOp::lt, "lt"}, {BinaryOp::le, "le"}, {BinaryOp::eq, "eq"},
-      {BinaryOp::relu_grad, "relu_grad"}};
+      {BinaryOp::relu_grad, "relu_grad"}, {BinaryOp::add_relu, "add_relu"}};
   return cases;
 }
-static_assert(static_cast<int>(BinaryOp::relu_grad) + 1 == 13, "a new BinaryOp needs a case in binary_cases()");
+static_assert(static_cast<int>(BinaryOp::add_relu) + 1 == 14, "a new BinaryOp needs a case in binary_cases()");
 
 // Inputs for op: positive bases and exponents in [-2, 2) for pow, denominators away from 0 for div,
 // values with ties for the comparisons and maximum/minimum.
