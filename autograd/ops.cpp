@@ -332,25 +332,30 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, int64_t stride, int64_t 
 
 // ---- batch norm --------------------------------------------------------------------------------
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
-               Tensor running_var, bool training, double momentum, double eps, Tensor num_batches_tracked) {
+               Tensor running_var, bool training, double momentum, double eps, Tensor num_batches_tracked,
+               bool relu) {
   AFD_CHECK(x.dim() >= 2, "batch_norm: expected x [N, C, ...], got {}", shape_str(x.shape()));
   Shape c{x.size(1)};
   AFD_CHECK(running_mean.shape() == c && running_var.shape() == c,
             "batch_norm: running statistics {} and {} do not match {} channels", shape_str(running_mean.shape()),
             shape_str(running_var.shape()), x.size(1));
   if (training) {
-    auto [y, stats] = ops::batch_norm_train(T(x), T(gamma), T(beta), eps);
+    auto [y, stats] = ops::batch_norm_train(T(x), T(gamma), T(beta), eps, relu);
     // Running statistics: r = (1 - m) r + m s, with the unbiased variance as PyTorch does
     // (var count / (count - 1)); one fused pass, and the batch counted.
     double count = static_cast<double>(x.numel() / x.size(1));
     ops::update_running_stats_(running_mean, running_var, num_batches_tracked, stats.mean, stats.var, momentum,
                                momentum * count / (count - 1));
-    // the fused batch-statistics backward (tensor/cpu/norm_pool.cpp gives the formula)
-    return record(Op::batch_norm, y, {x, gamma, beta}, [x, gamma, stats](const Var& g, const Var&, const Needs& n) {
-      auto r = ops::batch_norm_backward(T(g), T(x), T(gamma), stats, n[0], n[1], n[2]);
+    // the fused batch-statistics backward (tensor/cpu/norm_pool.cpp gives the formula); with the
+    // fused ReLU the incoming gradient is first masked by [y > 0]
+    auto backward = [x, gamma, stats, relu](const Var& g_out, const Var& out, const Needs& n) {
+      const Tensor g = relu ? ops::binary(BinaryOp::relu_grad, T(g_out), T(out)) : T(g_out);
+      auto r = ops::batch_norm_backward(g, T(x), T(gamma), stats, n[0], n[1], n[2]);
       return Grads{n[0] ? constant(r.dx) : Var(), n[1] ? constant(r.dgamma) : Var(), n[2] ? constant(r.dbeta) : Var()};
-    });
+    };
+    return record(Op::batch_norm, y, {x, gamma, beta}, backward);
   }
+  if (relu) return afd::relu(batch_norm(x, gamma, beta, running_mean, running_var, false, momentum, eps));
   // Eval: y = (x - mean) invstd gamma + beta is affine in x: dx = g gamma invstd,
   // dgamma = sum g xhat, dbeta = sum g (sums over every dim but 1).
   Tensor invstd = ops::reciprocal(ops::sqrt(ops::add_scalar(running_var, eps)));

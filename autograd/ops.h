@@ -83,9 +83,10 @@ Var conv2d(const Var& x, const Var& w, const Var& bias = Var(), int64_t stride =
 // Batch norm over dim 1 of x [N, C, ...]. Training: batch statistics, and running_mean /
 // running_var (plain tensors) are updated in place with momentum (unbiased variance, as PyTorch),
 // and num_batches_tracked (i64, 0-d), when given, counts the batch. Eval: the running statistics.
+// With relu, relu(batch_norm(...)), in training with the ReLU in batch norm's own pass.
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
                Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
-               Tensor num_batches_tracked = Tensor());
+               Tensor num_batches_tracked = Tensor(), bool relu = false);
 // An eval-mode batch norm folded into the convolution before it (nn::conv_bn), one kernel for
 // both outputs (ops::bn_fold): with a = gamma / sqrt(running_var + eps),
 //   weight = a w  (w [K, ...], scaled per output channel k)     -> nodes on w, gamma

@@ -47,10 +47,7 @@ Var Conv2d::forward_with(const Var& x, const Var& w, const Var& b, bool relu) co
 Var conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Var& x, bool relu) {
   AFD_CHECK(bn.num_features == conv.out_channels, "conv_bn: BatchNorm2d of {} channels after a Conv2d of {}",
             bn.num_features, conv.out_channels);
-  if (bn.is_training()) {
-    Var y = bn.forward(conv.forward_with(x, conv.weight, conv.bias));
-    return relu ? afd::relu(y) : y;
-  }
+  if (bn.is_training()) return bn.forward(conv.forward_with(x, conv.weight, conv.bias), relu);
   // a w and a b + beta - a mean, a = gamma / sqrt(running_var + eps): one kernel (autograd's bn_fold)
   auto [w, shift] = bn_fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean.data(), bn.running_var.data(),
                             bn.eps);
@@ -70,16 +67,18 @@ BatchNorm::BatchNorm(int64_t num_features, double momentum, double eps, int64_t 
   num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}, DType::i64));
 }
 
-Var BatchNorm::forward(const Var& x) {
+Var BatchNorm::forward(const Var& x, bool relu) {
   AFD_CHECK(x.dim() >= min_dim_ && x.dim() <= max_dim_ && x.size(1) == num_features,
             "{}: expected x with {} channels in dim 1 and {} to {} dims, got {}", name_, num_features, min_dim_,
             max_dim_, shape_str(x.shape()));
   // Training also counts the batch in num_batches_tracked, on the tensor's device (no host sync).
-  if (is_training() && sum_over_replicas)
-    return sync_batch_norm(x, weight, bias, running_mean.data(), running_var.data(), sum_over_replicas, momentum, eps,
-                           num_batches_tracked.data());
+  if (is_training() && sum_over_replicas) {
+    Var y = sync_batch_norm(x, weight, bias, running_mean.data(), running_var.data(), sum_over_replicas, momentum, eps,
+                            num_batches_tracked.data());
+    return relu ? afd::relu(y) : y;
+  }
   return batch_norm(x, weight, bias, running_mean.data(), running_var.data(), is_training(), momentum, eps,
-                    num_batches_tracked.data());
+                    num_batches_tracked.data(), relu);
 }
 
 // ---- Dropout -----------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class Conv2d : public UnaryModule {
 // empty (the default), each replica normalises with its own rows' statistics.
 class BatchNorm : public UnaryModule {
  public:
-  Var forward(const Var& x) override;
+  Var forward(const Var& x) override { return forward(x, false); }
+  // With relu: relu(forward(x)), the ReLU in batch norm's own pass in training.
+  Var forward(const Var& x, bool relu);
   Var weight, bias, running_mean, running_var, num_batches_tracked;
   int64_t num_features;
   double momentum, eps;

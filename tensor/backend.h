@@ -85,9 +85,10 @@ class Backend {
                                       Tensor& dw, Tensor& dbias) = 0;
 
   // Batch norm over every dim but 1 of x [N, C, ...]. Train mode: batch statistics; writes
-  // mean [C], the biased variance var [C] and invstd [C] = 1 / sqrt(var + eps).
+  // mean [C], the biased variance var [C] and invstd [C] = 1 / sqrt(var + eps). With relu,
+  // y = relu(batch norm) in the same pass.
   virtual void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                double eps, Tensor& y, Tensor& mean, Tensor& var,
+                                double eps, bool relu, Tensor& y, Tensor& mean, Tensor& var,
                                 Tensor& invstd) = 0;
   // Eval mode: y = (x - mean) * invstd * gamma + beta with the given statistics.
   virtual void batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,

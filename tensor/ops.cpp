@@ -302,7 +302,7 @@ void check_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
 }  // namespace
 
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& gamma,
-                                                   const Tensor& beta, double eps) {
+                                                   const Tensor& beta, double eps, bool relu) {
   check_batch_norm(x, gamma, beta, "batch_norm");
   AFD_CHECK(x.numel() / x.size(1) > 1, "batch_norm: training needs more than one value per channel, got input {}",
             shape_str(x.shape()));
@@ -311,7 +311,7 @@ std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor
   BatchNormStats stats{Tensor(c, x.dtype(), x.device()), Tensor(c, x.dtype(), x.device()),
                        Tensor(c, x.dtype(), x.device())};
   count_kernel(Kernel::batch_norm_forward);
-  be(x).batch_norm_train(x, gamma, beta, eps, y, stats.mean, stats.var, stats.invstd);
+  be(x).batch_norm_train(x, gamma, beta, eps, relu, y, stats.mean, stats.var, stats.invstd);
   return {y, stats};
 }
 

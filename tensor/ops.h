@@ -72,9 +72,9 @@ std::pair<Tensor, Tensor> conv2d_backward_filter(const Tensor& dy, const Tensor&
 struct BatchNormStats {
   Tensor mean, var, invstd;  // [C]: batch mean, biased variance, 1 / sqrt(var + eps)
 };
-// Train mode: y and the batch statistics.
+// Train mode: y (relu(y) with relu, in the same pass) and the batch statistics.
 std::pair<Tensor, BatchNormStats> batch_norm_train(const Tensor& x, const Tensor& gamma,
-                                                   const Tensor& beta, double eps);
+                                                   const Tensor& beta, double eps, bool relu = false);
 Tensor batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                         const Tensor& mean, const Tensor& invstd);
 // An eval-mode batch norm folded into the convolution before it, in one pass (nn::conv_bn):

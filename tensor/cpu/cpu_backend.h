@@ -31,7 +31,7 @@ class CpuBackend final : public Backend {
                             Tensor& dx) override;
   void conv2d_backward_filter(const Tensor& dy, const Tensor& x, const Conv2dParams& p, Tensor& dw,
                               Tensor& dbias) override;
-  void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps,
+  void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool relu,
                         Tensor& y, Tensor& mean, Tensor& var, Tensor& invstd) override;
   void batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                         const Tensor& mean, const Tensor& invstd, Tensor& y) override;

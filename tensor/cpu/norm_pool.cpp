@@ -49,7 +49,7 @@ T row_dot_dev(const T* g, const T* x, int64_t n, T mu) {  // sum g (x - mu)
 }  // namespace
 
 void CpuBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                  double eps, Tensor& y, Tensor& mean, Tensor& var, Tensor& invstd) {
+                                  double eps, bool relu, Tensor& y, Tensor& mean, Tensor& var, Tensor& invstd) {
   ChannelView v = channels(x);
   dispatch_float(x.dtype(), "batch_norm", [&]<class T>() {
     const T* px = x.data<T>();
@@ -74,6 +74,8 @@ void CpuBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Te
         const T* row = px + (n * v.C + c) * v.M;
         T* out = py + (n * v.C + c) * v.M;
         for (int64_t m = 0; m < v.M; ++m) out[m] = row[m] * scale + shift;
+        if (relu)  // as the relu op: NaN stays NaN
+          for (int64_t m = 0; m < v.M; ++m) out[m] = out[m] > 0 || out[m] != out[m] ? out[m] : T(0);
       }
     }
   });

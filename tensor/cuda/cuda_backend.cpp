@@ -416,8 +416,8 @@ PoolGeometry pool_geometry(const Tensor& x, const Tensor& y, const Pool2dParams&
 }
 }  // namespace
 
-void CudaBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y,
-                                   Tensor& mean, Tensor& var, Tensor& invstd) {
+void CudaBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool relu,
+                                   Tensor& y, Tensor& mean, Tensor& var, Tensor& invstd) {
   activate();
   Channels v = channels(x);
   Tensor work = scratch(batch_norm_scratch(v.N, v.C, v.M));
@@ -425,7 +425,7 @@ void CudaBackend::batch_norm_train(const Tensor& x, const Tensor& gamma, const T
     launch_bn_stats<T>(x.data<T>(), v.N, v.C, v.M, eps, mean.data<T>(), var.data<T>(), invstd.data<T>(),
                        work.data<double>(), stream_);
     launch_bn_apply<T>(x.data<T>(), gamma.data<T>(), beta.data<T>(), mean.data<T>(), invstd.data<T>(), y.data<T>(),
-                       v.N, v.C, v.M, stream_);
+                       v.N, v.C, v.M, relu, stream_);
   });
 }
 
@@ -435,7 +435,7 @@ void CudaBackend::batch_norm_apply(const Tensor& x, const Tensor& gamma, const T
   Channels v = channels(x);
   dispatch_float(x.dtype(), "batch_norm", [&]<class T>() {
     launch_bn_apply<T>(x.data<T>(), gamma.data<T>(), beta.data<T>(), mean.data<T>(), invstd.data<T>(), y.data<T>(),
-                       v.N, v.C, v.M, stream_);
+                       v.N, v.C, v.M, /*relu=*/false, stream_);
   });
 }
 

@@ -96,7 +96,7 @@ class CudaBackend final : public Backend {
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dParams& p, Tensor& dx) override;
   void conv2d_backward_filter(const Tensor& dy, const Tensor& x, const Conv2dParams& p, Tensor& dw,
                               Tensor& dbias) override;
-  void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y,
+  void batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool relu, Tensor& y,
                         Tensor& mean, Tensor& var, Tensor& invstd) override;
   void batch_norm_apply(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                         const Tensor& invstd, Tensor& y) override;

@@ -150,10 +150,10 @@ int64_t batch_norm_scratch(int64_t N, int64_t C, int64_t M);
 template <class T>
 void launch_bn_stats(const T* x, int64_t N, int64_t C, int64_t M, double eps, T* mean, T* var, T* invstd,
                      double* scratch, cudaStream_t stream);
-// y = (x - mean) invstd gamma + beta.
+// y = (x - mean) invstd gamma + beta, then relu(y) with relu.
 template <class T>
 void launch_bn_apply(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y,
-                     int64_t N, int64_t C, int64_t M, cudaStream_t stream);
+                     int64_t N, int64_t C, int64_t M, bool relu, cudaStream_t stream);
 // Any of dx, dgamma, dbeta may be null.
 template <class T>
 void launch_bn_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* invstd, T* dx,

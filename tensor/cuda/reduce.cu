@@ -236,11 +236,12 @@ __global__ void bn_finish_stats_kernel(const double* partial, const double* mean
 
 template <class T>
 __global__ void bn_apply_kernel(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y,
-                                int64_t n, ChannelIndex at) {
+                                int64_t n, ChannelIndex at, bool relu) {
   AFD_GRID_LOOP(i, n) {
     int64_t c = at.channel(i);
     T scale = invstd[c] * gamma[c], shift = beta[c] - mean[c] * invstd[c] * gamma[c];
-    y[i] = x[i] * scale + shift;
+    const T v = x[i] * scale + shift;
+    y[i] = !relu || v > T(0) || v != v ? v : T(0);  // relu as the relu op: NaN stays NaN
   }
 }
 
@@ -346,9 +347,10 @@ void launch_bn_stats(const T* x, int64_t N, int64_t C, int64_t M, double eps, T*
 
 template <class T>
 void launch_bn_apply(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y, int64_t N,
-                     int64_t C, int64_t M, cudaStream_t stream) {
+                     int64_t C, int64_t M, bool relu, cudaStream_t stream) {
   int64_t n = N * C * M;
-  bn_apply_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(x, gamma, beta, mean, invstd, y, n, ChannelIndex(N, C, M));
+  bn_apply_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(x, gamma, beta, mean, invstd, y, n, ChannelIndex(N, C, M),
+                                                         relu);
   AFD_CUDA_CHECK_LAUNCH();
 }
 
@@ -382,7 +384,7 @@ void launch_bn_backward(const T* dy, const T* x, const T* gamma, const T* mean, 
   template void launch_bn_stats<T>(const T*, int64_t, int64_t, int64_t, double, T*, T*, T*, double*,          \
                                    cudaStream_t);                                                             \
   template void launch_bn_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t,    \
-                                   int64_t, cudaStream_t);                                                    \
+                                   int64_t, bool, cudaStream_t);                                              \
   template void launch_bn_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t,  \
                                       int64_t, int64_t, double*, cudaStream_t);
 AFD_INSTANTIATE(float)

@@ -130,6 +130,13 @@ inline std::vector<Case> all_cases(Device device = Device::cpu()) {
                  return batch_norm(v[0], v[1], v[2], rm, rv, true);
                },
                {bx, gamma, beta}});
+  c.push_back({"batch_norm",  // with the fused ReLU
+               [](In v) {
+                 Device d = v[0].device();
+                 Tensor rm = Tensor::zeros({2}, DType::f64, d), rv = Tensor::ones({2}, DType::f64, d);
+                 return batch_norm(v[0], v[1], v[2], rm, rv, true, 0.1, 1e-5, Tensor(), /*relu=*/true);
+               },
+               {bx, gamma, beta}});
   c.push_back({"batch_norm",  // 2-D input (BatchNorm1d)
                [](In v) {
                  Device d = v[0].device();

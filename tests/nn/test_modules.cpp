@@ -248,8 +248,9 @@ TEST(BnFold, RefusesMismatchedArguments) {
                "bn_fold: expected convolution weights [K, ...]");
 }
 
-// The fused ReLUs (a convolution's, in its bias pass; add_relu, a residual sum's) give the bits of
-// relu after the separate op, values and input gradients, with NaN, -0 and exact zeros in the sums.
+// The fused ReLUs (a convolution's, in its bias pass; batch norm's in training, in its apply pass;
+// add_relu, a residual sum's) give the bits of relu after the separate op, values and gradients,
+// with NaN, -0 and exact zeros in the sums.
 TEST(Layers, FusedReluEqualsReluAfterTheOpBitForBit) {
   Generator gen(17);
   auto same = [](const Tensor& a, const Tensor& b, const std::string& what) {
@@ -264,6 +265,19 @@ TEST(Layers, FusedReluEqualsReluAfterTheOpBitForBit) {
     auto g_fused = grad({sum(mul(fused, Var(r)))}, {x, w, b}), g_plain = grad({sum(mul(plain, Var(r)))}, {x, w, b});
     for (size_t i = 0; i < 3; ++i)
       same(g_fused[i].data(), g_plain[i].data(), "conv2d relu gradient " + std::to_string(i));
+
+    // batch norm in training, the ReLU in its own pass: the same output, gradients and statistics
+    nn::BatchNorm2d fused_bn(4), plain_bn(4);
+    fused_bn.to(dt), plain_bn.to(dt);
+    Var h(randn({3, 4, 5, 5}, gen, dt), true);
+    Var bn_fused = fused_bn.forward(h, /*relu=*/true), bn_plain = relu(plain_bn.forward(h));
+    same(bn_fused.data(), bn_plain.data(), "batch_norm relu");
+    same(fused_bn.running_var.data(), plain_bn.running_var.data(), "batch_norm relu running_var");
+    const Tensor q = randn({3, 4, 5, 5}, gen, dt);
+    auto g_bn_fused = grad({sum(mul(bn_fused, Var(q)))}, {h, fused_bn.weight, fused_bn.bias});
+    auto g_bn_plain = grad({sum(mul(bn_plain, Var(q)))}, {h, plain_bn.weight, plain_bn.bias});
+    for (size_t i = 0; i < 3; ++i)
+      same(g_bn_fused[i].data(), g_bn_plain[i].data(), "batch_norm relu gradient " + std::to_string(i));
 
     Tensor av = randn({2, 5}, gen, DType::f64), bv = randn({5}, gen, DType::f64);
     av.data<double>()[0] = NAN, av.data<double>()[1] = -0.0, bv.data<double>()[1] = 0.0;
