@@ -12,11 +12,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define AFD_HOST_DEVICE __host__ __device__
-#else
-#define AFD_HOST_DEVICE
-#endif
+#include "tensor/host_device.h"
 
 namespace afd::cuda {
 
