@@ -111,8 +111,11 @@ __global__ void binary_same_kernel(const T* a, const T* b, T* out, int64_t n) {
   AFD_GRID_LOOP(i, n) out[i] = apply_binary(op, a[i], b[i]);
 }
 
+// The geometry's arrays are indexed at run time: __grid_constant__ reads them where the arguments
+// lie instead of copying the whole struct to each thread's local memory first.
 template <class T, BinaryOp op>
-__global__ void binary_broadcast_kernel(const T* a, const T* b, T* out, int64_t n, BroadcastGeometry g) {
+__global__ void binary_broadcast_kernel(const T* a, const T* b, T* out, int64_t n,
+                                        const __grid_constant__ BroadcastGeometry g) {
   AFD_GRID_LOOP(i, n) {
     int64_t off[2];
     broadcast_offsets<2>(g, i, off);
@@ -121,7 +124,8 @@ __global__ void binary_broadcast_kernel(const T* a, const T* b, T* out, int64_t 
 }
 
 template <class C, class T>
-__global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, int64_t n, BroadcastGeometry g) {
+__global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, int64_t n,
+                             const __grid_constant__ BroadcastGeometry g) {
   AFD_GRID_LOOP(i, n) {
     int64_t off[3];
     broadcast_offsets<3>(g, i, off);
@@ -227,8 +231,8 @@ __global__ void bn_fold_kernel(const T* w, const T* bias, const T* gamma, const 
   }
 }
 
-// Up to kSgdTensorsPerLaunch parameters, passed by value as kernel arguments (about 1 KiB): their
-// elements laid end to end, end[t] = the elements of parameters 0..t.
+// Up to kSgdTensorsPerLaunch parameters, passed by value as kernel arguments (about 1 KiB, read in
+// place: __grid_constant__): their elements laid end to end, end[t] = the elements of parameters 0..t.
 template <class T>
 struct SgdBatch {
   T* p[kSgdTensorsPerLaunch];
@@ -239,7 +243,8 @@ struct SgdBatch {
 };
 
 template <class T>
-__global__ void sgd_step_kernel(SgdBatch<T> b, T lr, T wd, T m, T keep, bool decay, bool nesterov, bool first) {
+__global__ void sgd_step_kernel(const __grid_constant__ SgdBatch<T> b, T lr, T wd, T m, T keep, bool decay,
+                                bool nesterov, bool first) {
   AFD_GRID_LOOP(e, b.end[b.count - 1]) {
     int t = 0, hi = b.count - 1;  // the parameter of element e: the first t with end[t] > e
     while (t < hi) {
