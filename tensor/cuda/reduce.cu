@@ -178,18 +178,25 @@ struct ChannelIndex {
   }
 };
 
+__device__ inline double sum_slices(const double* partial, int64_t c, int64_t S) {
+  double acc = 0;
+  for (int64_t s = 0; s < S; ++s) acc += partial[c * S + s];
+  return acc;
+}
+
 // partial1[c, s] (and partial2 for the backward) = sums over slice s of channel c:
 //   x:                    sum x
-//   squared_deviation:    sum (x - mean_d[c])^2
+//   squared_deviation:    sum (x - mean_d)^2, mean_d = the channel's sums of the x pass
+//                         (x_sums [C, S]) added up in slice order, over N M
 //   dy_and_dy_deviation:  sum dy and sum dy (x - mean[c])
 template <class T, ChannelSum kind>
-__global__ void channel_sums_kernel(const T* x, const T* dy, const double* mean_d, const T* mean, int64_t N,
+__global__ void channel_sums_kernel(const T* x, const T* dy, const double* x_sums, const T* mean, int64_t N,
                                     ChannelIndex at_of, int64_t S, double* partial1, double* partial2) {
   const int64_t C = at_of.C, M = at_of.M;
   int64_t c = blockIdx.x / S, s = blockIdx.x % S;
   int64_t total = N * M, chunk = (total + S - 1) / S, begin = s * chunk, end = min(total, begin + chunk);
   double acc1 = 0, acc2 = 0;
-  double mu = kind == ChannelSum::squared_deviation ? mean_d[c]
+  double mu = kind == ChannelSum::squared_deviation ? sum_slices(x_sums, c, S) / double(total)
               : kind == ChannelSum::dy_and_dy_deviation ? double(mean[c]) : 0.0;
   for (int64_t e = begin + threadIdx.x; e < end; e += blockDim.x) {
     int64_t n, m;
@@ -213,22 +220,12 @@ __global__ void channel_sums_kernel(const T* x, const T* dy, const double* mean_
   }
 }
 
-__device__ inline double sum_slices(const double* partial, int64_t c, int64_t S) {
-  double acc = 0;
-  for (int64_t s = 0; s < S; ++s) acc += partial[c * S + s];
-  return acc;
-}
-
-__global__ void bn_mean_kernel(const double* partial, double* mean_d, int64_t C, int64_t S, double count) {
-  AFD_GRID_LOOP(c, C) mean_d[c] = sum_slices(partial, c, S) / count;
-}
-
 template <class T>
-__global__ void bn_finish_stats_kernel(const double* partial, const double* mean_d, int64_t C, int64_t S,
+__global__ void bn_finish_stats_kernel(const double* x_sums, const double* partial, int64_t C, int64_t S,
                                        double count, double eps, T* mean, T* var, T* invstd) {
   AFD_GRID_LOOP(c, C) {
     double variance = sum_slices(partial, c, S) / count;
-    mean[c] = T(mean_d[c]);
+    mean[c] = T(sum_slices(x_sums, c, S) / count);  // the mean the deviation pass used
     var[c] = T(variance);
     invstd[c] = T(1.0 / sqrt(variance + eps));
   }
@@ -329,19 +326,19 @@ void launch_bn_stats(const T* x, int64_t N, int64_t C, int64_t M, double eps, T*
                      double* scratch, cudaStream_t stream) {
   int64_t S = bn_slices(N, C, M);
   double count = static_cast<double>(N * M);
-  double *partial = scratch, *mean_d = scratch + 2 * C * S;
+  double *x_sums = scratch, *dev_sums = scratch + C * S;
   unsigned blocks = static_cast<unsigned>(C * S);
-  // Two passes (mean, then squared deviations) so the variance does not cancel.
+  // Two passes (mean, then squared deviations) so the variance does not cancel. Each block of the
+  // second adds up its channel's first-pass sums itself (S <= 64 numbers): no kernel in between.
   const ChannelIndex at(N, C, M);
   channel_sums_kernel<T, ChannelSum::x><<<blocks, kBlock, 0, stream>>>(x, nullptr, nullptr, nullptr, N, at, S,
-                                                                       partial, nullptr);
-  AFD_CUDA_CHECK_LAUNCH();
-  bn_mean_kernel<<<grid_for(C), kBlock, 0, stream>>>(partial, mean_d, C, S, count);
+                                                                       x_sums, nullptr);
   AFD_CUDA_CHECK_LAUNCH();
   channel_sums_kernel<T, ChannelSum::squared_deviation><<<blocks, kBlock, 0, stream>>>(
-      x, nullptr, mean_d, nullptr, N, at, S, partial, nullptr);
+      x, nullptr, x_sums, nullptr, N, at, S, dev_sums, nullptr);
   AFD_CUDA_CHECK_LAUNCH();
-  bn_finish_stats_kernel<T><<<grid_for(C), kBlock, 0, stream>>>(partial, mean_d, C, S, count, eps, mean, var, invstd);
+  bn_finish_stats_kernel<T><<<grid_for(C), kBlock, 0, stream>>>(x_sums, dev_sums, C, S, count, eps, mean, var,
+                                                                invstd);
   AFD_CUDA_CHECK_LAUNCH();
 }
 
