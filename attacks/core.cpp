@@ -43,16 +43,23 @@ Tensor normalize_rows(const Tensor& g, Norm p, double floor) {
 
 Tensor clip_box(const Tensor& x) { return ops::clamp(x, 0.0, 1.0); }
 
-Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const std::vector<double>& alpha,
-                 const std::vector<double>& eps) {
-  const int64_t n = x.size(0);
+Tensor sign_steps(const std::vector<double>& alpha, const std::vector<double>& eps, const Tensor& like) {
+  const int64_t n = like.size(0);
   AFD_CHECK(static_cast<int64_t>(alpha.size()) == n && static_cast<int64_t>(eps.size()) == n,
             "sign_step: {} step sizes and {} radii for a batch of {}", alpha.size(), eps.size(), n);
   std::vector<double> steps(alpha);
   steps.insert(steps.end(), eps.begin(), eps.end());
   // [2, n]: one upload, converted to x's dtype on the host as as_rows converts
-  Tensor rows = Tensor::from_vector<double>(steps, {2, n}).to(x.dtype()).to(x.device());
-  return ops::linf_sign_step(x0, x, g, rows);
+  return Tensor::from_vector<double>(steps, {2, n}).to(like.dtype()).to(like.device());
+}
+
+Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps) {
+  return ops::linf_sign_step(x0, x, g, steps);
+}
+
+Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const std::vector<double>& alpha,
+                 const std::vector<double>& eps) {
+  return sign_step(x0, x, g, sign_steps(alpha, eps, x));
 }
 
 Tensor project_ball(const Tensor& x0, const Tensor& x, const std::vector<double>& eps, Norm p) {

@@ -30,7 +30,11 @@ Tensor project_ball(const Tensor& x0, const Tensor& x, const std::vector<double>
 // Onto the image box [0, 1].
 Tensor clip_box(const Tensor& x);
 // One Linf PGD step, x <- clip_box(project_ball(x0, x + alpha_i sign(g), eps, linf)), in one pass
-// (ops::linf_sign_step: the same bits as those ops, one launch and one upload instead of eleven).
+// (ops::linf_sign_step: the same bits as those ops, one launch instead of nine). The step sizes
+// and radii travel as one [2, n] tensor (sign_steps, converted to x's dtype as as_rows converts);
+// a loop makes it once and passes it to every step.
+Tensor sign_steps(const std::vector<double>& alpha, const std::vector<double>& eps, const Tensor& like);
+Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const Tensor& steps);
 Tensor sign_step(const Tensor& x0, const Tensor& x, const Tensor& g, const std::vector<double>& alpha,
                  const std::vector<double>& eps);
 // The exact Euclidean projection of every row of d onto the L1 ball of radius eps_i (Duchi et al.

@@ -18,12 +18,13 @@ Tensor MIM::run(const Problem& p, Generator& gen) {
   const std::vector<double> alpha = step_sizes(p);
   Tensor x = start_point(p, gen);
   Tensor acc = Tensor::zeros(x.shape(), x.dtype(), x.device());
+  const Tensor steps = config_.norm == Norm::linf ? sign_steps(alpha, p.eps, x) : Tensor();  // uploaded once
   for (int step = 0; step < config_.steps; ++step) {
     LossGrad lg = ascent(p, x);
     // a <- decay a + g / max(||g||_1, floor)
     acc = ops::add(ops::mul_scalar(acc, config_.decay), normalize_rows(lg.grad, Norm::l1));
     if (config_.norm == Norm::linf) {
-      x = sign_step(p.x, x, acc, alpha, p.eps);  // clip(P(x + alpha sign(a))) in one pass
+      x = sign_step(p.x, x, acc, steps);  // clip(P(x + alpha sign(a))) in one pass
       continue;
     }
     Tensor d = normalize_rows(acc, Norm::l2);

@@ -27,9 +27,12 @@ std::string PGD::name() const { return std::string("pgd-") + norm_name(config_.n
 Tensor PGD::run(const Problem& p, Generator& gen) {
   const std::vector<double> alpha = step_sizes(p);
   Tensor x = start_point(p, gen);
+  // Linf: the step sizes and radii uploaded once for all steps
+  const Tensor steps = config_.norm == Norm::linf ? sign_steps(alpha, p.eps, x) : Tensor();
   for (int step = 0; step < config_.steps; ++step) {
     LossGrad lg = ascent(p, x);
-    x = projected_step(p.x, x, lg.grad, alpha, p.eps, config_.norm);
+    x = steps.defined() ? sign_step(p.x, x, lg.grad, steps)
+                        : projected_step(p.x, x, lg.grad, alpha, p.eps, config_.norm);
   }
   return x;
 }

@@ -238,7 +238,8 @@ Measured run_train(Bench& b, const GpuOptions& g) {
 Measured run_attack(Bench& b, const GpuOptions& g) {
   b.model->eval();
   b.model->set_requires_grad(false);  // d/dx only: no weight gradients
-  const std::vector<double> eps(g.batch, b.spec.eps), alpha(g.batch, b.spec.step_size);
+  const Tensor steps = attacks::sign_steps(std::vector<double>(g.batch, b.spec.step_size),
+                                           std::vector<double>(g.batch, b.spec.eps), b.x);  // as PGD::run
   Tensor x_adv = b.x;
   Measured m;
   try {
@@ -246,7 +247,7 @@ Measured run_attack(Bench& b, const GpuOptions& g) {
       Var xv(x_adv, /*requires_grad=*/true);
       Var loss = cross_entropy(b.model->forward(xv), b.labels, Reduction::sum);
       Tensor d_input = grad({loss}, {xv})[0].data();
-      x_adv = attacks::sign_step(b.x, x_adv, d_input, alpha, eps);  // PGD's own Linf step
+      x_adv = attacks::sign_step(b.x, x_adv, d_input, steps);  // PGD's own Linf step
     }, g);
   } catch (...) {
     b.model->set_requires_grad(true);

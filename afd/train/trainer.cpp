@@ -402,12 +402,13 @@ Tensor Trainer::trades_attack(const Tensor& x, uint64_t seed) {
   attacks::LossInputs in;
   in.clean_logits = &clean_logits;
   const std::vector<double> eps(size_t(x.size(0)), t.eps), step(size_t(x.size(0)), t.step_size);
+  const Tensor steps = attacks::sign_steps(step, eps, x);  // uploaded once for all steps
   // x' = x + init_std N(0, 1), not clipped before the first step (TRADES' trades_loss).
   Tensor x_adv = ops::add(x, ops::mul_scalar(randn(x.shape(), gen, x.dtype(), x.device()), t.init_std));
   for (int k = 0; k < t.steps; ++k) {
     // Ascend sum_i KL(f(x_i) || f(x'_i)); only the sign of the gradient is used.
     attacks::LossGrad lg = attacks::loss_and_grad(*model_, x_adv, attacks::LossKind::kl, in, false, 1.0);
-    x_adv = attacks::sign_step(x, x_adv, lg.grad, step, eps);  // clip(P(x' + step sign(g)))
+    x_adv = attacks::sign_step(x, x_adv, lg.grad, steps);  // clip(P(x' + step sign(g)))
   }
   return attacks::clip_box(x_adv);
 }
