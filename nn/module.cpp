@@ -1,7 +1,9 @@
 #include "nn/module.h"
 
 #include <set>
+#include <typeinfo>
 
+#include "nn/layers.h"
 #include "tensor/error.h"
 
 namespace afd::nn {
@@ -183,7 +185,18 @@ Sequential::Sequential(std::vector<std::shared_ptr<UnaryModule>> layers) {
 
 Var Sequential::forward(const Var& x) {
   Var h = x;
-  for (auto& layer : layers_) h = layer->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    // A Conv2d directly followed by a ReLU (exactly those types) runs as one convolution with the
+    // ReLU in its bias pass: the same values and gradients, one launch and one pass fewer on a GPU.
+    UnaryModule& layer = *layers_[i];
+    if (typeid(layer) == typeid(Conv2d) && i + 1 < layers_.size() && typeid(*layers_[i + 1]) == typeid(ReLU)) {
+      const auto& conv = static_cast<const Conv2d&>(layer);
+      h = conv.forward_with(h, conv.weight, conv.bias, /*relu=*/true);
+      ++i;
+      continue;
+    }
+    h = layer.forward(h);
+  }
   return h;
 }
 

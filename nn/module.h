@@ -125,6 +125,8 @@ class Sequential : public UnaryModule {
   }
   size_t size() const { return layers_.size(); }
   bool empty() const { return layers_.empty(); }
+  // The layers in order; a Conv2d directly followed by a ReLU runs as one convolution with the
+  // ReLU fused (conv2d's relu), which gives the same values.
   Var forward(const Var& x) override;
 
  private:

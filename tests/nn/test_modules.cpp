@@ -292,6 +292,30 @@ TEST(Layers, FusedReluEqualsReluAfterTheOpBitForBit) {
   }
 }
 
+// Sequential runs a Conv2d directly followed by a ReLU as one convolution with the ReLU fused:
+// the bits of the layers one by one, values and gradients, and no separate ReLU launch.
+TEST(Layers, SequentialFusesAConvolutionAndTheReluAfterIt) {
+  Generator gen(19);
+  auto conv1 = std::make_shared<nn::Conv2d>(2, 3, 3, 1, 1, /*bias=*/true, gen);
+  auto conv2 = std::make_shared<nn::Conv2d>(3, 4, 3, 1, 0, /*bias=*/false, gen);
+  auto relu1 = std::make_shared<nn::ReLU>(), relu2 = std::make_shared<nn::ReLU>();
+  nn::Sequential net({conv1, relu1, conv2, relu2});
+  Var x(randn({2, 2, 7, 7}, gen), true);
+  const int64_t elementwise = kernel_calls(Kernel::elementwise), convs = kernel_calls(Kernel::conv2d_forward);
+  Var fused = net.forward(x);
+  EXPECT_EQ(kernel_calls(Kernel::elementwise), elementwise);  // no separate ReLU
+  EXPECT_EQ(kernel_calls(Kernel::conv2d_forward), convs + 2);
+  Var plain = relu2->forward(conv2->forward(relu1->forward(conv1->forward(x))));
+  ASSERT_EQ(fused.shape(), plain.shape());
+  EXPECT_EQ(std::memcmp(fused.data().raw_data(), plain.data().raw_data(), plain.data().nbytes()), 0);
+  const std::vector<Var> wrt{x, conv1->weight, conv1->bias, conv2->weight};
+  const Tensor r = randn(plain.shape(), gen);
+  auto g_fused = grad({sum(mul(fused, Var(r)))}, wrt), g_plain = grad({sum(mul(plain, Var(r)))}, wrt);
+  for (size_t i = 0; i < wrt.size(); ++i)
+    EXPECT_EQ(std::memcmp(g_fused[i].data().raw_data(), g_plain[i].data().raw_data(), g_plain[i].data().nbytes()), 0)
+        << "gradient " << i;
+}
+
 // An eval-mode conv_bn is two launches, the fold and the convolution (it was eight: the fold as
 // seven separate ops); train mode is the two layers.
 TEST(Layers, ConvBnInEvalModeLaunchesTheFoldAndTheConvolution) {
